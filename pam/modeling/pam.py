@@ -1,0 +1,286 @@
+"""PAM: frozen SAM 2 -> Semantic Perceiver -> projectors -> causal LM.
+
+A batch holds R regions, one LLM sequence each. Image regions point into a set of distinct images
+(``region_image_index``), each encoded by SAM 2 once however many regions it has; video regions
+carry their own frames. Every sequence contains exactly as many image-placeholder tokens as its
+region has visual tokens (the collator expands the placeholder); ``forward`` checks this and
+scatters the visual features into those positions.
+
+SAM 2 is held outside the module tree (``self.sam2`` is not a registered submodule): it never
+appears in ``parameters()`` or ``state_dict()``, so optimisers, DDP and DeepSpeed ZeRO-3 see only
+what can train, and training checkpoints never carry it. ``_apply`` still moves and casts it with
+the rest (``.to()``, ``.cuda()``, ``.bfloat16()``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PAMConfig, select_frames
+from .llm import build_llm
+from .perceiver import SemanticPerceiver
+from .projector import Projector
+from .sam2_encoder import FrozenSAM2, ImageFeatures, RegionPrompt
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class PAMOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (R, L, V)
+    num_label_tokens: int
+
+
+@dataclass
+class RegionResult:
+    text: str
+    mask: torch.Tensor  # bool, (H, W) for an image region, (T, H, W) for a video region
+    score: float  # SAM 2's predicted IoU of the (first-frame) mask
+    token_ids: list[int]
+
+
+@dataclass
+class VisualOutputs:
+    embeddings: list[torch.Tensor]  # per region: (N_r, hidden) in the LLM's dtype
+    mask_logits: list[torch.Tensor]  # per region: (1, h, w) image, or (T, h, w) video, low-res
+    scores: list[float]
+
+
+class PAM(nn.Module):
+    def __init__(self, *, config: PAMConfig, sam2: FrozenSAM2, perceiver: SemanticPerceiver, llm: nn.Module, image_token_id: int):
+        super().__init__()
+        self.config = config
+        object.__setattr__(self, "sam2", sam2)  # deliberately not a submodule; see module docstring
+        self.perceiver = perceiver
+        self.llm = llm
+        self.image_token_id = image_token_id
+        hidden = llm.config.get_text_config().hidden_size
+        self.image_projector = Projector(in_dim=perceiver.cfg.image_token_dim, out_dim=hidden)
+        self.semantic_projector = Projector(in_dim=perceiver.cfg.embed_dim, out_dim=hidden)
+        std = 1.0 / math.sqrt(hidden)
+        self.image_newline = nn.Parameter(torch.randn(hidden) * std)
+        self.semT_newline = nn.Parameter(torch.randn(hidden) * std)
+        self.frame_newline = nn.Parameter(torch.randn(hidden) * std)
+
+    @classmethod
+    def from_config(cls, config: PAMConfig, *, image_token_id: int) -> "PAM":
+        config.validate()
+        return cls(
+            config=config,
+            sam2=FrozenSAM2.from_config(config.sam2),
+            perceiver=SemanticPerceiver(cfg=config.perceiver),
+            llm=build_llm(config.llm),
+            image_token_id=image_token_id,
+        )
+
+    # ----- module plumbing ----------------------------------------------------------------------
+    def _apply(self, fn, *args, **kwargs):
+        self.sam2._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> "PAM":
+        super().train(mode)
+        self.sam2.train(False)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.image_newline.device
+
+    @property
+    def llm_dtype(self) -> torch.dtype:
+        return self.llm.get_input_embeddings().weight.dtype
+
+    # ----- freezing (used by training stages) ----------------------------------------------------
+    def trainable_groups(self) -> dict[str, nn.Module | nn.Parameter]:
+        """Named parts for freezing and parameter tables."""
+        return {
+            "perceiver": self.perceiver,
+            "image_projector": self.image_projector,
+            "semantic_projector": self.semantic_projector,
+            "newlines": nn.ParameterList([self.image_newline, self.semT_newline, self.frame_newline]),
+            "llm": self.llm,
+        }
+
+    # ----- visual path ---------------------------------------------------------------------------
+    def _region_tokens(self, image_embedding, mask_tokens, first_frame: bool, last: bool) -> torch.Tensor:
+        """[image tokens, image_newline, semantic tokens, semT_newline(, frame_newline)] per region."""
+        semantic, image_tokens = self.perceiver(image_embedding, mask_tokens, first_frame=first_frame)
+        b = semantic.shape[0]
+        parts = []
+        if self.config.perceiver.use_image_tokens:
+            parts.append(self.image_projector(image_tokens.to(self.image_projector[0].weight.dtype)))
+        parts.append(self.image_newline.expand(b, 1, -1))
+        if semantic.shape[1]:
+            parts.append(self.semantic_projector(semantic.to(self.semantic_projector[0].weight.dtype)))
+        parts.append(self.semT_newline.expand(b, 1, -1))
+        if not last:
+            parts.append(self.frame_newline.expand(b, 1, -1))
+        return torch.cat([p.to(parts[0].dtype) for p in parts], dim=1)
+
+    def encode_regions(
+        self,
+        *,
+        prompts: list[RegionPrompt],
+        region_image_index: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_features: ImageFeatures | None = None,
+        videos: list[torch.Tensor | None] | None = None,
+    ) -> VisualOutputs:
+        """Visual embeddings for each region, in region order.
+
+        Image regions (``region_image_index >= 0``) share the encodes of ``pixel_values`` (or
+        precomputed ``image_features``, e.g. from the feature cache); video regions (index -1)
+        take their frames from ``videos[r]``.
+        """
+        r_total = len(prompts)
+        embeddings: list[torch.Tensor | None] = [None] * r_total
+        masks: list[torch.Tensor | None] = [None] * r_total
+        scores: list[float] = [0.0] * r_total
+        image_rows = [r for r in range(r_total) if int(region_image_index[r]) >= 0]
+        if image_rows:
+            if image_features is None:
+                if pixel_values is None:
+                    raise ValueError("image regions need pixel_values or image_features")
+                image_features = self.sam2.encode_images(pixel_values.to(self.device, self.sam2_dtype))
+            index = region_image_index[image_rows].to(image_features.image_embed.device)
+            dec = self.sam2.decode(image_features, index, [prompts[r].to(self.device) for r in image_rows])
+            tokens = self._region_tokens(dec.image_embedding, dec.mask_tokens, first_frame=True, last=True)
+            for i, r in enumerate(image_rows):
+                embeddings[r] = tokens[i]
+                masks[r] = dec.mask_logits[i]
+                scores[r] = float(dec.iou_scores[i, 0])
+        for r in range(r_total):
+            if int(region_image_index[r]) >= 0:
+                continue
+            if videos is None or videos[r] is None:
+                raise ValueError(f"region {r} is a video region (image index -1) but has no frames")
+            embeddings[r], masks[r], scores[r] = self._encode_video(videos[r], prompts[r])
+        dtype = self.llm_dtype
+        return VisualOutputs([e.to(dtype) for e in embeddings], masks, scores)
+
+    @property
+    def sam2_dtype(self) -> torch.dtype:
+        return self.sam2.model.no_mem_embed.dtype
+
+    def _encode_video(self, frames: torch.Tensor, prompt: RegionPrompt):
+        frames = frames.to(self.device, self.sam2_dtype)
+        keep = select_frames(frames.shape[0], self.config.video_num_frames)
+        track = self.sam2.track_video(frames, prompt.to(self.device), keep)
+        per_frame = [
+            self._region_tokens(track["image_embedding"][f], track["mask_tokens"][f], first_frame=(i == 0), last=False)[0]
+            for i, f in enumerate(keep)
+        ]
+        mask_logits = torch.cat([track["mask_logits"][t][:, 0] if track["mask_logits"][t].ndim == 4 else track["mask_logits"][t] for t in sorted(track["mask_logits"])])
+        return torch.cat(per_frame), mask_logits, track["score"]
+
+    # ----- LLM inputs ----------------------------------------------------------------------------
+    def build_inputs_embeds(self, input_ids: torch.Tensor, visual: list[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with each row's image placeholders replaced by its visual embeddings."""
+        is_visual = input_ids == self.image_token_id
+        counts = is_visual.sum(dim=1).tolist()
+        for r, (n, v) in enumerate(zip(counts, visual)):
+            if n != v.shape[0]:
+                raise ValueError(
+                    f"region {r}: the sequence has {n} image placeholder tokens but the region has "
+                    f"{v.shape[0]} visual tokens; the collator must expand the placeholder to "
+                    f"config.num_visual_tokens(...) tokens"
+                )
+        ids = input_ids.masked_fill(is_visual, 0)
+        embeds = self.llm.get_input_embeddings()(ids)
+        flat = torch.cat(visual).to(embeds.dtype) if visual else embeds.new_zeros(0, embeds.shape[-1])
+        return embeds.masked_scatter(is_visual.unsqueeze(-1), flat)
+
+    def forward(
+        self,
+        *,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompts: list[RegionPrompt],
+        region_image_index: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_features: ImageFeatures | None = None,
+        videos: list[torch.Tensor | None] | None = None,
+        **_unused,
+    ) -> PAMOutput:
+        """LM loss on the label tokens (the assistant replies), averaged over them."""
+        visual = self.encode_regions(
+            prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
+        )
+        input_ids = input_ids.to(self.device)
+        embeds = self.build_inputs_embeds(input_ids, visual.embeddings)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask.to(self.device), use_cache=False)
+        logits = out.logits
+        if labels is None:
+            return PAMOutput(None, logits, 0)
+        labels = labels.to(self.device)
+        shift_logits = logits[:, :-1].float()
+        shift_labels = labels[:, 1:]
+        n = int((shift_labels != IGNORE_INDEX).sum())
+        loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        return PAMOutput(loss / max(n, 1), logits, n)
+
+    # ----- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        *,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompts: list[RegionPrompt],
+        region_image_index: torch.Tensor,
+        orig_sizes: list[tuple[int, int]],
+        tokenizer,
+        pixel_values: torch.Tensor | None = None,
+        image_features: ImageFeatures | None = None,
+        videos: list[torch.Tensor | None] | None = None,
+        max_new_tokens: int = 128,
+        generation_kwargs: dict | None = None,
+        **_unused,
+    ) -> list[RegionResult]:
+        """Text, mask (original size) and SAM 2 score for each region.
+
+        ``input_ids`` end with the assistant header (right-padded rows are re-padded on the left
+        for batched decoding). ``generation_kwargs`` go to Hugging Face ``generate`` (greedy by
+        default). Extra batch entries (ids, meta, ...) are ignored.
+        """
+        visual = self.encode_regions(
+            prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
+        )
+        input_ids = input_ids.to(self.device)
+        attention_mask = attention_mask.to(self.device).bool()
+        embeds = self.build_inputs_embeds(input_ids, visual.embeddings)
+        lengths = attention_mask.sum(dim=1)
+        width = int(lengths.max())
+        left = embeds.new_zeros(embeds.shape[0], width, embeds.shape[-1])
+        left_mask = torch.zeros(embeds.shape[0], width, dtype=torch.long, device=self.device)
+        for r in range(embeds.shape[0]):
+            n = int(lengths[r])
+            left[r, width - n :] = embeds[r][attention_mask[r]]
+            left_mask[r, width - n :] = 1
+        generate_kwargs = {"do_sample": False, **(generation_kwargs or {})}
+        eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tokenizer.get_vocab()]
+        out = self.llm.generate(
+            inputs_embeds=left,
+            attention_mask=left_mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+            **generate_kwargs,
+        )
+        results = []
+        for r in range(out.shape[0]):
+            ids = out[r].tolist()
+            cut = next((i for i, t in enumerate(ids) if t in eos), len(ids))
+            text = tokenizer.decode(ids[:cut], skip_special_tokens=True).strip()
+            logits = self.sam2.upscale_masks(visual.mask_logits[r].unsqueeze(1), orig_sizes[r])[:, 0]
+            mask = logits > 0.0
+            results.append(RegionResult(text=text, mask=mask[0] if int(region_image_index[r]) >= 0 else mask, score=visual.scores[r], token_ids=ids[:cut]))
+        return results

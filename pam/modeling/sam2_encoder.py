@@ -1,0 +1,439 @@
+"""Frozen SAM 2.1 around the pinned ``sam2`` package.
+
+Images: each image is encoded once (``encode_images``); each region then runs SAM 2's prompt
+encoder and mask decoder (``decode``). Besides the mask logits and IoU scores, the decoder pass
+yields the two inputs of the Semantic Perceiver:
+
+* the image embedding after the decoder's two-way transformer (256 x E x E), read with a forward
+  hook on ``sam_mask_decoder.transformer``;
+* two of SAM 2's four mask tokens: first the token chosen by SAM 2's dynamic stability rule (the
+  single-mask token 0 when its mask is stable, else the multimask token with the highest predicted
+  IoU), then always the single-mask token 0.
+
+Video: the same model doubles as ``SAM2VideoPredictor``; ``track_video`` prompts frame 0 and
+propagates with SAM 2's memory, reading each later frame's decoder internals through the same
+capture. Frame 0 goes through the image path, so a region's first frame is treated exactly like
+an image.
+
+Nothing here trains: the module is built in eval mode, every parameter has ``requires_grad=False``
+and all calls run under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SAM2Config
+
+
+def _import_sam2():
+    """Import sam2 without leaving its Hydra initialisation behind.
+
+    ``sam2/__init__.py`` initialises Hydra's global state with its own config module, which breaks
+    any ``@hydra.main`` application started afterwards ("GlobalHydra is already initialized"). We
+    build SAM 2 from its YAML with OmegaConf instead, so that state is cleared right after import.
+    This is the only place that imports sam2 for the first time.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    was_initialized = GlobalHydra.instance().is_initialized()
+    import sam2  # noqa: F401  (side effect: may initialise GlobalHydra)
+    from sam2 import sam2_video_predictor
+
+    if not was_initialized and GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    return sam2_video_predictor
+
+
+_sam2_video_predictor = _import_sam2()
+SAM2VideoPredictor = _sam2_video_predictor.SAM2VideoPredictor
+
+# Settings that sam2's `build_sam2_video_predictor` applies on top of the YAML (its
+# "apply_postprocessing"); we build from the YAML ourselves, so we apply them here.
+_POSTPROCESSING = {
+    "sam_mask_decoder_extra_args": {
+        "dynamic_multimask_via_stability": True,
+        "dynamic_multimask_stability_delta": 0.05,
+        "dynamic_multimask_stability_thresh": 0.98,
+    },
+    "binarize_mask_from_pts_for_mem_enc": True,
+    "fill_hole_area": 8,
+}
+
+
+def sam2_model_config(variant: str, image_size: int):
+    """sam2's own YAML for ``variant`` as an OmegaConf node, set up for ``image_size``."""
+    from omegaconf import OmegaConf
+
+    path = resources.files("sam2") / "configs" / "sam2.1" / f"{variant}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"sam2 has no config {variant!r} (looked for {path})")
+    cfg = OmegaConf.load(str(path)).model
+    cfg._target_ = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+    cfg = OmegaConf.merge(cfg, _POSTPROCESSING)
+    cfg.image_size = image_size
+    side = image_size // 16
+    for attn in ("self_attention", "cross_attention"):
+        cfg.memory_attention.layer[attn].feat_sizes = [side, side]
+    if "compile_image_encoder" in cfg:
+        cfg.compile_image_encoder = False
+    if not _has_sam2_extension():
+        # sam2 would print an error and skip hole filling on every frame; skip it quietly instead
+        cfg.fill_hole_area = 0
+    return cfg
+
+
+def _has_sam2_extension() -> bool:
+    try:
+        from sam2 import _C  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_sam2_model(cfg: SAM2Config) -> "SAM2VideoPredictor":
+    """A SAM 2.1 model (as sam2's video predictor, which is also a full SAM2Base), optionally loaded
+    strictly from an official ``{"model": state_dict}`` checkpoint."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    node = sam2_model_config(cfg.variant, cfg.image_size)
+    OmegaConf.resolve(node)
+    model = instantiate(node, _recursive_=True)
+    if cfg.checkpoint is not None:
+        from ..checkpoints.sam2 import load_sam2_checkpoint
+
+        load_sam2_checkpoint(model, cfg.checkpoint)
+    return model
+
+
+@dataclass
+class RegionPrompt:
+    """One region's prompt, in SAM 2 input coordinates (pixels of the ``image_size`` square).
+
+    Any mix of points, a box and a low-resolution mask. As in SAM 2, the box enters the prompt
+    encoder as two corner points (labels 2 and 3) placed before the clicked points.
+    """
+
+    point_coords: torch.Tensor | None = None  # (P, 2) float xy
+    point_labels: torch.Tensor | None = None  # (P,) int: 1 positive, 0 negative
+    box: torch.Tensor | None = None  # (4,) float xyxy
+    mask_input: torch.Tensor | None = None  # (1, 4E, 4E) float, SAM 2's dense mask input
+
+    def __post_init__(self) -> None:
+        if (self.point_coords is None) != (self.point_labels is None):
+            raise ValueError("RegionPrompt: point_coords and point_labels go together")
+        if self.point_coords is None and self.box is None and self.mask_input is None:
+            raise ValueError("RegionPrompt: give points, a box or a mask")
+        if self.point_coords is not None and (
+            self.point_coords.ndim != 2 or self.point_coords.shape[-1] != 2 or self.point_labels.shape != self.point_coords.shape[:1]
+        ):
+            raise ValueError(f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} and {tuple(self.point_labels.shape)}")
+        if self.box is not None and self.box.shape != (4,):
+            raise ValueError(f"RegionPrompt: box must be (4,) xyxy, got {tuple(self.box.shape)}")
+
+    def sparse_points(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        coords, labels = [], []
+        if self.box is not None:
+            coords.append(self.box.float().reshape(2, 2))
+            labels.append(torch.tensor([2, 3], dtype=torch.int32))
+        if self.point_coords is not None:
+            coords.append(self.point_coords.float())
+            labels.append(self.point_labels.to(torch.int32))
+        if not coords:
+            return None
+        return torch.cat(coords), torch.cat([l.to(coords[0].device) for l in labels])
+
+    def signature(self) -> tuple[int, bool]:
+        """Regions with the same signature can share one batched decoder call exactly."""
+        pts = self.sparse_points()
+        return (0 if pts is None else pts[0].shape[0], self.mask_input is not None)
+
+    def to(self, device) -> "RegionPrompt":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return RegionPrompt(move(self.point_coords), move(self.point_labels), move(self.box), move(self.mask_input))
+
+
+@dataclass
+class ImageFeatures:
+    """SAM 2 encoder output for a batch of images, as SAM2ImagePredictor keeps it."""
+
+    image_embed: torch.Tensor  # (B, 256, E, E), with no_mem_embed added
+    high_res_feats: list[torch.Tensor]  # [(B, 32, 4E, 4E), (B, 64, 2E, 2E)]
+
+    def select(self, index: torch.Tensor) -> "ImageFeatures":
+        return ImageFeatures(self.image_embed[index], [f[index] for f in self.high_res_feats])
+
+
+@dataclass
+class DecoderOutput:
+    """Per region: SAM 2's outputs plus the perceiver's inputs."""
+
+    mask_logits: torch.Tensor  # (R, 1, 4E, 4E) low-res logits of the returned mask
+    iou_scores: torch.Tensor  # (R, 1) predicted IoU of the returned mask
+    object_score_logits: torch.Tensor  # (R, 1)
+    image_embedding: torch.Tensor  # (R, 256, E, E) after the two-way transformer
+    mask_tokens: torch.Tensor  # (R, 2, 256): [stability-chosen, single-mask token 0]
+    all_mask_logits: torch.Tensor  # (R, 4, 4E, 4E): token 0, then the three multimask outputs
+    all_iou_scores: torch.Tensor  # (R, 4)
+
+
+class _DecoderCapture:
+    """Records the mask decoder's internals for every call made while it is active.
+
+    ``predict_masks`` is wrapped on the instance (its outputs hold all four masks, IoUs and mask
+    tokens before SAM 2 selects among them) and a forward hook on the two-way transformer records
+    the updated image embedding. Both are removed on exit.
+    """
+
+    def __init__(self, decoder: nn.Module):
+        self.decoder = decoder
+        self.calls: list[dict] = []
+
+    def __enter__(self) -> "_DecoderCapture":
+        original = self.decoder.predict_masks
+        pending: dict = {}
+
+        def hook(_module, _inputs, output):
+            pending["src"] = output[1]
+
+        def predict_masks(*args, **kwargs):
+            masks, iou_pred, mask_tokens_out, object_score_logits = original(*args, **kwargs)
+            src = pending.pop("src")
+            b, n, c = src.shape
+            e = int(round(n**0.5))
+            self.calls.append(
+                {
+                    "masks": masks,
+                    "iou": iou_pred,
+                    "tokens": mask_tokens_out,
+                    "obj": object_score_logits,
+                    "src": src.transpose(1, 2).reshape(b, c, e, e),
+                }
+            )
+            return masks, iou_pred, mask_tokens_out, object_score_logits
+
+        self._handle = self.decoder.transformer.register_forward_hook(hook)
+        self.decoder.predict_masks = predict_masks
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        del self.decoder.predict_masks  # back to the class method
+
+
+class FrozenSAM2(nn.Module):
+    """SAM 2.1, frozen, exposing the encode / decode / track steps PAM needs."""
+
+    def __init__(self, *, model: "SAM2VideoPredictor", mask_selection: str = "single"):
+        super().__init__()
+        self.model = model
+        self.mask_selection = mask_selection
+        self.freeze()
+
+    @classmethod
+    def from_config(cls, cfg: SAM2Config) -> "FrozenSAM2":
+        return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection)
+
+    # ----- freezing ---------------------------------------------------------------------------
+    def freeze(self) -> None:
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FrozenSAM2":
+        """SAM 2 stays in eval mode whatever the parent module does."""
+        super().train(False)
+        return self
+
+    def assert_frozen(self) -> None:
+        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        if trainable or self.model.training:
+            raise RuntimeError(f"SAM 2 must be frozen; trainable: {trainable[:5]}, training={self.model.training}")
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def embedding_size(self) -> int:
+        return self.model.image_size // 16
+
+    @property
+    def mask_input_size(self) -> int:
+        return self.model.sam_prompt_encoder.mask_input_size[0]
+
+    def _feat_sizes(self) -> list[tuple[int, int]]:
+        s = self.image_size
+        return [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+
+    # ----- images -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def features_from_backbone(self, backbone_out: dict) -> ImageFeatures:
+        _, vision_feats, _, _ = self.model._prepare_backbone_features(backbone_out)
+        if self.model.directly_add_no_mem_embed:
+            vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed
+        b = vision_feats[-1].shape[1]
+        feats = [f.permute(1, 2, 0).reshape(b, -1, *hw) for f, hw in zip(vision_feats, self._feat_sizes())]
+        return ImageFeatures(image_embed=feats[-1], high_res_feats=feats[:-1])
+
+    @torch.no_grad()
+    def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
+        """Encode (B, 3, S, S) normalised images once."""
+        s = self.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[1:] != (3, s, s):
+            raise ValueError(f"SAM 2 expects pixel_values of shape (B, 3, {s}, {s}), got {tuple(pixel_values.shape)}")
+        return self.features_from_backbone(self.model.forward_image(pixel_values))
+
+    @torch.no_grad()
+    def decode(self, features: ImageFeatures, image_index: torch.Tensor, prompts: list[RegionPrompt]) -> DecoderOutput:
+        """Run the prompt encoder and mask decoder for each region.
+
+        ``image_index[r]`` says which encoded image region ``r`` belongs to. Regions whose prompts
+        have the same number of sparse points (and mask or not) share one batched decoder call,
+        which gives the same result as one call per region.
+        """
+        if len(prompts) != len(image_index):
+            raise ValueError(f"{len(prompts)} prompts but {len(image_index)} image indices")
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for r, p in enumerate(prompts):
+            groups.setdefault(p.signature(), []).append(r)
+        parts: dict[int, dict] = {}
+        for (n_points, has_mask), members in groups.items():
+            out = self._decode_group(features.select(image_index[members]), [prompts[r] for r in members], n_points > 0, has_mask)
+            for i, r in enumerate(members):
+                parts[r] = {k: v[i : i + 1] for k, v in out.items()}
+        return DecoderOutput(**{k: torch.cat([parts[r][k] for r in range(len(prompts))]) for k in parts[0]})
+
+    def _decode_group(self, feats: ImageFeatures, prompts: list[RegionPrompt], has_points: bool, has_mask: bool) -> dict:
+        device = feats.image_embed.device
+        points = None
+        if has_points:
+            sparse = [p.to(device).sparse_points() for p in prompts]
+            points = (torch.stack([c for c, _ in sparse]), torch.stack([l for _, l in sparse]))
+        masks = torch.stack([p.mask_input.to(device).float() for p in prompts]) if has_mask else None
+        sparse_emb, dense_emb = self.model.sam_prompt_encoder(points=points, boxes=None, masks=masks)
+        with _DecoderCapture(self.model.sam_mask_decoder) as cap:
+            self.model.sam_mask_decoder(
+                image_embeddings=feats.image_embed,
+                image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse_emb,
+                dense_prompt_embeddings=dense_emb,
+                multimask_output=True,
+                repeat_image=False,
+                high_res_features=feats.high_res_feats,
+            )
+        return self._select(cap.calls[-1])
+
+    def _select(self, call: dict) -> dict:
+        """Apply SAM 2's dynamic stability rule to one captured decoder call."""
+        dec = self.model.sam_mask_decoder
+        masks, iou, tokens = call["masks"], call["iou"], call["tokens"]
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        best = 1 + iou[:, 1:].argmax(dim=-1)
+        stable = dec._get_stability_scores(masks[:, 0]) >= dec.dynamic_multimask_stability_thresh
+        chosen = torch.where(stable, torch.zeros_like(best), best)
+        returned = chosen if self.mask_selection == "stability" else torch.zeros_like(best)
+        return {
+            "mask_logits": masks[rows, returned].unsqueeze(1),
+            "iou_scores": iou[rows, returned].unsqueeze(1),
+            "object_score_logits": call["obj"],
+            "image_embedding": call["src"],
+            "mask_tokens": torch.stack([tokens[rows, chosen], tokens[:, 0]], dim=1),
+            "all_mask_logits": masks,
+            "all_iou_scores": iou,
+        }
+
+    def mask_prompt_from_binary(self, mask: torch.Tensor) -> torch.Tensor:
+        """A binary (H, W) region mask in SAM 2 input space -> the (1, 4E, 4E) dense mask input,
+        resized as SAM 2 resizes mask prompts (bilinear, antialiased)."""
+        m = mask.float()[None, None]
+        size = self.mask_input_size
+        return F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+    def upscale_masks(self, mask_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+        """Low-res logits (R, 1, h, w) -> logits at the original image size, as SAM 2 does."""
+        return F.interpolate(mask_logits.float(), size=tuple(orig_hw), mode="bilinear", align_corners=False)
+
+    # ----- video ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def track_video(self, frames: torch.Tensor, prompt: RegionPrompt, keep: list[int]) -> dict:
+        """Track one region through ``frames`` (T, 3, S, S), prompted on frame 0.
+
+        Returns, for each frame index in ``keep``: the perceiver inputs (frame 0 through the image
+        path, later frames from the memory-conditioned decoder pass), and for every frame the
+        low-res mask logits SAM 2 tracked.
+        """
+        t = frames.shape[0]
+        if keep[0] != 0 or any(k >= t for k in keep):
+            raise ValueError(f"keep must start at frame 0 and stay below {t}, got {keep}")
+        first = self.decode(self.encode_images(frames[:1]), torch.zeros(1, dtype=torch.long), [prompt])
+        out = {
+            "image_embedding": {0: first.image_embedding},
+            "mask_tokens": {0: first.mask_tokens},
+            "mask_logits": {0: first.mask_logits},
+            "score": float(first.iou_scores[0, 0]),
+        }
+        if t == 1:
+            return out
+        state = self._init_state(frames)
+        s = float(self.image_size)
+        if prompt.mask_input is not None and prompt.point_coords is None and prompt.box is None:
+            # track from the given region mask itself (sam2 resizes it to its input size)
+            self.model.add_new_mask(state, frame_idx=0, obj_id=1, mask=prompt.mask_input[0] > 0.5)
+        else:
+            pts = prompt.sparse_points()
+            self.model.add_new_points_or_box(
+                state, frame_idx=0, obj_id=1, points=pts[0].cpu() / s, labels=pts[1].cpu(), normalize_coords=False
+            )
+        wanted = set(keep[1:])
+        with _DecoderCapture(self.model.sam_mask_decoder) as cap:
+            for frame_idx, _ids, _masks in self._propagate(state):
+                if frame_idx == 0:
+                    cap.calls.clear()
+                    continue
+                call = cap.calls[-1]
+                cap.calls.clear()
+                out["mask_logits"][frame_idx] = state["output_dict_per_obj"][0]["non_cond_frame_outputs"][frame_idx]["pred_masks"].clone()
+                if frame_idx in wanted:
+                    sel = self._select(call)
+                    # tensors made under inference mode; clone outside it so autograd can use them
+                    out["image_embedding"][frame_idx] = sel["image_embedding"].clone()
+                    out["mask_tokens"][frame_idx] = sel["mask_tokens"].clone()
+        return out
+
+    def _init_state(self, frames: torch.Tensor) -> dict:
+        """sam2's ``init_state`` over frames already preprocessed to (T, 3, S, S)."""
+        s = self.image_size
+
+        def provide_frames(**_kwargs):
+            return frames, s, s
+
+        with mock.patch.object(_sam2_video_predictor, "load_video_frames", provide_frames):
+            return self.model.init_state(video_path="<tensor>")
+
+    def _propagate(self, state: dict):
+        """sam2's ``propagate_in_video`` without its progress bar."""
+        with mock.patch.object(_sam2_video_predictor, "tqdm", lambda iterable, **_kw: iterable):
+            yield from self.model.propagate_in_video(state)
+
+
+@contextlib.contextmanager
+def capture_decoder(decoder: nn.Module):
+    """Public access to the decoder capture (used by tests and tools)."""
+    with _DecoderCapture(decoder) as cap:
+        yield cap
+
+
+def sam2_checkpoint_keys(path: str | Path) -> list[str]:
+    """Keys of an official SAM 2 checkpoint, loaded without executing code."""
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    return sorted(sd["model"].keys())

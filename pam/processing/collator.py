@@ -1,0 +1,85 @@
+"""Collator: dataset samples (plain dicts) -> one PAM batch.
+
+Images shared by several regions of a batch (same ``image_key``) are kept once, so SAM 2 encodes
+each image once. Text is right-padded; padding and everything but the assistant replies carry
+``IGNORE_INDEX`` labels. Samples longer than ``max_length`` lose their trailing text; a sample
+whose visual tokens alone do not fit is an error naming it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .chat import IGNORE_INDEX
+from .processor import PAMProcessor
+
+
+class PAMCollator:
+    def __init__(self, processor: PAMProcessor, *, max_length: int | None = None, for_generation: bool = False):
+        self.processor = processor
+        self.max_length = max_length or processor.config.max_length
+        self.for_generation = for_generation
+        self.pad_id = processor.tokenizer.pad_token_id
+
+    def __call__(self, samples: list[dict]) -> dict:
+        if not samples:
+            raise ValueError("cannot collate an empty list of samples")
+        proc = self.processor
+        images: dict[str, int] = {}
+        pixel_values, region_image_index, videos, prompts, orig_sizes = [], [], [], [], []
+        rows = []
+        for s in samples:
+            pixels = s["pixels"]
+            is_video = s["media_type"] == "video"
+            orig_hw = tuple(pixels.shape[1:3] if is_video else pixels.shape[:2])
+            if is_video:
+                region_image_index.append(-1)
+                videos.append(proc.preprocess_video(pixels))
+            else:
+                key = s.get("image_key") or s["id"]
+                if key not in images:
+                    images[key] = len(pixel_values)
+                    pixel_values.append(proc.preprocess_image(pixels))
+                region_image_index.append(images[key])
+                videos.append(None)
+            prompts.append(proc.region_prompt(s["prompt"], orig_hw))
+            orig_sizes.append(orig_hw)
+            turns = s["turns"][:-1] if self.for_generation and s["turns"][-1]["role"] == "assistant" else s["turns"]
+            tok = proc.tokenize(turns, num_frames=pixels.shape[0] if is_video else None, add_generation_prompt=self.for_generation)
+            rows.append(self._truncate(tok, s["id"]))
+        width = max(len(r["input_ids"]) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            input_ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            attention_mask[i, :n] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "pixel_values": torch.stack(pixel_values) if pixel_values else None,
+            "region_image_index": torch.tensor(region_image_index, dtype=torch.long),
+            "videos": videos,
+            "prompts": prompts,
+            "orig_sizes": orig_sizes,
+            "image_keys": list(images),
+            "ids": [s["id"] for s in samples],
+            "meta": [s.get("meta", {}) for s in samples],
+            "gt_masks": [s.get("gt_mask") for s in samples],
+            "skipped": [sk for s in samples for sk in s.get("skipped", [])],
+        }
+
+    def _truncate(self, tok: dict, sample_id: str) -> dict:
+        ids, labels = tok["input_ids"], tok["labels"]
+        if len(ids) <= self.max_length:
+            return tok
+        last_visual = max(i for i, t in enumerate(ids) if t == self.processor.image_token_id)
+        if last_visual >= self.max_length or self.for_generation:
+            raise ValueError(
+                f"sample {sample_id}: {len(ids)} tokens do not fit max_length={self.max_length} "
+                f"(visual tokens end at {last_visual + 1}); raise max_length or use fewer frames"
+            )
+        return {"input_ids": ids[: self.max_length], "labels": labels[: self.max_length]}

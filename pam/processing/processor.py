@@ -1,0 +1,92 @@
+"""Pre-processing between raw regions and PAM's inputs.
+
+* Images and frames: resized (not letterboxed) to SAM 2's square input and normalised, with
+  sam2's own ``SAM2Transforms``, exactly as ``SAM2ImagePredictor`` does.
+* Prompts: points and boxes map from original pixels to SAM 2 input pixels; a binary region mask
+  becomes SAM 2's low-resolution dense mask input.
+* Text: ChatML with assistant-only labels; the single image placeholder is expanded to the
+  region's number of visual tokens, which the model checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modeling.config import PAMConfig
+from ..modeling.sam2_encoder import RegionPrompt, _import_sam2
+from .chat import IGNORE_INDEX, tokenize_chat
+
+_import_sam2()
+from sam2.utils.transforms import SAM2Transforms  # noqa: E402
+
+
+class PAMProcessor:
+    def __init__(self, *, config: PAMConfig, tokenizer):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.image_size = config.sam2.image_size
+        self.mask_input_size = 4 * config.sam2.embedding_size
+        self.transforms = SAM2Transforms(resolution=self.image_size, mask_threshold=0.0)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
+        if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer has no {config.image_token!r} token; load it with pam.processing.tokenizer")
+
+    # ----- pixels --------------------------------------------------------------------------------
+    def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (3, S, S) float, normalised as SAM 2 expects."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        return self.transforms(image)
+
+    def preprocess_video(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, 3, S, S)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4:
+            raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
+        return torch.stack([self.preprocess_image(f) for f in frames])
+
+    # ----- prompts -------------------------------------------------------------------------------
+    def to_model_coords(self, xy: np.ndarray | torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+        h, w = orig_hw
+        xy = torch.as_tensor(np.asarray(xy, dtype=np.float32)).reshape(-1, 2)
+        scale = torch.tensor([self.image_size / w, self.image_size / h])
+        return xy * scale
+
+    def to_original_coords(self, xy: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+        h, w = orig_hw
+        return xy.reshape(-1, 2) * torch.tensor([w / self.image_size, h / self.image_size])
+
+    def mask_to_prompt(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Binary (H, W) mask at any size -> (1, 4E, 4E) SAM 2 dense mask input (bilinear,
+        antialiased, as SAM 2 resizes mask prompts)."""
+        m = torch.as_tensor(np.asarray(mask)).float()[None, None]
+        return F.interpolate(m, size=(self.mask_input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)[0]
+
+    def region_prompt(self, prompt: dict, orig_hw: tuple[int, int]) -> RegionPrompt:
+        """``{"points", "point_labels", "box", "mask"}`` in original pixels -> a RegionPrompt."""
+        points = prompt.get("points")
+        labels = prompt.get("point_labels")
+        box = prompt.get("box")
+        mask = prompt.get("mask")
+        return RegionPrompt(
+            point_coords=None if points is None else self.to_model_coords(points, orig_hw),
+            point_labels=None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int32).reshape(-1),
+            box=None if box is None else self.to_model_coords(box, orig_hw).reshape(4),
+            mask_input=None if mask is None else self.mask_to_prompt(mask),
+        )
+
+    # ----- text ----------------------------------------------------------------------------------
+    def tokenize(self, turns: list[dict], *, num_frames: int | None, add_generation_prompt: bool = False) -> dict:
+        """Token ids and labels with the placeholder expanded to the region's visual tokens."""
+        chat = tokenize_chat(self.tokenizer, turns, add_generation_prompt=add_generation_prompt)
+        positions = [i for i, t in enumerate(chat.input_ids) if t == self.image_token_id]
+        if len(positions) != 1:
+            raise ValueError(f"the conversation must contain the image placeholder {self.config.image_token!r} exactly once, found {len(positions)}")
+        p = positions[0]
+        n = self.config.num_visual_tokens(num_frames)
+        ids = chat.input_ids[:p] + [self.image_token_id] * n + chat.input_ids[p + 1 :]
+        labels = chat.labels[:p] + [IGNORE_INDEX] * n + chat.labels[p + 1 :]
+        return {"input_ids": ids, "labels": labels}
