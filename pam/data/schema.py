@@ -45,7 +45,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from pam.data.masks import decode_polygons, decode_rle, encode_mask
 
 TEXT_FIELDS = ("category", "definition", "function", "short_caption", "detailed_caption")
 LANGUAGES = ("en", "zh")
@@ -126,53 +127,15 @@ class MaskAnnotation:
             h, w = self.rle["size"]
             if height is not None and (h, w) != (height, width):
                 raise ValueError(f"mask size {h}x{w} differs from image size {height}x{width}")
-            counts = self.rle["counts"]
-            runs = rle_string_to_runs(counts) if isinstance(counts, str) else list(counts)
-            if any(r < 0 for r in runs) or sum(runs) != h * w:
-                raise ValueError(f"RLE runs cover {sum(runs)} pixels, not {h}x{w}={h * w}")
-            if isinstance(counts, str):
-                rle = {"size": [h, w], "counts": counts.encode("ascii")}
-            else:
-                rle = mask_utils.frPyObjects({"size": [h, w], "counts": list(counts)}, h, w)
-            return mask_utils.decode(rle).astype(bool)
+            return decode_rle(self.rle["size"], self.rle["counts"])
         if height is None or width is None:
             raise ValueError("decoding a polygon mask needs the image height and width")
-        rles = mask_utils.frPyObjects([list(p) for p in self.polygons or []], height, width)
-        return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+        return decode_polygons(self.polygons or [], height, width)
 
     @classmethod
     def from_mask(cls, mask: np.ndarray) -> MaskAnnotation:
         """Compressed RLE of a boolean (H, W) array."""
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        return cls(rle={"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")})
-
-
-def rle_string_to_runs(counts: str) -> list[int]:
-    """Run lengths of a compressed COCO RLE string (LEB128-like, 5 bits per char, offset 48).
-
-    pycocotools decodes some malformed strings (the empty one included) into arbitrary masks
-    without an error, so the runs are checked here first.
-    """
-    runs: list[int] = []
-    pos = 0
-    while pos < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(counts):
-                raise ValueError("RLE string ends inside a number")
-            c = ord(counts[pos]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"RLE string has an invalid character {counts[pos]!r}")
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    return runs
+        return cls(rle=encode_mask(mask))
 
 
 @dataclass

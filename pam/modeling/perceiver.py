@@ -71,7 +71,9 @@ class SemanticPerceiver(TwoWayTransformer):
         dtype = self.norm_final_attn.weight.dtype
         queries = mask_tokens.to(dtype)
         if self.semantic_tokens is not None:
-            queries = torch.cat([queries, self.semantic_tokens.weight.unsqueeze(0).expand(b, -1, -1)], dim=1)
+            # call the embedding module (not .weight) so ZeRO-3 gathers it
+            ids = torch.arange(self.cfg.num_semantic_tokens, device=queries.device)
+            queries = torch.cat([queries, self.semantic_tokens(ids).to(dtype).unsqueeze(0).expand(b, -1, -1)], dim=1)
         image_pe = self.pe_layer((h, w)).unsqueeze(0).to(dtype)
         queries, keys = super().forward(image_embedding.to(dtype), image_pe, queries)
         semantic = queries[:, mask_tokens.shape[1] :]

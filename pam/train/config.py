@@ -1,0 +1,116 @@
+"""Typed schemas behind the training YAML, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..modeling.config import ConfigError, _build, _check
+
+ENGINES = ("auto", "single", "ddp", "deepspeed")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "linear", "constant")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16  # rank of the adapters
+    alpha: int = 32  # scaling numerator
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class StageConfig:
+    name: str = "stage1"  # label in logs and folder names
+    trainable: list = field(default_factory=list)  # fnmatch patterns of parameters that train
+    frozen: list = field(default_factory=list)  # patterns frozen even if matched by `trainable`
+    lr: float = 1e-4  # peak learning rate
+    lr_groups: dict = field(default_factory=dict)  # pattern -> own peak lr
+    weight_decay: float = 0.0
+    no_decay: list = field(default_factory=list)  # patterns exempt from weight decay
+    schedule: str = "cosine"  # cosine | linear | constant, after linear warm-up
+    warmup_ratio: float = 0.03  # share of max_steps spent warming up
+    min_lr_ratio: float = 0.0  # floor of the decay, as a share of the peak lr
+    init_from: str | None = None  # PAM checkpoint folder of the previous stage
+    lora: LoraConfig | None = None  # LoRA on the LLM instead of full fine-tuning
+    max_steps: int = 100  # optimiser steps in this stage
+    max_length: int | None = None  # overrides model.max_length for this stage
+
+    def validate(self) -> None:
+        _check(bool(self.trainable), "stage.trainable", "must name at least one parameter pattern")
+        _check(self.lr > 0, "stage.lr", "must be > 0")
+        _check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}")
+        _check(0 <= self.warmup_ratio < 1, "stage.warmup_ratio", "must be in [0, 1)")
+        _check(self.max_steps >= 1, "stage.max_steps", "must be >= 1")
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "pam"
+    name: str | None = None  # run name; defaults to the run folder's name
+    tags: list = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    output_dir: str = "runs/default"  # run folder: checkpoints, metrics.jsonl, plots, report
+    seed: int = 0
+    engine: str = "auto"  # auto (ddp when WORLD_SIZE > 1) | single | ddp | deepspeed
+    deepspeed_config: str | None = None  # JSON in configs/deepspeed/, "auto" values filled in
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast on GPU; DeepSpeed's own under deepspeed)
+    global_batch_size: int = 8  # regions per optimiser step, over all processes
+    micro_batch_size: int = 4  # regions per forward pass per process
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    num_workers: int = 0  # DataLoader workers per process
+    log_every: int = 10  # steps between metric lines
+    val_every: int = 0  # steps between validations; 0 = only at the end of each stage
+    val_max_batches: int = 0  # cap on validation batches; 0 = the whole split
+    save_every: int = 0  # steps between checkpoints; 0 = only at the end of each stage
+    keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
+    best_metric: str = "val/loss"  # metric that picks the best checkpoint
+    best_mode: str = "min"  # min | max
+    resume: str = "auto"  # auto (latest checkpoint in output_dir) | never | a checkpoint folder
+    feature_cache: str | None = None  # folder for cached SAM 2 image features; None disables
+    progress_bar: bool = True
+    evaluate_at_end: bool = True  # generate on the test split and write metrics.json
+    eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
+    max_bad_fraction: float = 0.05  # fail when more than this share of samples was skipped
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> None:
+        _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
+        _check(self.precision in PRECISIONS, "trainer.precision", f"must be one of {PRECISIONS}")
+        _check(self.global_batch_size >= 1 and self.micro_batch_size >= 1, "trainer.global_batch_size", "and micro_batch_size must be >= 1")
+        _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
+        _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
+        _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+        _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
+
+    def accumulation(self, world_size: int) -> int:
+        """Gradient-accumulation steps so that micro * accum * world == global batch."""
+        per_step = self.micro_batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise ConfigError(
+                f"config field `trainer.global_batch_size` ({self.global_batch_size}) must be a multiple of "
+                f"micro_batch_size x world_size ({self.micro_batch_size} x {world_size})"
+            )
+        return self.global_batch_size // per_step
+
+
+def build_stage(data: dict) -> StageConfig:
+    stage = _build(StageConfig, data, "stage.")
+    stage.validate()
+    return stage
+
+
+def build_trainer_config(data: dict) -> TrainerConfig:
+    cfg = _build(TrainerConfig, data, "trainer.")
+    cfg.validate()
+    return cfg
+
+
+def as_dict(obj) -> dict:
+    return dataclasses.asdict(obj)

@@ -1,0 +1,137 @@
+"""Engines behind one small interface: a plain process or DDP, and DeepSpeed ZeRO.
+
+``forward_backward(batch)`` runs one micro-batch; ``step()`` ends an optimiser step and returns
+the gradient norm. DeepSpeed handles accumulation boundaries itself, so its ``step`` only reads
+the norm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import StageConfig, TrainerConfig
+from .distributed import DistInfo
+from .optim import build_optimizer
+
+
+def build_engine(kind: str, model: nn.Module, stage: StageConfig, cfg: TrainerConfig, dist: DistInfo, accum: int):
+    if kind == "deepspeed":
+        return DeepSpeedEngine(model, stage, cfg, dist, accum)
+    return TorchEngine(model, stage, cfg, dist, accum, ddp=(kind == "ddp"))
+
+
+class TorchEngine:
+    def __init__(self, model, stage, cfg, dist, accum, *, ddp: bool):
+        self.model = model.to(dist.device)
+        self.model.train()
+        self.cfg, self.accum, self.dist = cfg, accum, dist
+        self.optimizer, self.scheduler = build_optimizer(model, stage)
+        self.module = model
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # image-only batches leave the later-frame projection unused, hence find_unused_parameters
+            self.module = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None, find_unused_parameters=True)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def autocast(self):
+        if self.dist.device.type == "cuda" and self.cfg.precision in ("bf16", "fp16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16)
+        return contextlib.nullcontext()
+
+    def no_sync(self, skip: bool):
+        return self.module.no_sync() if skip and hasattr(self.module, "no_sync") else contextlib.nullcontext()
+
+    def forward_backward(self, batch: dict) -> float:
+        with self.autocast():
+            out = self.module(**batch)
+        (out.loss / self.accum).backward()
+        return float(out.loss.detach())
+
+    def step(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def lr(self) -> float:
+        return float(self.scheduler.get_last_lr()[0])
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict, _path: Path) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def gathered_parameters(self):
+        return contextlib.nullcontext()
+
+    def save_sharded(self, _path: Path) -> None:
+        """Nothing: the optimiser state travels in trainer_state.pt."""
+
+
+class DeepSpeedEngine:
+    def __init__(self, model, stage, cfg, dist, accum):
+        import deepspeed
+
+        from .deepspeed_config import resolve_deepspeed_config
+
+        self.cfg, self.dist = cfg, dist
+        ds_config = resolve_deepspeed_config(
+            cfg.deepspeed_config,
+            micro_batch=cfg.micro_batch_size,
+            grad_accum=accum,
+            world_size=dist.world_size,
+            grad_clip=cfg.grad_clip,
+            bf16=cfg.precision == "bf16",
+            fp16=cfg.precision == "fp16",
+        )
+        # a torch optimiser avoids compiling DeepSpeed's fused Adam ops; CPU offload configs bring their own
+        ds_config.setdefault("zero_allow_untested_optimizer", True)
+        self.zero_stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
+        optimizer, scheduler = build_optimizer(model, stage)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        self.model = model
+        self.engine.train()
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def no_sync(self, _skip: bool):
+        return contextlib.nullcontext()
+
+    def forward_backward(self, batch: dict) -> float:
+        out = self.engine(**batch)
+        self.engine.backward(out.loss)
+        self.engine.step()
+        return float(out.loss.detach().float())
+
+    def step(self) -> float:
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else 0.0
+
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, _state: dict, path: Path) -> None:
+        self.engine.load_checkpoint(str(Path(path) / "deepspeed"), load_module_strict=False)
+
+    def gathered_parameters(self):
+        if self.zero_stage == 3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def save_sharded(self, path: Path) -> None:
+        """Optimiser and scheduler state, partitioned as DeepSpeed keeps it (all ranks write)."""
+        self.engine.save_checkpoint(str(Path(path) / "deepspeed"))

@@ -1,0 +1,129 @@
+"""Side effects around the training step: logging, validation, checkpoints, plots.
+
+Each hook sees the trainer and the step's metrics; the loop itself knows nothing about them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+log = logging.getLogger("pam.train")
+
+
+class HookBase:
+    def before_stage(self, trainer) -> None: ...
+
+    def after_step(self, trainer, metrics: dict) -> None: ...
+
+    def after_stage(self, trainer) -> None: ...
+
+    def after_train(self, trainer) -> None: ...
+
+
+class MetricsLogger(HookBase):
+    """JSON-lines metrics file, tqdm progress bar and wandb (offline by default), on rank 0."""
+
+    def __init__(self, trainer):
+        self.path = Path(trainer.run_dir) / "metrics.jsonl"
+        self.bar = None
+        self.wandb = None
+        self.t0 = time.time()
+        self.samples = 0
+        cfg = trainer.cfg.wandb
+        if trainer.dist.is_main and cfg.mode != "disabled":
+            import wandb
+
+            self.wandb = wandb.init(
+                project=cfg.project,
+                name=cfg.name or Path(trainer.run_dir).name,
+                mode=cfg.mode,
+                dir=str(trainer.run_dir),
+                config=trainer.resolved_config,
+                tags=list(cfg.tags),
+                resume="allow",
+            )
+
+    def write(self, trainer, row: dict) -> None:
+        if not trainer.dist.is_main:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def before_stage(self, trainer) -> None:
+        self.t0, self.samples = time.time(), 0
+        if trainer.dist.is_main and trainer.cfg.progress_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=trainer.stage.max_steps, initial=trainer.stage_step, desc=trainer.stage.name, dynamic_ncols=True)
+
+    def after_step(self, trainer, metrics: dict) -> None:
+        self.samples += trainer.cfg.global_batch_size
+        rate = self.samples / max(time.time() - self.t0, 1e-9)
+        metrics["samples_per_s"] = rate
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", lr=f"{metrics['lr']:.2e}", sps=f"{rate:.1f}")
+        if trainer.stage_step % trainer.cfg.log_every == 0 or trainer.stage_step == trainer.stage.max_steps or any(k.startswith("val/") for k in metrics):
+            self.write(trainer, {"step": trainer.global_step, "stage": trainer.stage.name, **metrics})
+
+    def after_stage(self, trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def after_train(self, trainer) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class Validation(HookBase):
+    """Validation loss every ``val_every`` steps and at the end of each stage."""
+
+    def after_step(self, trainer, metrics: dict) -> None:
+        every = trainer.cfg.val_every
+        last = trainer.stage_step == trainer.stage.max_steps
+        if trainer.val_loader is not None and ((every and trainer.stage_step % every == 0) or last):
+            metrics.update(trainer.validate())
+
+
+class Checkpointing(HookBase):
+    """Step checkpoints every ``save_every`` steps and at each stage's end (plus the best one)."""
+
+    def after_step(self, trainer, metrics: dict) -> None:
+        every = trainer.cfg.save_every
+        if (every and trainer.stage_step % every == 0) or trainer.stage_step == trainer.stage.max_steps:
+            trainer.save_checkpoint(metrics)
+
+
+class CurvesPlot(HookBase):
+    def after_train(self, trainer) -> None:
+        if not trainer.dist.is_main:
+            return
+        from .plots import plot_curves
+
+        path = Path(trainer.run_dir) / "metrics.jsonl"
+        if path.is_file():
+            plot_curves(str(path), str(Path(trainer.run_dir) / "curves.png"))
+
+
+class SkipReport(HookBase):
+    """Counts skipped samples; a summary per stage, and a loud failure past max_bad_fraction."""
+
+    def after_step(self, trainer, metrics: dict) -> None:
+        if trainer.skips.num_skipped:
+            metrics["data/skipped"] = trainer.skips.num_skipped
+
+    def after_stage(self, trainer) -> None:
+        if trainer.dist.is_main and trainer.skips.num_skipped:
+            log.warning("skipped samples in stage %s: %s", trainer.stage.name, trainer.skips.epoch_summary())
+
+
+def finite_or_raise(loss: float, step: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss} at step {step}")

@@ -1,0 +1,241 @@
+"""The training loop: one or more stages over one model, with hooks for everything else.
+
+``Trainer(cfg)`` takes the resolved Hydra config (``model``, ``data``, ``stage``, optional
+``next_stage``, ``trainer``). Each stage sets what trains, its optimiser groups and schedule;
+a following stage starts from the previous stage's final weights. Engines: a single process,
+torchrun DDP, or DeepSpeed ZeRO-2/3 (launched by ``deepspeed`` or ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from ..builder import build_pam
+from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
+from ..data.sampler import RegionSampler
+from ..data.skips import SkipTracker
+from ..modeling.config import PAMConfig
+from ..processing.collator import PAMCollator
+from .config import StageConfig, build_stage, build_trainer_config
+from .distributed import all_reduce_mean, barrier, setup_distributed, shutdown
+from .engine import build_engine
+from .freeze import apply_trainable_patterns, parameter_table
+from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation, finite_or_raise
+from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
+
+log = logging.getLogger("pam.train")
+
+
+def _to_container(node):
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig):
+        # ---- validate everything before any work ----
+        self.resolved_config = _to_container(cfg)
+        self.cfg = build_trainer_config(self.resolved_config["trainer"])
+        self.model_cfg = PAMConfig.from_dict(self.resolved_config["model"])
+        stages = [self.resolved_config["stage"]] + ([self.resolved_config["next_stage"]] if self.resolved_config.get("next_stage") else [])
+        self.stages: list[StageConfig] = [build_stage(s) for s in stages]
+        self.data_cfg = cfg.data
+        self.dist = setup_distributed(self.cfg.engine)
+        self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
+        self.accum = self.cfg.accumulation(self.dist.world_size)
+        self.run_dir = Path(self.cfg.output_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        self._seed(self.cfg.seed)
+        self.bundle = build_pam(self.model_cfg)
+        self.model = self.bundle.model
+        self.train_set = self._dataset("train")
+        self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
+        self.skips = SkipTracker(self.cfg.max_bad_fraction, min_seen=max(100, self.cfg.global_batch_size))
+        self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
+        self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
+        self.global_step = 0
+        self.stage_index = 0
+        self.stage_step = 0
+        self.val_loader = None
+
+    # ----- building blocks ----------------------------------------------------------------------
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _dataset(self, split: str):
+        from hydra.utils import instantiate
+
+        return instantiate(self.data_cfg[split], _convert_="all")
+
+    def _collator(self, stage: StageConfig) -> PAMCollator:
+        return PAMCollator(self.bundle.processor, max_length=stage.max_length or self.model_cfg.max_length)
+
+    def _loader(self, dataset, sampler, collate) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.cfg.micro_batch_size, sampler=sampler, collate_fn=collate, num_workers=self.cfg.num_workers, drop_last=False)
+
+    def _prepare_stage(self, stage: StageConfig) -> None:
+        if stage.init_from:
+            load_pam_weights(self.model, stage.init_from)
+            log.info("stage %s starts from %s", stage.name, stage.init_from)
+        if stage.lora is not None:
+            self._apply_lora(stage)
+        trainable = apply_trainable_patterns(self.model, stage.trainable, stage.frozen)
+        if self.dist.is_main:
+            print(f"== stage {stage.name}: {len(trainable)} trainable tensors\n" + parameter_table(self.model, {"sam2 (frozen)": self.model.sam2.model}), flush=True)
+
+    def _apply_lora(self, stage: StageConfig) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = stage.lora
+        self.model.llm = get_peft_model(self.model.llm, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
+        stage.trainable = list(stage.trainable) + ["llm.*lora_*"]
+
+    # ----- the loop -----------------------------------------------------------------------------
+    def train(self) -> Path:
+        resume = self._find_resume()
+        start_stage = 0
+        if resume is not None:
+            start_stage = json.loads((resume / "info.json").read_text())["metrics"].get("stage_index", 0)
+        final = None
+        for i, stage in enumerate(self.stages):
+            if i < start_stage:
+                continue
+            if i > 0 and final is not None and not stage.init_from:
+                stage.init_from = str(final)
+            self.stage_index = i
+            final = self._run_stage(stage, resume if i == start_stage else None)
+            resume = None
+        for h in self.hooks:
+            h.after_train(self)
+        return final
+
+    def _find_resume(self) -> Path | None:
+        mode = self.cfg.resume
+        if mode == "never":
+            return None
+        if mode == "auto":
+            return latest_checkpoint(self.run_dir)
+        path = Path(mode)
+        if not (path / "trainer_state.pt").is_file():
+            raise FileNotFoundError(f"trainer.resume={mode}: not a training checkpoint (no trainer_state.pt)")
+        return path
+
+    def _run_stage(self, stage: StageConfig, resume: Path | None) -> Path:
+        self.stage = stage
+        if resume is None:
+            self._prepare_stage(stage)
+        else:
+            stage.init_from = None
+            self._prepare_stage(stage)
+            load_pam_weights(self.model, resume / "model")
+        engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
+        sampler = RegionSampler(self.train_set, shuffle=True, seed=self.cfg.seed + self.stage_index, rank=self.dist.rank, world_size=self.dist.world_size)
+        collate = self._collator(stage)
+        self.val_loader = None
+        if self.val_set is not None:
+            val_sampler = RegionSampler(self.val_set, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
+            self.val_loader = self._loader(self.val_set, val_sampler, collate)
+        self.stage_step, epoch, consumed = 0, 0, 0
+        self.engine = engine
+        if resume is not None:
+            state = CheckpointManager.load_trainer_state(resume)
+            engine.load_state_dict(state["engine"], resume)
+            set_rng_state(state["rng"])
+            self.global_step, self.stage_step = state["global_step"], state["stage_step"]
+            epoch, consumed = state["sampler"]["epoch"], state["sampler"]["consumed"]
+            sampler.load_state_dict(state["sampler"])
+            log.info("resumed from %s at step %d", resume, self.global_step)
+        else:
+            sampler.set_epoch(0)
+        for h in self.hooks:
+            h.before_stage(self)
+        iterator = iter(self._loader(self.train_set, sampler, collate))
+        while self.stage_step < stage.max_steps:
+            losses = []
+            for micro in range(self.accum):
+                batch = next(iterator, None)
+                if batch is None:  # end of an epoch: next permutation
+                    epoch, consumed = epoch + 1, 0
+                    sampler.set_epoch(epoch)
+                    self.skips.reset_epoch()
+                    iterator = iter(self._loader(self.train_set, sampler, collate))
+                    batch = next(iterator)
+                consumed += len(batch["ids"]) * self.dist.world_size
+                self.skips.update(batch["skipped"], num_samples=len(batch["ids"]))
+                with engine.no_sync(micro < self.accum - 1):
+                    loss = engine.forward_backward(batch)
+                losses.append(loss)
+            grad_norm = engine.step()
+            self.stage_step += 1
+            self.global_step += 1
+            self.skips.check()
+            loss = all_reduce_mean(float(np.mean(losses)), self.dist)
+            finite_or_raise(loss, self.global_step)
+            metrics = {"train/loss": loss, "lr": engine.lr(), "grad_norm": grad_norm, "stage_index": self.stage_index}
+            self._sampler_state = {"epoch": epoch, "consumed": consumed, "seed": sampler.seed, "world_size": self.dist.world_size}
+            for h in self.hooks:
+                h.after_step(self, metrics)
+        for h in self.hooks:
+            h.after_stage(self)
+        final = self.run_dir / "checkpoints" / f"final-{stage.name}"
+        self._write_model(final)
+        barrier(self.dist)
+        return final
+
+    def _write_model(self, folder: Path) -> None:
+        with self.engine.gathered_parameters():
+            if self.dist.is_main:
+                save_pam(self.model, self.bundle.tokenizer, folder, metadata={"stage": self.stage.name, "step": self.global_step})
+
+    def save_checkpoint(self, metrics: dict) -> None:
+        state = {
+            "engine": self.engine.state_dict(),
+            "rng": rng_state(),
+            "global_step": self.global_step,
+            "stage_step": self.stage_step,
+            "sampler": self._sampler_state,
+        }
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self.dist.is_main:
+            path = self.ckpt.save(self.global_step, self._write_model, state, metrics)
+        else:
+            with self.engine.gathered_parameters():
+                pass
+            path = self.ckpt.root / f"step-{self.global_step:06d}"
+        barrier(self.dist)
+        self.engine.save_sharded(path)
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        total, tokens = 0.0, 0
+        for i, batch in enumerate(self.val_loader):
+            if self.cfg.val_max_batches and i >= self.cfg.val_max_batches:
+                break
+            with self.engine.autocast():
+                out = self.model(**batch)
+            total += float(out.loss) * out.num_label_tokens
+            tokens += out.num_label_tokens
+        self.model.train()
+        return {"val/loss": all_reduce_mean(total / max(tokens, 1), self.dist)}
+
+    def close(self) -> None:
+        shutdown(self.dist, exit_process=True)
+
+
+@contextlib.contextmanager
+def nullcontext():
+    yield
