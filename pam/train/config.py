@@ -100,9 +100,19 @@ class TrainerConfig:
         return self.global_batch_size // per_step
 
 
-def build_stage(data: dict) -> StageConfig:
-    stage = _build(StageConfig, data, "stage.")
-    stage.validate()
+def build_stage(data: dict, prefix: str = "stage.") -> StageConfig:
+    """``prefix`` names the fields in errors (``stage.`` or ``next_stage.``)."""
+    if not isinstance(data, dict):
+        return _build(StageConfig, data, prefix)  # raises, naming the field
+    data = dict(data)
+    lora = data.pop("lora", None)  # `LoraConfig | None`: _build only recurses into plain dataclass fields
+    stage = _build(StageConfig, data, prefix)
+    if lora is not None:
+        stage.lora = _build(LoraConfig, lora, f"{prefix}lora.")
+    try:
+        stage.validate()
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("`stage.", f"`{prefix}", 1)) from e
     return stage
 
 

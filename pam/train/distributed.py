@@ -62,9 +62,17 @@ def barrier(info: DistInfo) -> None:
 def all_reduce_mean(value: float, info: DistInfo) -> float:
     if not (info.distributed and dist.is_initialized()):
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def all_reduce_sum(value: float, info: DistInfo) -> float:
+    if not (info.distributed and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return float(t.item())
 
 
 def all_gather_objects(obj, info: DistInfo) -> list:

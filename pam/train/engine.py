@@ -1,6 +1,7 @@
 """Engines behind one small interface: a plain process or DDP, and DeepSpeed ZeRO.
 
-``forward_backward(batch)`` runs one micro-batch; ``step()`` ends an optimiser step and returns
+``forward_backward(batch, scale)`` runs one micro-batch and back-propagates ``scale`` times its
+summed token loss (scale = world size / label tokens in the global batch); ``step()`` ends an optimiser step and returns
 the gradient norm. DeepSpeed handles accumulation boundaries itself, so its ``step`` only reads
 the norm.
 """
@@ -46,11 +47,13 @@ class TorchEngine:
     def no_sync(self, skip: bool):
         return self.module.no_sync() if skip and hasattr(self.module, "no_sync") else contextlib.nullcontext()
 
-    def forward_backward(self, batch: dict) -> float:
+    def forward_backward(self, batch: dict, scale: float) -> float:
+        """Backward of ``scale`` x the summed token loss; returns the summed token loss."""
         with self.autocast():
             out = self.module(**batch)
-        (out.loss / self.accum).backward()
-        return float(out.loss.detach())
+        loss_sum = out.loss * out.num_label_tokens
+        (loss_sum * scale).backward()
+        return float(loss_sum.detach())
 
     def step(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf"))
@@ -106,11 +109,12 @@ class DeepSpeedEngine:
     def no_sync(self, _skip: bool):
         return contextlib.nullcontext()
 
-    def forward_backward(self, batch: dict) -> float:
+    def forward_backward(self, batch: dict, scale: float) -> float:
         out = self.engine(**batch)
-        self.engine.backward(out.loss)
+        loss_sum = out.loss.float() * out.num_label_tokens
+        self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
         self.engine.step()
-        return float(out.loss.detach().float())
+        return float(loss_sum.detach())
 
     def step(self) -> float:
         norm = self.engine.get_global_grad_norm()

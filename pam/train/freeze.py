@@ -18,11 +18,7 @@ def apply_trainable_patterns(model: nn.Module, patterns: list[str], frozen_patte
 
     Returns the trainable parameter names.
     """
-    names = [n for n, _ in model.named_parameters()]
-    for group, pats in (("trainable", patterns), ("frozen", frozen_patterns)):
-        for pat in pats:
-            if not any(fnmatch.fnmatchcase(n, pat) for n in names):
-                raise ValueError(f"{group} pattern {pat!r} matches no parameter; names look like {names[:3]} ... {names[-2:]}")
+    check_patterns(model, patterns, frozen_patterns)
     trainable = []
     for name, p in model.named_parameters():
         on = any(fnmatch.fnmatchcase(name, pat) for pat in patterns) and not any(fnmatch.fnmatchcase(name, pat) for pat in frozen_patterns)
@@ -30,6 +26,15 @@ def apply_trainable_patterns(model: nn.Module, patterns: list[str], frozen_patte
         if on:
             trainable.append(name)
     return trainable
+
+
+def check_patterns(model: nn.Module, patterns: list[str], frozen_patterns: list[str] = (), prefix: str = "") -> None:
+    """Raise ValueError naming the first pattern (``{prefix}trainable`` / ``{prefix}frozen``) that matches no parameter."""
+    names = [n for n, _ in model.named_parameters()]
+    for group, pats in (("trainable", patterns), ("frozen", frozen_patterns)):
+        for pat in pats:
+            if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+                raise ValueError(f"{prefix}{group} pattern {pat!r} matches no parameter; names look like {names[:3]} ... {names[-2:]}")
 
 
 def parameter_table(model: nn.Module, extra_frozen: dict[str, nn.Module] | None = None, depth: int = 1) -> str:

@@ -57,6 +57,13 @@ class MetricsLogger(HookBase):
 
     def before_stage(self, trainer) -> None:
         self.t0, self.samples = time.time(), 0
+        if trainer.dist.is_main and self.path.is_file():
+            # rows past the step we start from were written by an interrupted run after the checkpoint
+            # this one resumed from: drop them, or those steps would appear twice
+            lines = self.path.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= trainer.global_step]
+            if len(kept) != len(lines):
+                self.path.write_text("".join(kept))
         if trainer.dist.is_main and trainer.cfg.progress_bar:
             from tqdm import tqdm
 

@@ -24,11 +24,12 @@ from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
+from ..processing.chat import IGNORE_INDEX
 from ..processing.collator import PAMCollator
 from .config import StageConfig, build_stage, build_trainer_config
-from .distributed import all_reduce_mean, barrier, setup_distributed, shutdown
+from .distributed import all_reduce_mean, all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
-from .freeze import apply_trainable_patterns, parameter_table
+from .freeze import apply_trainable_patterns, check_patterns, parameter_table
 from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation, finite_or_raise
 from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
 
@@ -45,8 +46,8 @@ class Trainer:
         self.resolved_config = _to_container(cfg)
         self.cfg = build_trainer_config(self.resolved_config["trainer"])
         self.model_cfg = PAMConfig.from_dict(self.resolved_config["model"])
-        stages = [self.resolved_config["stage"]] + ([self.resolved_config["next_stage"]] if self.resolved_config.get("next_stage") else [])
-        self.stages: list[StageConfig] = [build_stage(s) for s in stages]
+        stages = [("stage.", self.resolved_config["stage"])] + ([("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else [])
+        self.stages: list[StageConfig] = [build_stage(s, prefix) for prefix, s in stages]
         self.data_cfg = cfg.data
         self.dist = setup_distributed(self.cfg.engine)
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
@@ -58,11 +59,16 @@ class Trainer:
         self._seed(self.cfg.seed)
         self.bundle = build_pam(self.model_cfg)
         self.model = self.bundle.model
+        # a typo in a later stage's patterns must fail now, not after the earlier stages trained
+        # (LoRA parameter names exist only once a LoRA stage has started)
+        for (prefix, _), stage in zip(stages, self.stages):
+            check_patterns(self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix)
         self.train_set = self._dataset("train")
         self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
         self.skips = SkipTracker(self.cfg.max_bad_fraction, min_seen=max(100, self.cfg.global_batch_size))
         self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
         self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
+        self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
         self.global_step = 0
         self.stage_index = 0
         self.stage_step = 0
@@ -79,6 +85,30 @@ class Trainer:
         from hydra.utils import instantiate
 
         return instantiate(self.data_cfg[split], _convert_="all")
+
+    def _build_feature_cache(self):
+        """Encode every training/validation image once (rank 0), then serve features from disk."""
+        from .feature_cache import FeatureCache
+
+        cache = FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2)
+        if self.dist.is_main:
+            self.model.sam2.to(self.dist.device)
+            collate = PAMCollator(self.bundle.processor)
+            for name, ds in (("train", self.train_set), ("val", self.val_set)):
+                if ds is not None:
+                    n = cache.build(self.model.sam2, ds, collate, batch_size=self.cfg.micro_batch_size, log=log.info)
+                    log.info("feature cache %s: %d new images, %d cached in all", name, n, len(cache))
+        barrier(self.dist)
+        return FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2) if not self.dist.is_main else cache
+
+    def _with_cached_features(self, batch: dict) -> dict:
+        if self.cache is None or batch["pixel_values"] is None:
+            return batch
+        feats = self.cache.lookup(batch["image_keys"])
+        if feats is not None:
+            batch = dict(batch, image_features=feats.select(torch.arange(len(batch["image_keys"]))), pixel_values=None)
+            batch["image_features"] = type(feats)(feats.image_embed.to(self.dist.device), [f.to(self.dist.device) for f in feats.high_res_feats])
+        return batch
 
     def _collator(self, stage: StageConfig) -> PAMCollator:
         return PAMCollator(self.bundle.processor, max_length=stage.max_length or self.model_cfg.max_length)
@@ -153,19 +183,24 @@ class Trainer:
         if resume is not None:
             state = CheckpointManager.load_trainer_state(resume)
             engine.load_state_dict(state["engine"], resume)
-            set_rng_state(state["rng"])
             self.global_step, self.stage_step = state["global_step"], state["stage_step"]
             epoch, consumed = state["sampler"]["epoch"], state["sampler"]["consumed"]
             sampler.load_state_dict(state["sampler"])
+            if "skips" in state:
+                self.skips.load_state_dict(state["skips"])
             log.info("resumed from %s at step %d", resume, self.global_step)
         else:
             sampler.set_epoch(0)
         for h in self.hooks:
             h.before_stage(self)
         iterator = iter(self._loader(self.train_set, sampler, collate))
+        if resume is not None:
+            # only now: creating a DataLoader iterator draws from the torch RNG, a draw the uninterrupted
+            # run made at the stage's start; restoring before it would shift dropout masks after a resume
+            set_rng_state(state["rng"])
         while self.stage_step < stage.max_steps:
-            losses = []
-            for micro in range(self.accum):
+            micro_batches = []
+            for _ in range(self.accum):
                 batch = next(iterator, None)
                 if batch is None:  # end of an epoch: next permutation
                     epoch, consumed = epoch + 1, 0
@@ -175,14 +210,20 @@ class Trainer:
                     batch = next(iterator)
                 consumed += len(batch["ids"]) * self.dist.world_size
                 self.skips.update(batch["skipped"], num_samples=len(batch["ids"]))
+                micro_batches.append(batch)
+            # the loss of a step is the mean over every label token of the global batch, however
+            # the batch is split over micro-batches and processes (so DDP == one process)
+            tokens = all_reduce_sum(float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)), self.dist)
+            scale = self.dist.world_size / max(tokens, 1.0)
+            loss_sum = 0.0
+            for micro, batch in enumerate(micro_batches):
                 with engine.no_sync(micro < self.accum - 1):
-                    loss = engine.forward_backward(batch)
-                losses.append(loss)
+                    loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
+            loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
             grad_norm = engine.step()
             self.stage_step += 1
             self.global_step += 1
             self.skips.check()
-            loss = all_reduce_mean(float(np.mean(losses)), self.dist)
             finite_or_raise(loss, self.global_step)
             metrics = {"train/loss": loss, "lr": engine.lr(), "grad_norm": grad_norm, "stage_index": self.stage_index}
             self._sampler_state = {"epoch": epoch, "consumed": consumed, "seed": sampler.seed, "world_size": self.dist.world_size}
@@ -207,6 +248,7 @@ class Trainer:
             "global_step": self.global_step,
             "stage_step": self.stage_step,
             "sampler": self._sampler_state,
+            "skips": self.skips.state_dict(),
         }
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.dist.is_main:
@@ -226,7 +268,7 @@ class Trainer:
             if self.cfg.val_max_batches and i >= self.cfg.val_max_batches:
                 break
             with self.engine.autocast():
-                out = self.model(**batch)
+                out = self.model(**self._with_cached_features(batch))
             total += float(out.loss) * out.num_label_tokens
             tokens += out.num_label_tokens
         self.model.train()
