@@ -4,8 +4,8 @@ SAM 2 is frozen, so an image's encoder output never changes during training. ``b
 dataset once, encodes every distinct image (by the sample's ``image_key``) and writes the
 features into sharded safetensors files; ``lookup`` then serves a batch's images from disk.
 
-The cache folder is keyed by everything that changes the features: the SAM 2 variant, image size
-and checkpoint path. Features are stored in float32 by default, so cached and uncached training
+The cache folder is keyed by everything that changes the features: the SAM 2 variant, the image
+size and a fingerprint of the weights themselves. Features are stored in float32 by default, so cached and uncached training
 give the same numbers; ``dtype="bfloat16"`` halves the disk space for large runs.
 """
 
@@ -25,8 +25,18 @@ from ..modeling.sam2_encoder import FrozenSAM2, ImageFeatures
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def cache_signature(cfg: SAM2Config) -> str:
-    return f"{cfg.variant}-{cfg.image_size}-{hashlib.sha1(str(cfg.checkpoint).encode()).hexdigest()[:10]}"
+def weights_fingerprint(sam2: FrozenSAM2) -> str:
+    """A hash over a slice of every SAM 2 tensor: different weights (another checkpoint, another
+    random seed, a replaced file at the same path) give another cache folder."""
+    h = hashlib.sha1()
+    for name, t in sorted(sam2.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def cache_signature(cfg: SAM2Config, sam2: FrozenSAM2) -> str:
+    return f"{cfg.variant}-{cfg.image_size}-{weights_fingerprint(sam2)}"
 
 
 def _slot(key: str) -> str:
@@ -34,8 +44,8 @@ def _slot(key: str) -> str:
 
 
 class FeatureCache:
-    def __init__(self, root: str | Path, sam2_cfg: SAM2Config, *, dtype: str = "float32", shard_size: int = 256):
-        self.dir = Path(root) / cache_signature(sam2_cfg)
+    def __init__(self, root: str | Path, sam2_cfg: SAM2Config, sam2: FrozenSAM2, *, dtype: str = "float32", shard_size: int = 256):
+        self.dir = Path(root) / cache_signature(sam2_cfg, sam2)
         self.dtype = _DTYPES[dtype]
         self.shard_size = shard_size
         self.index: dict[str, str] = {}

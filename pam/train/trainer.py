@@ -65,7 +65,7 @@ class Trainer:
             check_patterns(self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix)
         self.train_set = self._dataset("train")
         self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
-        self.skips = SkipTracker(self.cfg.max_bad_fraction, min_seen=max(100, self.cfg.global_batch_size))
+        self.skips = self._skip_tracker()
         self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
         self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
@@ -90,7 +90,7 @@ class Trainer:
         """Encode every training/validation image once (rank 0), then serve features from disk."""
         from .feature_cache import FeatureCache
 
-        cache = FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2)
+        cache = FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2, self.model.sam2)
         if self.dist.is_main:
             self.model.sam2.to(self.dist.device)
             collate = PAMCollator(self.bundle.processor)
@@ -99,7 +99,7 @@ class Trainer:
                     n = cache.build(self.model.sam2, ds, collate, batch_size=self.cfg.micro_batch_size, log=log.info)
                     log.info("feature cache %s: %d new images, %d cached in all", name, n, len(cache))
         barrier(self.dist)
-        return FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2) if not self.dist.is_main else cache
+        return FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2, self.model.sam2) if not self.dist.is_main else cache
 
     def _with_cached_features(self, batch: dict) -> dict:
         if self.cache is None or batch["pixel_values"] is None:
@@ -109,6 +109,27 @@ class Trainer:
             batch = dict(batch, image_features=feats.select(torch.arange(len(batch["image_keys"]))), pixel_values=None)
             batch["image_features"] = type(feats)(feats.image_embed.to(self.dist.device), [f.to(self.dist.device) for f in feats.high_res_feats])
         return batch
+
+    def _skip_tracker(self) -> SkipTracker:
+        """The data config's ``skips`` tracker when it has one, else trainer.max_bad_fraction."""
+        if "skips" in self.data_cfg and self.data_cfg.skips is not None:
+            from hydra.utils import instantiate
+
+            return instantiate(self.data_cfg.skips)
+        return SkipTracker(self.cfg.max_bad_fraction, min_seen=max(100, self.cfg.global_batch_size))
+
+    def _train_sampler(self) -> RegionSampler:
+        """The data config's sampler (a partial, e.g. with group_by_length), placed on this rank.
+
+        Its seed is offset by the stage index so each stage sees its own order."""
+        kwargs = dict(rank=self.dist.rank, world_size=self.dist.world_size)
+        if "sampler" in self.data_cfg and self.data_cfg.sampler is not None:
+            from hydra.utils import instantiate
+
+            partial = instantiate(self.data_cfg.sampler)
+            seed = partial.keywords.get("seed", self.cfg.seed) + self.stage_index
+            return partial(dataset=self.train_set, **{**kwargs, "seed": seed, "batch_size": self.cfg.micro_batch_size})
+        return RegionSampler(self.train_set, shuffle=True, seed=self.cfg.seed + self.stage_index, **kwargs)
 
     def _collator(self, stage: StageConfig) -> PAMCollator:
         return PAMCollator(self.bundle.processor, max_length=stage.max_length or self.model_cfg.max_length)
@@ -172,7 +193,7 @@ class Trainer:
             self._prepare_stage(stage)
             load_pam_weights(self.model, resume / "model")
         engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
-        sampler = RegionSampler(self.train_set, shuffle=True, seed=self.cfg.seed + self.stage_index, rank=self.dist.rank, world_size=self.dist.world_size)
+        sampler = self._train_sampler()
         collate = self._collator(stage)
         self.val_loader = None
         if self.val_set is not None:
@@ -220,12 +241,13 @@ class Trainer:
                 with engine.no_sync(micro < self.accum - 1):
                     loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
             loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
+            finite_or_raise(loss, self.global_step + 1)  # before the update reaches the weights
+            lr = engine.lr()  # the rate this step trains at
             grad_norm = engine.step()
             self.stage_step += 1
             self.global_step += 1
             self.skips.check()
-            finite_or_raise(loss, self.global_step)
-            metrics = {"train/loss": loss, "lr": engine.lr(), "grad_norm": grad_norm, "stage_index": self.stage_index}
+            metrics = {"train/loss": loss, "lr": lr, "grad_norm": grad_norm, "stage_index": self.stage_index}
             self._sampler_state = {"epoch": epoch, "consumed": consumed, "seed": sampler.seed, "world_size": self.dist.world_size}
             for h in self.hooks:
                 h.after_step(self, metrics)
