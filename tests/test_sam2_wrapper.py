@@ -158,7 +158,6 @@ def test_video_tracking_matches_sam2_video_predictor(sam, tmp_path):
         img[60:140, 40 + 15 * t : 120 + 15 * t] = (230, 40, 40)
         Image.fromarray(img).save(tmp_path / f"{t:05d}.jpg", quality=95)
         frames.append(np.array(Image.open(tmp_path / f"{t:05d}.jpg").convert("RGB")))
-    from pam.processing.processor import PAMProcessor  # noqa: F401  (transforms equal sam2's)
     from sam2.utils.transforms import SAM2Transforms
 
     tr = SAM2Transforms(resolution=SIZE, mask_threshold=0.0)

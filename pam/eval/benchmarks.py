@@ -29,6 +29,8 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from ..jsonl import iter_jsonl_objects
 from typing import Any
 
 from pam.eval.metrics import (
@@ -61,27 +63,18 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
         raise FileNotFoundError(f"{path}: no such file")
     rows: list[tuple[int, dict]] = []
     first_line: dict[Any, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-            if ID_KEY not in row:
-                raise ValueError(f"{path}:{line_no}: missing {ID_KEY!r}")
-            row_id = row[ID_KEY]
-            if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
-                raise ValueError(f"{path}:{line_no}: {ID_KEY!r} must be a string or an integer, got {row_id!r}")
-            if row_id in first_line:
-                raise ValueError(
-                    f"{path}:{line_no}: duplicate {ID_KEY} {row_id!r} (first on line {first_line[row_id]})"
-                )
-            first_line[row_id] = line_no
-            rows.append((line_no, row))
+    for line_no, row in iter_jsonl_objects(path):
+        if ID_KEY not in row:
+            raise ValueError(f"{path}:{line_no}: missing {ID_KEY!r}")
+        row_id = row[ID_KEY]
+        if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
+            raise ValueError(f"{path}:{line_no}: {ID_KEY!r} must be a string or an integer, got {row_id!r}")
+        if row_id in first_line:
+            raise ValueError(
+                f"{path}:{line_no}: duplicate {ID_KEY} {row_id!r} (first on line {first_line[row_id]})"
+            )
+        first_line[row_id] = line_no
+        rows.append((line_no, row))
     return rows
 
 

@@ -8,8 +8,9 @@ series it drew.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ..jsonl import iter_jsonl_objects
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -26,28 +27,19 @@ def read_series(metrics_jsonl_path: str | Path, keys: tuple[str, ...]) -> dict[s
     """``{key: (steps, values)}`` for each key, from the records that carry it, in file order."""
     path = Path(metrics_jsonl_path)
     series: dict[str, Series] = {key: ([], []) for key in keys}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object")
-            present = [key for key in keys if record.get(key) is not None]
-            if not present:
-                continue
-            step = record.get(STEP_KEY)
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise ValueError(f"{path}:{line_no}: {STEP_KEY!r} must be an integer, got {step!r}")
-            for key in present:
-                value = record[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"{path}:{line_no}: {key!r} must be a number, got {value!r}")
-                series[key][0].append(step)
-                series[key][1].append(float(value))
+    for line_no, record in iter_jsonl_objects(path):
+        present = [key for key in keys if record.get(key) is not None]
+        if not present:
+            continue
+        step = record.get(STEP_KEY)
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError(f"{path}:{line_no}: {STEP_KEY!r} must be an integer, got {step!r}")
+        for key in present:
+            value = record[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{path}:{line_no}: {key!r} must be a number, got {value!r}")
+            series[key][0].append(step)
+            series[key][1].append(float(value))
     return series
 
 

@@ -39,7 +39,7 @@ def write_report(trainer, final_checkpoint: Path, metrics: dict) -> Path:
         f"- run folder: `{run}`",
         f"- final checkpoint: `{final_checkpoint}`",
         f"- stages: {', '.join(s.name + f' ({s.max_steps} steps)' for s in trainer.stages)}",
-        f"- training curves: ![curves](curves.png)",
+        "- training curves: ![curves](curves.png)",
         "",
         "## Held-out metrics",
         "",
@@ -51,7 +51,7 @@ def write_report(trainer, final_checkpoint: Path, metrics: dict) -> Path:
         "",
         *[f"![{p.stem}]({p.relative_to(run)})" for p in examples],
         "",
-        f"Predictions: `predictions.jsonl`; metrics: `metrics.json`; config: `config.yaml`.",
+        "Predictions: `predictions.jsonl`; metrics: `metrics.json`; config: `config.yaml`.",
     ]
     path = run / "report.md"
     path.write_text("\n".join(lines) + "\n")
