@@ -79,10 +79,10 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root, single_process
     assert single_process[-1] < single_process[0]
 
 
-@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+@pytest.mark.parametrize("zero", ["zero2", "zero3", "zero2_offload", "zero3_offload"])
 def test_deepspeed_zero_matches_one_process(tmp_path, data_root, single_process, zero):
     pytest.importorskip("deepspeed")
-    env = _env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29544" if zero == "zero2" else "29545")
+    env = _env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29544 + ["zero2", "zero3", "zero2_offload", "zero3_offload"].index(zero)))
     losses = _train(tmp_path / zero, data_root, "trainer.engine=deepspeed", f"trainer.deepspeed_config={ROOT}/configs/deepspeed/{zero}.json", env=env)
     assert len(losses) == 3
     for a, b in zip(losses, single_process):
