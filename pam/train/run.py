@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .distributed import barrier
+from .distributed import barrier, setup_distributed
 from .trainer import Trainer
 
 log = logging.getLogger("pam.train")
@@ -30,12 +30,11 @@ def prepare_data(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    import os
-
-    if int(os.environ.get("RANK", "0")) == 0:
+    info = setup_distributed(cfg.trainer.engine)
+    if info.is_main:
         prepare_data(cfg)
+    barrier(info)  # other ranks read the data only once rank 0 has written it
     trainer = Trainer(cfg)
-    barrier(trainer.dist)
     final = trainer.train()
     metrics = {}
     if trainer.cfg.evaluate_at_end and trainer.dist.is_main and "test" in cfg.data and cfg.data.test is not None:
