@@ -8,7 +8,6 @@ torchrun DDP, or DeepSpeed ZeRO-2/3 (launched by ``deepspeed`` or ``torchrun``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -27,7 +26,7 @@ from ..modeling.config import PAMConfig
 from ..processing.chat import IGNORE_INDEX
 from ..processing.collator import PAMCollator
 from .config import StageConfig, build_stage, build_trainer_config
-from .distributed import all_reduce_mean, all_reduce_sum, barrier, setup_distributed, shutdown
+from .distributed import all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
 from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation, finite_or_raise
@@ -105,10 +104,11 @@ class Trainer:
         if self.cache is None or batch["pixel_values"] is None:
             return batch
         feats = self.cache.lookup(batch["image_keys"])
-        if feats is not None:
-            batch = dict(batch, image_features=feats.select(torch.arange(len(batch["image_keys"]))), pixel_values=None)
-            batch["image_features"] = type(feats)(feats.image_embed.to(self.dist.device), [f.to(self.dist.device) for f in feats.high_res_feats])
-        return batch
+        if feats is None:  # an image the cache has not seen: SAM 2 encodes it live
+            return batch
+        device = self.dist.device
+        feats = type(feats)(feats.image_embed.to(device), [f.to(device) for f in feats.high_res_feats])
+        return dict(batch, image_features=feats, pixel_values=None)
 
     def _skip_tracker(self) -> SkipTracker:
         """The data config's ``skips`` tracker when it has one, else trainer.max_bad_fraction."""
@@ -294,12 +294,9 @@ class Trainer:
             total += float(out.loss) * out.num_label_tokens
             tokens += out.num_label_tokens
         self.model.train()
-        return {"val/loss": all_reduce_mean(total / max(tokens, 1), self.dist)}
+        # token mean over every rank's share of the split
+        return {"val/loss": all_reduce_sum(total, self.dist) / max(all_reduce_sum(float(tokens), self.dist), 1.0)}
 
     def close(self) -> None:
         shutdown(self.dist, exit_process=True)
 
-
-@contextlib.contextmanager
-def nullcontext():
-    yield
