@@ -10,7 +10,7 @@ from PIL import Image
 from pam.checkpoints.sam2 import load_sam2_checkpoint, save_sam2_checkpoint
 from pam.checkpoints.strict import CheckpointMismatchError
 from pam.modeling.config import SAM2Config
-from pam.modeling.sam2_encoder import FrozenSAM2, RegionPrompt, build_sam2_model
+from pam.modeling.sam2_encoder import FrozenSAM2, RegionPrompt, build_sam2_model, mask_input_from_binary
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from .conftest import region_mask, synthetic_image
@@ -77,7 +77,7 @@ def test_masks_and_scores_match_sam2_image_predictor(sam, predictor, case):
 
 def test_mask_prompt_goes_through_dense_input(sam, predictor):
     feats = sam.encode_images(predictor._transforms(synthetic_image())[None])
-    mask_input = sam.mask_prompt_from_binary(torch.from_numpy(np.array(Image.fromarray(region_mask()).resize((SIZE, SIZE)))))
+    mask_input = mask_input_from_binary(torch.from_numpy(region_mask()), sam.mask_input_size)
     assert mask_input.shape == (1, 4 * SIZE // 16, 4 * SIZE // 16)
     out = sam.decode(feats, torch.tensor([0]), [RegionPrompt(mask_input=mask_input)])
     _, iou3, low3 = predictor.predict(mask_input=mask_input.numpy(), multimask_output=True, return_logits=True)

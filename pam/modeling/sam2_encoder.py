@@ -21,10 +21,8 @@ and all calls run under ``torch.no_grad``.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from unittest import mock
 
 import torch
@@ -113,6 +111,13 @@ def build_sam2_model(cfg: SAM2Config) -> "SAM2VideoPredictor":
 
         load_sam2_checkpoint(model, cfg.checkpoint)
     return model
+
+
+def mask_input_from_binary(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """A binary (H, W) region mask at any resolution -> SAM 2's (1, size, size) dense mask input,
+    resized as SAM 2 resizes mask prompts (bilinear, antialiased)."""
+    m = torch.as_tensor(mask).float()[None, None]
+    return F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
 @dataclass
@@ -352,13 +357,6 @@ class FrozenSAM2(nn.Module):
             "all_iou_scores": iou,
         }
 
-    def mask_prompt_from_binary(self, mask: torch.Tensor) -> torch.Tensor:
-        """A binary (H, W) region mask in SAM 2 input space -> the (1, 4E, 4E) dense mask input,
-        resized as SAM 2 resizes mask prompts (bilinear, antialiased)."""
-        m = mask.float()[None, None]
-        size = self.mask_input_size
-        return F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-
     def upscale_masks(self, mask_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         """Low-res logits (R, 1, h, w) -> logits at the original image size, as SAM 2 does."""
         return F.interpolate(mask_logits.float(), size=tuple(orig_hw), mode="bilinear", align_corners=False)
@@ -424,16 +422,3 @@ class FrozenSAM2(nn.Module):
         """sam2's ``propagate_in_video`` without its progress bar."""
         with mock.patch.object(_sam2_video_predictor, "tqdm", lambda iterable, **_kw: iterable):
             yield from self.model.propagate_in_video(state)
-
-
-@contextlib.contextmanager
-def capture_decoder(decoder: nn.Module):
-    """Public access to the decoder capture (used by tests and tools)."""
-    with _DecoderCapture(decoder) as cap:
-        yield cap
-
-
-def sam2_checkpoint_keys(path: str | Path) -> list[str]:
-    """Keys of an official SAM 2 checkpoint, loaded without executing code."""
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    return sorted(sd["model"].keys())

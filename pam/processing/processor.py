@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..modeling.config import PAMConfig
-from ..modeling.sam2_encoder import RegionPrompt, _import_sam2
+from ..modeling.sam2_encoder import RegionPrompt, _import_sam2, mask_input_from_binary
 from .chat import IGNORE_INDEX, tokenize_chat
 
 _import_sam2()
@@ -62,8 +61,7 @@ class PAMProcessor:
     def mask_to_prompt(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Binary (H, W) mask at any size -> (1, 4E, 4E) SAM 2 dense mask input (bilinear,
         antialiased, as SAM 2 resizes mask prompts)."""
-        m = torch.as_tensor(np.asarray(mask)).float()[None, None]
-        return F.interpolate(m, size=(self.mask_input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)[0]
+        return mask_input_from_binary(torch.as_tensor(np.asarray(mask)), self.mask_input_size)
 
     def region_prompt(self, prompt: dict, orig_hw: tuple[int, int]) -> RegionPrompt:
         """``{"points", "point_labels", "box", "mask"}`` in original pixels -> a RegionPrompt."""
