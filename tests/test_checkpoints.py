@@ -179,3 +179,23 @@ def test_released_adapter_rejects_missing_and_extra_keys(debug_bundle):
     wrong["model.image_newline"] = torch.zeros(3)
     with pytest.raises(CheckpointMismatchError, match=r"image_newline: checkpoint \(3,\)"):
         load_released_state_dict(debug_bundle.model, wrong)
+
+
+def test_lora_checkpoint_loads_merged_with_the_same_outputs(tmp_path, three_region_samples):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    bundle = build_pam(debug_config())
+    bundle.model.llm = get_peft_model(bundle.model.llm, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # LoRA B starts at zero; give the adapters an effect
+        for name, p in bundle.model.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    before = _outputs(bundle, three_region_samples)
+    save_pam(bundle.model, bundle.tokenizer, tmp_path / "lora_ckpt")
+    meta = json.loads((tmp_path / "lora_ckpt" / "meta.json").read_text())
+    assert meta["lora"]["r"] == 4 and meta["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    loaded = load_pam(tmp_path / "lora_ckpt")
+    assert not hasattr(loaded.model.llm, "peft_config")  # merged into a plain LLM
+    after = _outputs(loaded, three_region_samples)
+    torch.testing.assert_close(after[0], before[0], atol=1e-4, rtol=1e-4)

@@ -5,6 +5,9 @@ parameters: perceiver, projectors, newline embeddings and, unless omitted, the L
 ``sam2.safetensors`` (unless omitted), ``tokenizer/`` and ``meta.json`` (what was omitted, plus
 any caller metadata such as the training step).
 
+A LoRA-tuned LLM is saved with its adapters and its LoRA settings in ``meta.json``; loading it
+into a plain model wraps the LLM the same way, loads, and merges the adapters.
+
 A frozen part with a source path (``sam2.checkpoint``, ``llm.name_or_path``) may be omitted: the
 loader reads it from that path. Omitting a part that has trainable parameters is refused.
 ``export`` writes every part, so the folder loads with no other file.
@@ -43,6 +46,14 @@ def _assert_frozen(module: nn.Module, name: str) -> None:
         raise RuntimeError(f"refusing to omit {name} from the checkpoint: it has trainable parameters ({trainable[:3]} ...)")
 
 
+def _lora_settings(llm: nn.Module) -> dict | None:
+    """The LoRA settings of a peft-wrapped LLM, None for a plain one."""
+    config = getattr(llm, "peft_config", {}).get("default")
+    if config is None:
+        return None
+    return {"r": config.r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout, "target_modules": sorted(config.target_modules)}
+
+
 def save_pam(model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool = False, metadata: dict | None = None) -> Path:
     """Write ``model`` to ``out_dir`` atomically. Returns the folder."""
     omitted = _omittable(model, self_contained)
@@ -63,7 +74,7 @@ def save_pam(model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool
             save_tensors(model.sam2.model.state_dict(), tmp / "sam2.safetensors")
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         config.save(tmp / "pam_config.json")
-        meta = {"format": FORMAT, "omitted": omitted, **(metadata or {})}
+        meta = {"format": FORMAT, "omitted": omitted, "lora": _lora_settings(model.llm), **(metadata or {})}
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
     return Path(out_dir)
 
@@ -105,6 +116,19 @@ def load_pam_weights(model: PAM, folder: str | Path, meta: dict | None = None) -
     folder = Path(folder)
     meta = meta or read_meta(folder)
     omitted = meta["omitted"]
+    lora = meta.get("lora")
+    if lora and _lora_settings(model.llm) is None:
+        # a LoRA checkpoint into a plain LLM: wrap it the same way, load, then merge the adapters
+        from peft import LoraConfig, get_peft_model
+
+        model.llm = get_peft_model(model.llm, LoraConfig(**lora))
+        _load_state(model, folder, omitted)
+        model.llm = model.llm.merge_and_unload()
+        return
+    _load_state(model, folder, omitted)
+
+
+def _load_state(model: PAM, folder: Path, omitted: list[str]) -> None:
     state = load_tensors(folder / "model.safetensors")
     expected = {k: v for k, v in model.state_dict().items() if not ("llm" in omitted and k.startswith("llm."))}
     check_state_dict(expected, state, source=str(folder / "model.safetensors"))
