@@ -77,7 +77,6 @@ class TrainerConfig:
     progress_bar: bool = True
     evaluate_at_end: bool = True  # generate on the test split and write metrics.json
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
-    max_bad_fraction: float = 0.05  # fail when more than this share of samples was skipped
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def validate(self) -> None:

@@ -111,12 +111,13 @@ class Trainer:
         return dict(batch, image_features=feats, pixel_values=None)
 
     def _skip_tracker(self) -> SkipTracker:
-        """The data config's ``skips`` tracker when it has one, else trainer.max_bad_fraction."""
+        """The data config's ``skips`` tracker (``data.max_bad_fraction`` is the one knob), else
+        SkipTracker's defaults for a data config without one."""
         if "skips" in self.data_cfg and self.data_cfg.skips is not None:
             from hydra.utils import instantiate
 
             return instantiate(self.data_cfg.skips)
-        return SkipTracker(self.cfg.max_bad_fraction, min_seen=max(100, self.cfg.global_batch_size))
+        return SkipTracker()
 
     def _train_sampler(self) -> RegionSampler:
         """The data config's sampler (a partial, e.g. with group_by_length), placed on this rank.
