@@ -1,0 +1,48 @@
+"""The ``pam`` command: one entry point, one module per group of verbs.
+
+Each module in ``VERB_MODULES`` defines ``register(subparsers)``, which adds its verbs; every verb
+sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
+Heavy imports happen inside the verbs, so ``pam --help`` is instant.
+
+Bad input (``UsageError`` and the library's typed errors listed in ``USER_ERRORS``) ends with one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb modules, in the order their verbs appear in `pam --help`
+VERB_MODULES = ("pam.cli.data",)
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [UsageError, FileNotFoundError, ValueError]
+    return tuple(errors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pam", description="Perceive Anything Model: training data, inference, evaluation and serving.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        print(f"pam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
