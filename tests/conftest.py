@@ -1,9 +1,8 @@
-"""Shared fixtures: the debug-size PAM built offline, and small region samples."""
+"""Shared fixtures: the debug-size PAM built offline, and small region samples (builders live in tests/helpers)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,23 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from pam.modeling.config import PAMConfig
-from pam.processing.prompts import task_prompt
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def debug_config(**overrides) -> PAMConfig:
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
-    for dotted, value in overrides.items():
-        node = data
-        *head, last = dotted.split(".")
-        for k in head:
-            node = node[k]
-        node[last] = value
-    return PAMConfig.from_dict(data)
+from .helpers import debug_config, image_sample, region_mask
 
 
 @pytest.fixture(scope="session")
@@ -42,36 +26,6 @@ def debug_bundle():
     return bundle
 
 
-def synthetic_image(h: int = 200, w: int = 300, seed: int = 0) -> np.ndarray:
-    rng = np.random.RandomState(seed)
-    img = (rng.rand(h, w, 3) * 60).astype(np.uint8)
-    img[40:130, 50:190] = (220, 30, 30)
-    img[120:180, 200:280] = (30, 30, 220)
-    return img
-
-
-def image_sample(sample_id: str, prompt: dict, answer: str = "tomato", image=None, key: str = "img0", task: str = "category") -> dict:
-    image = synthetic_image() if image is None else image
-    full = {"points": None, "point_labels": None, "box": None, "mask": None}
-    full.update(prompt)
-    return {
-        "id": sample_id,
-        "media_type": "image",
-        "image_key": key,
-        "pixels": image,
-        "prompt": full,
-        "turns": [{"role": "user", "content": task_prompt(task)}, {"role": "assistant", "content": answer}],
-        "meta": {},
-        "skipped": [],
-    }
-
-
-def region_mask(h: int = 200, w: int = 300) -> np.ndarray:
-    m = np.zeros((h, w), dtype=bool)
-    m[40:130, 50:190] = True
-    return m
-
-
 @pytest.fixture
 def three_region_samples():
     return [
@@ -79,14 +33,3 @@ def three_region_samples():
         image_sample("box", {"box": np.array([50.0, 40.0, 190.0, 130.0])}, "a red rectangle on the left", task="short_caption"),
         image_sample("mask", {"mask": region_mask()}, "blueberry"),
     ]
-
-
-def video_sample(sample_id: str = "v", num_frames: int = 6, seed: int = 0) -> dict:
-    rng = np.random.RandomState(seed)
-    frames = (rng.rand(num_frames, 96, 128, 3) * 60).astype(np.uint8)
-    for t in range(num_frames):
-        frames[t, 20:60, 10 + 5 * t : 50 + 5 * t] = (230, 40, 40)
-    sample = image_sample(sample_id, {"box": np.array([10.0, 20.0, 50.0, 60.0])}, answer="the red square moves right", key=f"video-{sample_id}")
-    sample.update(media_type="video", pixels=frames)
-    sample["turns"][0]["content"] = task_prompt("video_caption")
-    return sample

@@ -20,7 +20,7 @@ from pam.modeling.config import LLMConfig
 from pam.processing.collator import PAMCollator
 from pam.train.freeze import apply_trainable_patterns
 
-from .conftest import debug_config
+from .helpers import debug_config
 
 
 def _outputs(bundle, samples):

@@ -14,7 +14,7 @@ import torch
 from pam.builder import build_pam
 from pam.processing.collator import PAMCollator
 
-from .conftest import debug_config
+from .helpers import debug_config
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

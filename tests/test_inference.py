@@ -12,7 +12,7 @@ from pam.inference.predictor import PAMPredictor, mask_to_box
 from pam.inference.visualize import overlay
 from pam.processing.collator import PAMCollator
 
-from .conftest import image_sample, region_mask, synthetic_image, video_sample
+from .helpers import image_sample, region_mask, synthetic_image, video_sample
 
 
 def test_describe_image_equals_model_generate(debug_bundle):

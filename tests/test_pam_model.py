@@ -12,7 +12,7 @@ from pam.processing.chat import IGNORE_INDEX
 from pam.processing.collator import PAMCollator
 from pam.train.freeze import apply_trainable_patterns, parameter_table
 
-from .conftest import ROOT, image_sample, synthetic_image, video_sample
+from .helpers import ROOT, image_sample, synthetic_image, video_sample
 
 
 def test_paper_token_layout():

@@ -10,7 +10,7 @@ from pam.processing.chat import IGNORE_INDEX, tokenize_chat
 from pam.processing.prompts import Task, task_prompt
 from pam.processing.tokenizer import build_debug_tokenizer, qwen_tokenizer_from_tiktoken
 
-from .conftest import debug_config
+from .helpers import debug_config
 
 
 def test_task_prompts_en_zh():

@@ -13,7 +13,7 @@ from pam.modeling.config import SAM2Config
 from pam.modeling.sam2_encoder import FrozenSAM2, RegionPrompt, build_sam2_model, mask_input_from_binary
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-from .conftest import region_mask, synthetic_image
+from .helpers import region_mask, synthetic_image
 
 SIZE = 256
 
