@@ -24,6 +24,7 @@ from torch import nn
 from ..modeling.config import PAMConfig
 from ..modeling.pam import PAM
 from ..utils.frozen import trainable_parameter_names
+from .integrity import has_manifest, verify_manifest, write_manifest
 from .io import atomic_directory, atomic_write_text, load_tensors, save_tensors
 from .strict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 
@@ -77,6 +78,7 @@ def save_pam(model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool
         config.save(tmp / "pam_config.json")
         meta = {"format": FORMAT, "omitted": omitted, "lora": _lora_settings(model.llm), **(metadata or {})}
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
+        write_manifest(tmp)  # last: sha256 of every file
     return Path(out_dir)
 
 
@@ -99,6 +101,8 @@ def read_meta(folder: str | Path) -> dict:
 def load_pam_weights(model: PAM, folder: str | Path, meta: dict | None = None) -> None:
     """Load the weights of ``folder`` into an already built ``model`` (strict)."""
     folder = Path(folder)
+    if has_manifest(folder):  # folders written before checksums existed load unchecked
+        verify_manifest(folder)
     meta = meta or read_meta(folder)
     omitted = meta["omitted"]
     lora = meta.get("lora")

@@ -77,6 +77,8 @@ class TrainerConfig:
     progress_bar: bool = True
     evaluate_at_end: bool = True  # generate on the test split and write metrics.json
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
+    max_nonfinite_in_a_row: int = 5  # NaN/Inf-loss or -gradient steps skipped in a row before the run stops; 0 stops at the first
+    min_free_disk_gb: float = 1.0  # free space output_dir must have at start-up; 0 skips the check
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def validate(self) -> None:
@@ -86,6 +88,8 @@ class TrainerConfig:
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
         _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+        _check(self.max_nonfinite_in_a_row >= 0, "trainer.max_nonfinite_in_a_row", "must be >= 0")
+        _check(self.min_free_disk_gb >= 0, "trainer.min_free_disk_gb", "must be >= 0")
         _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
 
     def accumulation(self, world_size: int) -> int:

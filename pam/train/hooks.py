@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -129,8 +128,3 @@ class SkipReport(HookBase):
     def after_stage(self, trainer) -> None:
         if trainer.dist.is_main and trainer.skips.num_skipped:
             log.warning("skipped samples in stage %s: %s", trainer.stage.name, trainer.skips.epoch_summary())
-
-
-def finite_or_raise(loss: float, step: int) -> None:
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"training loss became {loss} at step {step}")

@@ -6,12 +6,15 @@ Layout of a run folder::
     checkpoints/best -> step-...  (a copy, so deleting old steps never breaks it)
     checkpoints/final/           the stage's last weights
 
-Every checkpoint directory is written to a temporary name and renamed into place.
+Every checkpoint directory is written to a temporary name and renamed into place, with a
+``manifest.json`` of sha256 checksums written last; resuming picks the newest step checkpoint whose
+checksums verify, and logs each damaged one it passes over.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -20,7 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints.integrity import CheckpointCorruptError, verify_manifest, write_manifest
 from ..checkpoints.io import atomic_directory
+from .preflight import save_error
+
+log = logging.getLogger("pam.train")
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -51,9 +58,20 @@ def list_step_checkpoints(ckpt_root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
+def latest_checkpoint(run_dir: Path, *, verify: bool = True) -> Path | None:
+    """The newest step checkpoint of ``run_dir``; with ``verify``, the newest whose checksums hold
+    (each damaged one passed over is logged with the reason)."""
     steps = list_step_checkpoints(Path(run_dir) / "checkpoints")
-    return steps[-1] if steps else None
+    if not verify:
+        return steps[-1] if steps else None
+    for path in reversed(steps):
+        try:
+            verify_manifest(path)
+        except CheckpointCorruptError as e:
+            log.warning("skipping damaged checkpoint %s: %s", path, e)
+            continue
+        return path
+    return None
 
 
 class CheckpointManager:
@@ -70,10 +88,15 @@ class CheckpointManager:
     def save(self, step: int, write_model, trainer_state: dict, metrics: dict) -> Path:
         """``write_model(folder)`` writes the PAM checkpoint; the rest is trainer state."""
         path = self.root / f"step-{step:06d}"
-        with atomic_directory(path) as tmp:
-            write_model(tmp / "model")
-            torch.save(trainer_state, tmp / "trainer_state.pt")
-            (tmp / "info.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True))
+        try:
+            with atomic_directory(path) as tmp:
+                write_model(tmp / "model")
+                torch.save(trainer_state, tmp / "trainer_state.pt")
+                (tmp / "info.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True))
+                write_manifest(tmp)  # last: a folder with a manifest was written to the end
+        except OSError as e:  # disk full, quota, I/O error: the temporary folder is gone, old ones stay
+            steps = list_step_checkpoints(self.root)
+            raise save_error(path, e, steps[-1] if steps else None) from e
         self._maybe_best(path, metrics)
         for old in list_step_checkpoints(self.root)[: -self.keep_last]:
             shutil.rmtree(old, ignore_errors=True)

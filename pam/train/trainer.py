@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from ..api import build_pam
+from ..checkpoints.integrity import verify_manifest
 from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
@@ -29,7 +30,9 @@ from .config import StageConfig, build_stage, build_trainer_config
 from .distributed import all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
-from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation, finite_or_raise
+from .guards import NonFiniteGuard
+from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation
+from .preflight import check_output_dir
 from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger("pam.train")
@@ -52,7 +55,7 @@ class Trainer:
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         self.accum = self.cfg.accumulation(self.dist.world_size)
         self.run_dir = Path(self.cfg.output_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_output_dir(self.run_dir, min_free_gb=self.cfg.min_free_disk_gb)  # writable, with room, before any work
         if self.dist.is_main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         self._seed(self.cfg.seed)
@@ -65,6 +68,7 @@ class Trainer:
         self.train_set = self._dataset("train")
         self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
         self.skips = self._skip_tracker()
+        self.guard = NonFiniteGuard(self.cfg.max_nonfinite_in_a_row)
         self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
         self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
@@ -186,6 +190,7 @@ class Trainer:
         path = Path(mode)
         if not (path / "trainer_state.pt").is_file():
             raise FileNotFoundError(f"trainer.resume={mode}: not a training checkpoint (no trainer_state.pt)")
+        verify_manifest(path)
         return path
 
     def _run_stage(self, stage: StageConfig, resume: Path | None) -> Path:
@@ -213,6 +218,8 @@ class Trainer:
             sampler.load_state_dict(state["sampler"])
             if "skips" in state:
                 self.skips.load_state_dict(state["skips"])
+            if "nonfinite" in state:
+                self.guard.load_state_dict(state["nonfinite"])
             log.info("resumed from %s at step %d", resume, self.global_step)
         else:
             sampler.set_epoch(0)
@@ -245,13 +252,16 @@ class Trainer:
                 with engine.no_sync(micro < self.accum - 1):
                     loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
             loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
-            finite_or_raise(loss, self.global_step + 1)  # before the update reaches the weights
+            if not self.guard.check(loss, engine, self.model, self.global_step + 1):
+                continue  # a NaN/Inf loss or gradient: no update, counted (before it reaches the weights)
             lr = engine.lr()  # the rate this step trains at
             grad_norm = engine.step()
             self.stage_step += 1
             self.global_step += 1
             self.skips.check()
             metrics = {"train/loss": loss, "lr": lr, "grad_norm": grad_norm, "stage_index": self.stage_index}
+            if self.guard.total:
+                metrics["train/nonfinite_skipped"] = self.guard.total
             self._sampler_state = {"epoch": epoch, "consumed": consumed, "seed": sampler.seed, "world_size": self.dist.world_size}
             for h in self.hooks:
                 h.after_step(self, metrics)
@@ -275,6 +285,7 @@ class Trainer:
             "stage_step": self.stage_step,
             "sampler": self._sampler_state,
             "skips": self.skips.state_dict(),
+            "nonfinite": self.guard.state_dict(),
         }
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.dist.is_main:

@@ -1,0 +1,52 @@
+"""Checks before training starts: the output folder exists or can be made, is writable, and has room.
+
+Each failure raises :class:`OutputDirError` naming the folder, before any model is built.
+Writability is tested by writing and removing a small file (``os.access`` says yes to root on a
+read-only mount).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class OutputDirError(OSError):
+    """The run folder cannot hold the run (not creatable, read-only, or too little free space)."""
+
+
+def check_output_dir(path: str | Path, *, min_free_gb: float = 0.0) -> Path:
+    """Create ``path`` if needed and check it is writable with ``min_free_gb`` GB free. Returns it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(e.errno, f"trainer.output_dir {path} cannot be created: {e.strerror or e}") from e
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pam-write-test-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OutputDirError(e.errno, f"trainer.output_dir {path} is not writable: {e.strerror or e}") from e
+    if min_free_gb > 0:
+        free = shutil.disk_usage(path).free / 1e9
+        if free < min_free_gb:
+            raise OutputDirError(
+                errno.ENOSPC,
+                f"trainer.output_dir {path} has {free:.2f} GB free, less than trainer.min_free_disk_gb={min_free_gb:g}; "
+                "free some space or lower trainer.min_free_disk_gb",
+            )
+    return path
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the previous checkpoints are untouched."""
+
+
+def save_error(target: Path, exc: OSError, last_good: Path | None) -> CheckpointSaveError:
+    kept = f"the last good checkpoint {last_good} is kept" if last_good is not None else "no earlier checkpoint exists"
+    reason = exc.strerror or str(exc)
+    return CheckpointSaveError(exc.errno, f"could not write checkpoint {target}: {reason}; nothing was replaced and {kept}")
