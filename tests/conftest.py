@@ -33,3 +33,21 @@ def three_region_samples():
         image_sample("box", {"box": np.array([50.0, 40.0, 190.0, 130.0])}, "a red rectangle on the left", task="short_caption"),
         image_sample("mask", {"mask": region_mask()}, "blueberry"),
     ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only_network():
+    """Tests may talk to servers on this machine only: a connection or a name lookup for any other
+    address raises ``NetworkBlocked`` (an OSError, so offline fallbacks still work) and is listed in
+    ``tests.helpers.netguard.BLOCKED``; test_reliability_security checks the guard itself."""
+    from .helpers import netguard
+
+    with netguard.loopback_only():
+        yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    from .helpers import netguard
+
+    if netguard.BLOCKED:
+        terminalreporter.write_line(f"network guard refused {len(netguard.BLOCKED)} non-loopback attempt(s): {sorted(set(netguard.BLOCKED))[:10]}", yellow=True)

@@ -61,6 +61,10 @@ class SchemaError(ValueError):
     """A record breaks the schema; the message starts with ``file:line`` and names the field."""
 
 
+class PathEscapeError(SchemaError):
+    """A relative media path in an annotation leads outside the configured data root."""
+
+
 def _fail(where: str, name: str, message: str) -> None:
     raise SchemaError(f"{where}: field `{name}` {message}")
 
@@ -353,17 +357,28 @@ class Record:
         return out
 
     def resolved(self, root: str | os.PathLike | None) -> Record:
-        """A copy whose media paths are absolute: relative paths are joined to ``root``."""
+        """A copy whose media paths are absolute: relative paths are joined to ``root``.
+
+        A relative path may not leave ``root`` (frame names: their ``frames_root``) by ``../``:
+        :class:`PathEscapeError` names the record, field and path. Absolute paths are used as
+        written (the dataset converters write them on purpose)."""
         if root is None:
             return self
+        root = os.path.normpath(os.path.abspath(root))
 
-        def join(path: str | None) -> str | None:
-            return None if path is None else os.path.normpath(os.path.join(root, path))
+        def join(path: str | None, name: str, base: str = root) -> str | None:
+            if path is None or os.path.isabs(path):
+                return None if path is None else os.path.normpath(path)
+            full = os.path.normpath(os.path.join(base, path))
+            if os.path.commonpath([base, full]) != base:
+                raise PathEscapeError(f"record {self.id!r}: field `{name}` path {path!r} leaves the data root {base}")
+            return full
 
         if self.frames is not None:
-            base = join(self.frames_root or ".")
-            return replace(self, frames=[os.path.normpath(os.path.join(base, f)) for f in self.frames], frames_root=None)
-        return replace(self, image=join(self.image), video=join(self.video))
+            base = join(self.frames_root or ".", "frames_root")
+            frames = [join(f, f"frames[{k}]", base) for k, f in enumerate(self.frames)]
+            return replace(self, frames=frames, frames_root=None)
+        return replace(self, image=join(self.image, "image"), video=join(self.video, "video"))
 
 
 def _frame_dict(value: Any, where: str, name: str) -> dict[int, Any]:
