@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pam.api import build_pam
+from pam.checkpoints.integrity import CheckpointCorruptError, write_manifest
 from pam.checkpoints.io import load_tensors, save_tensors
 from pam.api import load_pam, load_released_pam
 from pam.checkpoints.pam_checkpoint import export_pam, save_pam
@@ -101,6 +102,9 @@ def test_strict_load_names_bad_keys(tmp_path, debug_bundle):
     state.pop("perceiver.frame_proj.bias")
     state["perceiver.extra"] = torch.zeros(1)
     save_tensors(state, tmp_path / "ckpt" / "model.safetensors")
+    with pytest.raises(CheckpointCorruptError, match=r"ckpt: file model.safetensors has \d+ bytes, the manifest says \d+"):
+        load_pam(tmp_path / "ckpt")  # the rewritten file no longer matches the folder's manifest
+    write_manifest(tmp_path / "ckpt")  # a consistently written folder with the wrong keys
     with pytest.raises(CheckpointMismatchError, match=r"perceiver\.frame_proj\.bias.*perceiver\.extra"):
         load_pam(tmp_path / "ckpt")
 
