@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from pam.clients import ChatError
 from pam.data.schema import TEXT_FIELDS, SchemaError
 
 from .backend import BackendConfig, build_backend
@@ -233,3 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, SchemaError) as err:
         print(f"data_pipeline {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ChatError as err:  # the backend failed after its retries: what finished is saved, re-run to resume
+        print(f"data_pipeline {args.command}: stopped: {err} (finished records are saved; run the same command again to resume)", file=sys.stderr)
+        return 1
