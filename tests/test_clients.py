@@ -229,3 +229,64 @@ def test_transformers_backend_rejects_missing_folder_and_template(tmp_path, tiny
     (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="no chat_template"):
         TransformersChatBackend(copy)
+
+
+QWEN_VL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen_vl(tmp_path_factory):
+    """A random 2-layer Qwen2-VL (1-block vision tower) with a processor, saved as a model folder."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    from pam.processing.tokenizer import build_debug_tokenizer
+
+    tok = build_debug_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]}, replace_extra_special_tokens=False)
+    ids = {name: tok.convert_tokens_to_ids(f"<|{name}|>") for name in ("image_pad", "video_pad", "vision_start", "vision_end")}
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_VL_TEMPLATE)
+    config = Qwen2VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}, bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["image_pad"], video_token_id=ids["video_pad"], vision_start_token_id=ids["vision_start"], vision_end_token_id=ids["vision_end"],
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_qwen_vl")
+    processor.save_pretrained(path)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+def test_transformers_backend_vision_model_gets_the_image(tiny_qwen_vl):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from pam.clients import TransformersChatBackend
+
+    image = np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8)
+    messages = [{"role": "user", "content": [text_part("what is [1]?"), image_part(image)]}]
+    local = TransformersChatBackend(tiny_qwen_vl, kind="vision", max_tokens=6)
+    first = local.complete(messages)
+    assert local.complete(messages) == first
+    # the reference: the processor and generate by hand, on the decoded PNG (lossless)
+    processor = AutoProcessor.from_pretrained(tiny_qwen_vl)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen_vl).eval()
+    inputs = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "what is [1]?"}, {"type": "image", "image": Image.fromarray(image)}]}],
+                                           add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    image_tokens = int((inputs["input_ids"] == model.config.image_token_id).sum())
+    assert image_tokens == int(inputs["image_grid_thw"].prod()) // 4 > 1  # the picture is in the prompt
+    with torch.no_grad():
+        ref = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    n = inputs["input_ids"].shape[1]
+    assert first == processor.tokenizer.decode(ref[0, n:], skip_special_tokens=True)
+    assert local.usage.prompt_tokens == 2 * n
