@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from pam.data.datasets import RegionDataset, RegionDatasetConfig, load_region_dataset
 from pam.data.prompt_sampling import PromptSamplingConfig

@@ -7,6 +7,7 @@ counted; relative media paths are put under ``--images``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from pam.data.schema import Record, SchemaError
 from ..records import Counts
 
 SOURCES = ("pam-release",)
+logger = logging.getLogger("data_pipeline")
 
 
 def convert(annotations: str, images: str | None, counts: Counts, *, language: str | None = None, source: str | None = None) -> Iterator[Record]:
@@ -34,6 +36,7 @@ def convert(annotations: str, images: str | None, counts: Counts, *, language: s
             record = upstream_record(obj, where, f"{stem}:{lineno}", language)
         except (json.JSONDecodeError, SchemaError) as err:
             counts.skip("invalid_line")
+            logger.warning("skipping %s", err)
             continue
         record.source = source or stem
         if images:

@@ -33,7 +33,9 @@ def convert(annotations: str, images: str | None, counts: Counts, *, source: str
             counts.skip("multi_object" if objects else "no_object")
             continue
         masks, boxes = {}, {}
-        for frame, value in require({"annotation": objects[0]}, "annotation", dict, where).items():
+        if not isinstance(objects[0], dict):
+            raise ConvertError(f"{where}: field `annotation[0]` must map frame index to {{'segmentation': ...}}")
+        for frame, value in objects[0].items():
             if not str(frame).isdigit():
                 raise ConvertError(f"{where}: annotation key {frame!r} is not a frame index")
             seg = require(value, "segmentation", dict, f"{where}: annotation[0][{frame}]")
