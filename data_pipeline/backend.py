@@ -41,7 +41,7 @@ def build_backend(config: BackendConfig) -> ChatBackend:
             max_tries=config.max_tries, backoff_s=config.backoff_s, requests_per_minute=config.requests_per_minute,
         )
     else:
-        backend = TransformersChatBackend(config.model_path, kind=config.model_kind)
+        backend = TransformersChatBackend(config.model_path, kind=config.model_kind, lazy=True)  # cached re-runs never load it
     return CachedChatBackend(backend, config.cache_dir) if config.cache_dir else backend
 
 

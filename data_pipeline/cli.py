@@ -1,4 +1,4 @@
-"""``python -m data_pipeline VERB ...``: convert, refine, filter, translate, variants, stream, prompts.
+"""``python -m data_pipeline VERB ...``: convert, refine, filter, translate, variants, stream, merge, prompts.
 
 Every verb prints one JSON object (counts, or the run's manifest) to stdout; steps that call a
 backend write ``OUT.manifest.json`` beside their output. Bad input ends with one line on stderr and
@@ -137,6 +137,28 @@ def cmd_stream(args) -> int:
     return _run_with_manifest(args.out, manifest, lambda: build_streaming(args.input, args.out, backend, config, manifest))
 
 
+def cmd_merge(args) -> int:
+    import os
+
+    from .manifest import merge_manifests
+    from .records import ConvertError
+
+    def records():
+        for path in args.inputs:
+            yield from iter_records(path)
+
+    try:
+        counts = write_records(args.out, records())
+    except ConvertError as err:
+        raise ValueError(f"{err} (the inputs overlap)") from err
+    parts = [json.loads(open(manifest_path(p), encoding="utf-8").read()) for p in args.inputs if os.path.isfile(manifest_path(p))]
+    summary = {**merge_manifests(parts), "inputs": list(args.inputs), "out": args.out, "records": counts.records, "regions": counts.regions}
+    with open(manifest_path(args.out), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    _print(summary)
+    return 0
+
+
 def cmd_prompts(args) -> int:
     from .prompts import available
 
@@ -221,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="folder relative media paths resolve against (default: the input's folder)")
     _backend_args(p)
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("merge", help="concatenate shard outputs (ids must not repeat) and sum their manifests")
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("prompts", help="list the prompt files and their versions")
     p.set_defaults(func=cmd_prompts)

@@ -79,3 +79,26 @@ def manifest_path(out: str) -> str:
     """``out.jsonl`` -> ``out.manifest.json``."""
     stem = out[: -len(".jsonl")] if out.endswith(".jsonl") else out
     return f"{stem}.manifest.json"
+
+
+def merge_manifests(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several shard manifests: usage, counts and per-step kept/dropped summed."""
+    usage: Counter = Counter()
+    counts: Counter = Counter()
+    steps: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        usage.update(m.get("usage", {}))
+        counts.update(m.get("counts", {}))
+        for name, step in m.get("steps", {}).items():
+            into = steps.setdefault(name, {"kept": 0, "dropped": Counter()})
+            into["kept"] += step["kept"]
+            into["dropped"].update(step["dropped"])
+    return {
+        "command": "merge",
+        "parts": len(manifests),
+        "backends": sorted({json.dumps(m.get("backend"), sort_keys=True) for m in manifests if m.get("backend")}),
+        "prompts": sorted({f"{k}.v{v}" for m in manifests for k, v in m.get("prompts", {}).items()}),
+        "usage": dict(sorted(usage.items())),
+        "counts": dict(sorted(counts.items())),
+        "steps": {k: {"kept": v["kept"], "dropped": dict(sorted(v["dropped"].items())), "dropped_total": sum(v["dropped"].values())} for k, v in steps.items()},
+    }

@@ -46,15 +46,19 @@ def write_records(path: str | os.PathLike, records: Iterable[Record], counts: Co
     seen: set[str] = set()
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for record in records:
-            if record.id in seen:
-                raise ConvertError(f"{path}: record id {record.id!r} would be written twice; ids must be unique")
-            seen.add(record.id)
-            f.write(record_line(record) + "\n")
-            counts.records += 1
-            counts.regions += len(record.regions)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            for record in records:
+                if record.id in seen:
+                    raise ConvertError(f"{path}: record id {record.id!r} would be written twice; ids must be unique")
+                seen.add(record.id)
+                f.write(record_line(record) + "\n")
+                counts.records += 1
+                counts.regions += len(record.regions)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return counts
 
 

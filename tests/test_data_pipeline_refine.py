@@ -114,14 +114,21 @@ def test_refine_interrupt_resume_cache_retry_and_manifest(tmp_path, coco_like, c
     assert len(ds) == 7 * 3 and ds[0]["pixels"].shape == (H, W, 3)
 
 
-def test_refine_shards_split_the_records(tmp_path, coco_like, capsys):
+def test_refine_shards_rate_limit_and_merge(tmp_path, coco_like, capsys):
     with ChatServer(lambda r, i: answer_for(r)) as server:
         for shard in (0, 1):
-            assert refine(tmp_path, server, "--num-shards", "2", "--shard", str(shard)) == 0
+            assert refine(tmp_path, server, "--num-shards", "2", "--shard", str(shard), "--rpm", "600") == 0
     capsys.readouterr()
-    ids = [[r.id for r in iter_records(tmp_path / f"out.shard-0000{k}-of-00002.jsonl")] for k in (0, 1)]
-    assert ids == [["img0", "img2"], ["img1", "img3"]]
+    shards = [tmp_path / f"out.shard-0000{k}-of-00002.jsonl" for k in (0, 1)]
+    assert [[r.id for r in iter_records(p)] for p in shards] == [["img0", "img2"], ["img1", "img3"]]
     assert server.count == 8
+    within_shard = [b - a for a, b in zip(server.times[:4], server.times[1:4])]
+    assert all(gap >= 0.1 * 0.7 for gap in within_shard), within_shard  # 600 per minute: one per 0.1 s
+    assert main(["merge", "--inputs", *map(str, shards), "--out", str(tmp_path / "all.jsonl")]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    assert merged["records"] == 4 and merged["usage"]["requests"] == 8 and merged["steps"]["regions"]["dropped"] == {"unparsable_answer": 1}
+    assert main(["merge", "--inputs", str(shards[0]), str(shards[0]), "--out", str(tmp_path / "dup.jsonl")]) == 2
+    assert "written twice" in capsys.readouterr().err
 
 
 def test_refine_overwrite_keeps_source_label_and_video_keyframes(tmp_path, capsys):
@@ -160,3 +167,23 @@ def test_set_of_mark_overlay_draws_tinted_mask_contour_and_number():
     assert (tag == 255).all(axis=-1).any() and (tag < 60).all(axis=-1).any()  # white tag with dark digit near the centroid
     ring = contour(mask, 1)
     assert ring.sum() == 2 * (30 + 40) - 4 and not ring[20, 30]
+
+
+def test_refine_with_a_local_vision_language_model(tmp_path, coco_like, capsys):
+    """The transformers backend in the pipeline: a tiny random Qwen2-VL answers gibberish, so every
+    region is dropped as unparsable, but each request went through the model with its overlay."""
+    from .helpers.tiny_chat_models import save_tiny_qwen_vl
+
+    model = save_tiny_qwen_vl(tmp_path / "vlm")
+    write_records(tmp_path / "one.jsonl", [next(iter_records(tmp_path / "in.jsonl"))])
+    args = ["refine", "--input", str(tmp_path / "one.jsonl"), "--root", str(tmp_path), "--out", str(tmp_path / "local.jsonl"), "--backend", "transformers",
+            "--model-path", str(model), "--fields", "short_caption", "--max-tokens", "4", "--workers", "2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    run = json.loads(printed[printed.index("{\n") :])  # deepspeed (imported by transformers) may log a line to stdout first
+    assert run["backend"] == {"backend": "transformers-vision", "model": "vlm", "path": str(model), "cache_dir": str(tmp_path / "local.cache")}
+    assert run["usage"]["requests"] == 2 and 0 < run["usage"]["completion_tokens"] <= 2 * 4
+    assert run["steps"]["regions"]["dropped"] == {"unparsable_answer": 2} and run["steps"]["records"]["dropped"] == {"no_region_left": 1}
+    assert main(args) == 0  # a re-run answers from the cache (and never loads the model)
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{\n") :])["usage"]["cache_hits"] == 2
