@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pam.data.schema import Record, SchemaError
+from pam.utils.jsonl import iter_jsonl_objects
 
 
 class ConvertError(SchemaError):
@@ -64,15 +65,8 @@ def write_records(path: str | os.PathLike, records: Iterable[Record], counts: Co
 
 def iter_records(path: str | os.PathLike) -> Iterator[Record]:
     """Records of a region-schema JSONL file, paths as written (not resolved)."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SchemaError(f"{path}:{lineno}: invalid JSON: {err.msg}") from err
-            yield Record.from_dict(data, f"{path}:{lineno}")
+    for lineno, data in iter_jsonl_objects(path):
+        yield Record.from_dict(data, f"{path}:{lineno}")
 
 
 def load_json(path: str | os.PathLike) -> Any:
