@@ -187,3 +187,16 @@ def test_refine_with_a_local_vision_language_model(tmp_path, coco_like, capsys):
     assert main(args) == 0  # a re-run answers from the cache (and never loads the model)
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{\n") :])["usage"]["cache_hits"] == 2
+
+
+def test_resumable_output_cuts_a_half_written_line(tmp_path):
+    from data_pipeline.media import ResumableOutput
+    from data_pipeline.records import record_line
+
+    done = Record.from_dict({"id": "a", "image": "a.png", "regions": []})
+    path = tmp_path / "out.jsonl"
+    path.write_text(record_line(done) + "\n" + '{"id": "b", "image": "b.p')  # killed mid-write
+    output = ResumableOutput(str(path))
+    assert output.done == {"a"} and path.read_text() == record_line(done) + "\n"
+    output.append([Record.from_dict({"id": "b", "image": "b.png", "regions": []})])
+    assert [r.id for r in iter_records(path)] == ["a", "b"]
