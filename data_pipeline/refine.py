@@ -10,13 +10,15 @@ is not the JSON asked for drops the region, counted by reason.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from pam.clients import ChatBackend, ChatError, image_part, text_part
+from pam.clients import ChatBackend, ChatError, complete_many, image_part, text_part
 from pam.data.schema import TEXT_FIELDS, Record, Region
 from pam.data.skips import BadSample
 
@@ -157,10 +159,6 @@ def apply_answer(region: Region, needed: tuple[str, ...], answer: str) -> str | 
 
 def refine_file(path: str, out: str, backend: ChatBackend, config: RefineConfig, manifest: Manifest) -> dict[str, Any]:
     """Refine every record of ``path`` in this shard into ``out`` (appending; see the module docstring)."""
-    import os
-
-    from pam.clients import complete_many
-
     if config.root is None:
         config.root = os.path.dirname(os.path.abspath(path))
     image_prompt = load_prompt("refine_image", config.image_prompt_version)
@@ -171,66 +169,30 @@ def refine_file(path: str, out: str, backend: ChatBackend, config: RefineConfig,
     manifest.add_input(path)
     manifest.outputs.append(out)
     output = ResumableOutput(out)
-    regions = manifest.step("regions")
+    manifest.step("regions")
     records_step = manifest.step("records")
     params = {"max_tokens": config.max_tokens, "temperature": config.temperature}
 
-    mine = []
-    for i, record in enumerate(iter_records(path)):
-        if i % config.num_shards != config.shard:
-            continue
-        manifest.counts["records_in_shard"] += 1
-        if record.id in output.done:
-            manifest.counts["records_already_done"] += 1
-            continue
-        mine.append(record)
+    def pending():
+        for i, record in enumerate(iter_records(path)):
+            if i % config.num_shards != config.shard:
+                continue
+            manifest.counts["records_read"] += 1  # of this shard
+            if record.id in output.done:
+                manifest.counts["records_already_done"] += 1
+                continue
+            yield record
 
     failure: ChatError | None = None
-    for start in range(0, len(mine), config.chunk_records):
-        chunk = mine[start : start + config.chunk_records]
-        jobs: list[_Job] = []
-        broken: set[int] = set()
-        for k, record in enumerate(chunk):
-            try:
-                make = image_jobs if record.media_type == "image" else video_jobs
-                jobs.extend(make(record, config, image_prompt if record.media_type == "image" else video_prompt, k))
-            except BadSample as err:
-                logger.warning("refine: dropping record %s: %s", record.id, err)
-                records_step.dropped[f"media_{err.reason}"] += 1
-                broken.add(k)
-        jobs = [j for j in jobs if j.record not in broken]
-        answers = complete_many(backend, [j.messages for j in jobs], max_workers=config.max_workers, return_exceptions=True, **params)
-        failed_records: set[int] = set()
-        outcome: dict[int, list[tuple[int, str | None, int]]] = {}  # record -> [(region, drop reason, fields filled)]
-        for job, answer in zip(jobs, answers):
-            if isinstance(answer, ChatError):
-                failure = failure or answer
-                failed_records.add(job.record)
+    chunk: list[Record] = []
+    for record in itertools.chain(pending(), [None]):  # records stream through in chunks
+        if record is not None:
+            chunk.append(record)
+            if len(chunk) < config.chunk_records:
                 continue
-            if isinstance(answer, BaseException):
-                raise answer
-            reason = apply_answer(chunk[job.record].regions[job.region], job.needed, answer)
-            outcome.setdefault(job.record, []).append((job.region, reason, len(job.needed)))
-        finished = []
-        for k, record in enumerate(chunk):
-            if k in broken or k in failed_records:
-                continue
-            gone = set()
-            for g, reason, filled in outcome.get(k, []):
-                if reason:
-                    regions.dropped[reason] += 1
-                    gone.add(g)
-                else:
-                    regions.kept += 1
-                    manifest.counts["fields_filled"] += filled
-            manifest.counts["regions_already_complete"] += len(record.regions) - len(outcome.get(k, []))
-            record.regions = [r for g, r in enumerate(record.regions) if g not in gone]
-            if not record.regions:
-                records_step.dropped["no_region_left"] += 1
-                continue
-            records_step.kept += 1
-            finished.append(record)
-        output.append(finished)
+        if chunk:
+            failure = _refine_chunk(chunk, backend, config, (image_prompt, video_prompt), manifest, output, params)
+            chunk = []
         if failure is not None:
             break
     manifest.usage = backend.usage.as_dict()
@@ -240,3 +202,56 @@ def refine_file(path: str, out: str, backend: ChatBackend, config: RefineConfig,
         manifest.settings["error"] = str(failure)
         raise failure
     return manifest.as_dict()
+
+
+def _refine_chunk(chunk: list[Record], backend: ChatBackend, config: RefineConfig, prompts: tuple[Prompt, Prompt], manifest: Manifest,
+                  output: ResumableOutput, params: dict[str, Any]) -> ChatError | None:
+    """Ask for every region of ``chunk`` concurrently, append the finished records; the first
+    transport error, if any, is returned (its records are not written)."""
+    image_prompt, video_prompt = prompts
+    regions, records_step = manifest.step("regions"), manifest.step("records")
+    failure: ChatError | None = None
+    jobs: list[_Job] = []
+    broken: set[int] = set()
+    for k, record in enumerate(chunk):
+        try:
+            make = image_jobs if record.media_type == "image" else video_jobs
+            jobs.extend(make(record, config, image_prompt if record.media_type == "image" else video_prompt, k))
+        except BadSample as err:
+            logger.warning("refine: dropping record %s: %s", record.id, err)
+            records_step.dropped[f"media_{err.reason}"] += 1
+            broken.add(k)
+    jobs = [j for j in jobs if j.record not in broken]
+    answers = complete_many(backend, [j.messages for j in jobs], max_workers=config.max_workers, return_exceptions=True, **params)
+    failed_records: set[int] = set()
+    outcome: dict[int, list[tuple[int, str | None, int]]] = {}  # record -> [(region, drop reason, fields filled)]
+    for job, answer in zip(jobs, answers):
+        if isinstance(answer, ChatError):
+            failure = failure or answer
+            failed_records.add(job.record)
+            continue
+        if isinstance(answer, BaseException):
+            raise answer
+        reason = apply_answer(chunk[job.record].regions[job.region], job.needed, answer)
+        outcome.setdefault(job.record, []).append((job.region, reason, len(job.needed)))
+    finished = []
+    for k, record in enumerate(chunk):
+        if k in broken or k in failed_records:
+            continue
+        gone = set()
+        for g, reason, filled in outcome.get(k, []):
+            if reason:
+                regions.dropped[reason] += 1
+                gone.add(g)
+            else:
+                regions.kept += 1
+                manifest.counts["fields_filled"] += filled
+        manifest.counts["regions_already_complete"] += len(record.regions) - len(outcome.get(k, []))
+        record.regions = [r for g, r in enumerate(record.regions) if g not in gone]
+        if not record.regions:
+            records_step.dropped["no_region_left"] += 1
+            continue
+        records_step.kept += 1
+        finished.append(record)
+    output.append(finished)
+    return failure

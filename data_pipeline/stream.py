@@ -12,6 +12,7 @@ neighbour.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
@@ -181,8 +182,6 @@ def caption_region(record: Record, g: int, backend: ChatBackend, prompt: Prompt,
 
 def build_streaming(path: str, out: str, backend: ChatBackend, config: StreamConfig, manifest: Manifest) -> dict[str, Any]:
     """Segment and caption every video record of ``path`` into ``out`` (appending, resumable)."""
-    import os
-
     if config.root is None:
         config.root = os.path.dirname(os.path.abspath(path))
     prompt = load_prompt("stream_caption", config.prompt_version)
