@@ -286,3 +286,16 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert "takes no option(s) ['split']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="convert it first: python -m data_pipeline convert coco"):
         load_region_dataset(str(tmp_path / "i.json"), format="coco")
+
+
+def test_pam_never_imports_data_pipeline():
+    """data_pipeline drives pam; the library must stay importable without it."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in (Path(__file__).resolve().parents[1] / "pam").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path}:{node.lineno}" for n in names if n.split(".")[0] == "data_pipeline"]
+    assert offenders == []
