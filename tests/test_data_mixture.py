@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-
-import pam.train.config  # noqa: F401  (registers the schema defaults the YAML files extend)
 from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
+import pam.train.config  # noqa: F401  (registers the schema defaults the YAML files extend)
 from pam.data.mixture import MixtureComponent, MixtureDataset, resolve_counts
 from pam.data.sampler import RegionSampler
 from pam.data.skips import SkipTracker

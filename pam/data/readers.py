@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from pam.data.schema import LANGUAGES, MaskAnnotation, Record, Region, SchemaError

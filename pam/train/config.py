@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..utils.config import ConfigError, build_config as _build, check as _check
+from ..utils.config import ConfigError
+from ..utils.config import build_config as _build
+from ..utils.config import check as _check
 
 ENGINES = ("auto", "single", "ddp", "deepspeed")
 PRECISIONS = ("fp32", "bf16", "fp16")
