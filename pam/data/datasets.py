@@ -32,7 +32,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from pam.data.prompt_sampling import PromptSamplingConfig, frame_annotation, make_rng, sample_prompt
-from pam.data.readers import read_coco_instances, read_jsonl, read_upstream_jsonl
+from pam.data.readers import read_jsonl, read_upstream_jsonl
 from pam.data.schema import LANGUAGES, TEXT_FIELDS, Record
 from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
@@ -42,7 +42,7 @@ from pam.utils.layout import TokenLayout, select_frames
 logger = logging.getLogger("pam.data")
 
 TASK_MODES = ("all", "random")
-FORMATS = ("pam", "upstream", "coco", "lvis", "paco")
+FORMATS = ("pam", "upstream")  # other formats: convert first with `python -m data_pipeline convert SOURCE ...`
 
 
 @dataclass
@@ -303,15 +303,15 @@ def load_records(
 ) -> list[Record]:
     """Read an annotation file in one of :data:`FORMATS`."""
     if format not in FORMATS:
-        raise ValueError(f"data field `format` must be one of {FORMATS}, got {format!r}")
+        hint = f"; convert it first: python -m data_pipeline convert {format} --annotations {path} --out OUT.jsonl" if format in ("coco", "lvis", "paco") else ""
+        raise ValueError(f"data field `format` must be one of {FORMATS}, got {format!r}{hint}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file {path} does not exist")
     if format == "pam":
         return read_jsonl(path, root, on_error=on_error)
     if format == "upstream":
         prefix_map = dict(path_prefix_map) if path_prefix_map else None
-        return read_upstream_jsonl(path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map)
-    return read_coco_instances(path, root, flavor=format, source=source)
+    return read_upstream_jsonl(path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map)
 
 
 def load_region_dataset(

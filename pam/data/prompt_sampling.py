@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from pam.utils.masks import mask_to_box
 from pam.data.schema import MaskAnnotation, Region
 from pam.data.skips import BAD_RLE, BOX_OUTSIDE_IMAGE, EMPTY_MASK, MASK_SIZE_MISMATCH, NO_PROMPT, POINTS_OUTSIDE_IMAGE, BadSample
+from pam.utils.masks import mask_to_box
 
 PROMPT_KINDS = ("points", "box", "mask")
 

@@ -29,8 +29,6 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from ..utils.jsonl import iter_jsonl_objects
 from typing import Any
 
 from pam.eval.metrics import (
@@ -42,6 +40,8 @@ from pam.eval.metrics import (
     semantic_iou,
     semantic_similarity,
 )
+
+from ..utils.jsonl import iter_jsonl_objects
 
 ID_KEY = "id"
 PREDICTION_KEY = "prediction"

@@ -24,8 +24,8 @@ from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
-from ..utils.layout import IGNORE_INDEX
 from ..processing.collator import PAMCollator
+from ..utils.layout import IGNORE_INDEX
 from .config import StageConfig, build_stage, build_trainer_config
 from .distributed import all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
