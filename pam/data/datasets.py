@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -37,6 +37,7 @@ from pam.data.schema import LANGUAGES, TEXT_FIELDS, Record
 from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
 from pam.data.video import BACKENDS, count_video_frames, read_frame_files, read_image, read_video
+from pam.utils.config import build_config
 from pam.utils.layout import TokenLayout, select_frames
 
 logger = logging.getLogger("pam.data")
@@ -77,11 +78,15 @@ class RegionDatasetConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RegionDatasetConfig:
+        """From config values: unknown options and wrong types raise naming the option."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
             raise ValueError(f"unknown dataset option(s) {unknown}; expected some of {sorted(names)}")
-        return cls(**{k: (list(v) if k in ("tasks", "languages") else v) for k, v in kwargs.items()})
+        data = {k: (tuple(v) if k in ("tasks", "languages") and isinstance(v, (list, tuple)) else v) for k, v in kwargs.items()}
+        if isinstance(data.get("prompt"), Mapping):
+            data["prompt"] = dict(data["prompt"])
+        return build_config(cls, data)  # typed: a string where an int belongs names the field
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Checks before training starts: the output folder exists or can be made, is writable, and has room.
+"""Checks before training starts: the output folder exists or can be made, is writable, and has room;
+Hydra-built parts of the config raise typed errors naming the node.
 
 Each failure raises :class:`OutputDirError` naming the folder, before any model is built.
 Writability is tested by writing and removing a small file (``os.access`` says yes to root on a
@@ -40,6 +41,28 @@ def check_output_dir(path: str | Path, *, min_free_gb: float = 0.0) -> Path:
                 "free some space or lower trainer.min_free_disk_gb",
             )
     return path
+
+
+def instantiate_config(node, name: str, **kwargs):
+    """``hydra.utils.instantiate(node)``; a ValueError or TypeError from the target (an unknown
+    option, a wrong type, an out-of-range value) becomes a ConfigError naming the config node."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from ..data.schema import SchemaError
+    from ..utils.config import ConfigError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, (ValueError, TypeError)) and not isinstance(cause, (SchemaError, ConfigError)):
+            raise ConfigError(f"config `{name}`: {cause}") from e
+        if isinstance(cause, Exception):
+            raise cause from e
+        raise
 
 
 class CheckpointSaveError(OSError):

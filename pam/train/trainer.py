@@ -32,7 +32,7 @@ from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
 from .guards import NonFiniteGuard
 from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation
-from .preflight import check_output_dir
+from .preflight import check_output_dir, instantiate_config
 from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger("pam.train")
@@ -59,15 +59,16 @@ class Trainer:
         if self.dist.is_main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         self._seed(self.cfg.seed)
+        # the data config is validated (files read, options typed) before the model is built
+        self.train_set = self._dataset("train")
+        self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
+        self.skips = self._skip_tracker()
         self.bundle = build_pam(self.model_cfg)
         self.model = self.bundle.model
         # a typo in a later stage's patterns must fail now, not after the earlier stages trained
         # (LoRA parameter names exist only once a LoRA stage has started)
         for (prefix, _), stage in zip(stages, self.stages):
             check_patterns(self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix)
-        self.train_set = self._dataset("train")
-        self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
-        self.skips = self._skip_tracker()
         self.guard = NonFiniteGuard(self.cfg.max_nonfinite_in_a_row)
         self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
         self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
@@ -85,9 +86,7 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _dataset(self, split: str):
-        from hydra.utils import instantiate
-
-        dataset = instantiate(self.data_cfg[split], _convert_="all")
+        dataset = instantiate_config(self.data_cfg[split], f"data.{split}", _convert_="all")
         if hasattr(dataset, "set_token_layout"):
             dataset.set_token_layout(self.model_cfg.token_layout())
         return dataset
@@ -121,9 +120,7 @@ class Trainer:
         """The data config's ``skips`` tracker (``data.max_bad_fraction`` is the one knob), else
         SkipTracker's defaults for a data config without one."""
         if "skips" in self.data_cfg and self.data_cfg.skips is not None:
-            from hydra.utils import instantiate
-
-            return instantiate(self.data_cfg.skips)
+            return instantiate_config(self.data_cfg.skips, "data.skips")
         return SkipTracker()
 
     def _train_sampler(self) -> RegionSampler:
