@@ -83,6 +83,9 @@ class TrainerConfig:
     evaluate_at_end: bool = True  # generate on the test split and write metrics.json
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event: validation fills the
+    # step's metrics before the checkpoint and the log see them; the final evaluation runs last
+    hooks: list = field(default_factory=lambda: ["validation", "checkpointing", "skip_report", "metrics_logger", "curves_plot", "final_evaluation"])
 
     def validate(self) -> None:
         _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
@@ -91,6 +94,10 @@ class TrainerConfig:
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
         _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+        from .hooks import HOOKS
+
+        unknown = [h for h in self.hooks if h not in HOOKS]
+        _check(not unknown and len(set(self.hooks)) == len(self.hooks), "trainer.hooks", f"must name distinct hooks among {sorted(HOOKS)}, got unknown {unknown}")
         _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
 
     def accumulation(self, world_size: int) -> int:
