@@ -1,4 +1,4 @@
-"""Verbs around data and runs: ``make-data``, ``score``, ``collect-sweep``."""
+"""Verbs around data and runs: ``make-data``, ``collect-sweep`` (``score`` lives in :mod:`pam.cli.eval`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--out", required=True)
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(func=_make_data)
-    score = sub.add_parser("score", help="score a region prediction file")
-    score.add_argument("predictions")
-    score.set_defaults(func=_score)
     sweep = sub.add_parser("collect-sweep", help="collect a Hydra multirun folder into one table")
     sweep.add_argument("sweep_dir")
     sweep.set_defaults(func=_collect_sweep)
@@ -23,13 +20,6 @@ def _make_data(args: argparse.Namespace) -> int:
     from ..data.synthetic import SyntheticConfig, generate_quickstart
 
     print(json.dumps(generate_quickstart(args.out, SyntheticConfig(seed=args.seed)), indent=2))
-    return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    from ..eval.region_eval import score_predictions
-
-    print(json.dumps(score_predictions(args.predictions), indent=2, sort_keys=True))
     return 0
 
 
