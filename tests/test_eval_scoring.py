@@ -14,7 +14,14 @@ from pam.eval.benchmarks import _common, activitynet_stream
 from pam.eval.judge import ChatBackend
 from pam.eval.metrics import caption_metrics, load_similarity_model
 
-from .test_eval_readers import write_activitynet, write_coco_captions, write_dlc, write_ferret, write_osprey, write_videorefer
+from .test_eval_readers import (
+    write_activitynet,
+    write_coco_captions,
+    write_dlc,
+    write_ferret,
+    write_osprey,
+    write_videorefer,
+)
 
 
 class ScriptedJudge:
@@ -116,7 +123,7 @@ def test_caption_benchmarks_share_the_scorer_without_java(tmp_path, monkeypatch)
 
 
 def _dlc_answer(text: str) -> str:
-    caption = re.search(r"Description:\n(.*)\n\nQuestion:", text, re.S).group(1)
+    caption = re.search(r"Description:\n(.*)\n\nQuestion:", text, re.DOTALL).group(1)
     question = re.search(r"Question:\n(.*?)\n", text).group(1)
     table = {
         ("A red cup.", "Which is the object?"): "A",

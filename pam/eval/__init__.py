@@ -7,8 +7,19 @@
 """
 
 from .config import BenchmarkConfig, GenerationConfig, JudgeConfig, load_config
-from .predictions import PredictionWriter, merge_predictions, read_predictions, write_predictions
-from .registry import Benchmark, benchmark_class, get_benchmark, list_benchmarks, register
+from .predictions import (
+    PredictionWriter,
+    merge_predictions,
+    read_predictions,
+    write_predictions,
+)
+from .registry import (
+    Benchmark,
+    benchmark_class,
+    get_benchmark,
+    list_benchmarks,
+    register,
+)
 from .results import PAPER_PAM_3B, checkpoint_hash, eval_table, write_results
 from .runner import evaluate, evaluate_dataset, generate_predictions, score_file
 

@@ -44,7 +44,7 @@ def make_judge(config: JudgeConfig | None, cache_dir: str | Path | None = None) 
     if config is None:
         raise ValueError("this benchmark is scored by a judge LLM: give a judge config (--judge-url/--judge-model)")
     try:
-        import pam.clients as clients
+        from pam import clients
     except ImportError as err:
         raise ImportError(
             "judge backends come from pam.clients (the shared chat client), which this checkout lacks; "

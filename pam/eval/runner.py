@@ -10,7 +10,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .predictions import PredictionWriter, done_ids, list_ids, merge_predictions, read_predictions, shard_path
+from .predictions import (
+    PredictionWriter,
+    done_ids,
+    list_ids,
+    merge_predictions,
+    read_predictions,
+    shard_path,
+)
 from .registry import Benchmark, get_benchmark
 from .results import write_results
 
