@@ -1,7 +1,7 @@
 """Evaluate PAM on a benchmark: a Hydra app over pam.eval (configs/evaluate.yaml + configs/eval/NAME.yaml).
 
-    python scripts/eval.py eval=lvis checkpoint=CKPT data=lvis_val_1k_category.json out=runs/eval/lvis
-    torchrun --nproc_per_node 8 scripts/eval.py eval=refcocog checkpoint=CKPT data=... out=...
+    python scripts/eval.py eval=lvis checkpoint=CKPT data_path=lvis_val_1k_category.json out=runs/eval/lvis
+    torchrun --nproc_per_node 8 scripts/eval.py eval=refcocog checkpoint=CKPT data_path=... out=...
 """
 
 import json
@@ -17,7 +17,7 @@ from pam.cli import main as pam_cli
 def main(cfg: DictConfig) -> None:
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
     name = eval_cfg.pop("name")
-    argv = ["eval", name, "--checkpoint", str(cfg.checkpoint), "--data", str(cfg.data), "--out", str(cfg.out), "--limit", str(cfg.limit)]
+    argv = ["eval", name, "--checkpoint", str(cfg.checkpoint), "--data", str(cfg.data_path), "--out", str(cfg.out), "--limit", str(cfg.limit)]
     for key, value in _flatten(eval_cfg):
         argv += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: the CLI parses it back
     if cfg.device:
