@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from pam.modeling.config import ConfigError, PAMConfig, select_frames
 from pam.processing.chat import IGNORE_INDEX
 from pam.processing.collator import PAMCollator
 from pam.train.freeze import apply_trainable_patterns, parameter_table
 
-from .helpers import ROOT, image_sample, synthetic_image, video_sample
+from .helpers import group_config, image_sample, synthetic_image, video_sample
 
 
 def test_paper_token_layout():
@@ -67,16 +66,7 @@ def test_loss_labels_cover_only_assistant_reply(debug_bundle, three_region_sampl
 
 
 def _stage_patterns(name):
-    from omegaconf import OmegaConf
-
-    def load(n):
-        raw = yaml.safe_load((ROOT / "configs" / "stage" / f"{n}.yaml").read_text())
-        base = {}
-        for d in raw.pop("defaults", []):
-            base = load(d)
-        return OmegaConf.to_container(OmegaConf.merge(base, raw))
-
-    return load(name)["trainable"]
+    return group_config("stage", name)["trainable"]
 
 
 @pytest.mark.parametrize("stage, llm_trains", [("stage1", False), ("stage2", True)])
@@ -136,9 +126,19 @@ def test_placeholder_mismatch_is_a_clear_error(debug_bundle, three_region_sample
         debug_bundle.model(**batch)
 
 
+def test_misspelled_model_input_is_a_type_error(debug_bundle, three_region_samples):
+    batch = PAMCollator(debug_bundle.processor)(three_region_samples)
+    assert "ids" in batch.meta and "ids" not in batch
+    with pytest.raises(TypeError, match="atention_mask"):
+        debug_bundle.model(**{**batch, "atention_mask": batch["attention_mask"]})
+    gen = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
+    with pytest.raises(TypeError, match="max_new_token"):
+        debug_bundle.model.generate(**gen, tokenizer=debug_bundle.tokenizer, max_new_token=3)
+
+
 def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
     batch = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
-    assert (batch["labels"] == IGNORE_INDEX).all()
+    assert (batch.meta["labels"] == IGNORE_INDEX).all()
     results = debug_bundle.model.generate(**batch, tokenizer=debug_bundle.tokenizer, max_new_tokens=6)
     assert len(results) == 3
     for r in results:
@@ -147,16 +147,17 @@ def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
         assert r.text == debug_bundle.tokenizer.decode(r.token_ids, skip_special_tokens=True).strip()
     # greedy decoding continues the model's own argmax
     one = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples[:1])
-    logits = debug_bundle.model(**one).logits[0, int(one["attention_mask"].sum()) - 1]
+    forward_inputs = {k: v for k, v in one.items() if k != "orig_sizes"}  # orig_sizes is generate-only
+    logits = debug_bundle.model(**forward_inputs).logits[0, int(one["attention_mask"].sum()) - 1]
     assert results[0].token_ids[0] == int(logits.argmax())
 
 
 def test_config_typos_fail_with_field_name():
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
+    data = group_config("model", "debug")
     data["perceiver"]["num_semantic_token"] = 4
     with pytest.raises(ConfigError, match="perceiver.num_semantic_token"):
         PAMConfig.from_dict(data)
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
+    data = group_config("model", "debug")
     data["sam2"]["image_size"] = 250
     with pytest.raises(ConfigError, match="sam2.image_size"):
         PAMConfig.from_dict(data)

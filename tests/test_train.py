@@ -133,7 +133,7 @@ def test_every_config_group_composes_and_validates(group, choice, forget_hydra_c
     elif group == "data":
         if choice == "pam_release":  # mandatory file paths (???): compose only, do not resolve
             assert OmegaConf.is_missing(cfg.data, "image_root") and OmegaConf.is_missing(cfg.data.files, "lvis_label")
-            assert cfg.data.train._target_ == "pam.data.mixture.MixtureDataset"
+            assert cfg.data.train._target_ == "pam.data.mixture.build_mixture"
         else:
             data = resolve(cfg, "data")
             assert data["train"]["_target_"] and data["val"]["_target_"]

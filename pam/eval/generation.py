@@ -18,7 +18,7 @@ from .config import GenerationConfig
 
 def load_checkpoint(folder: str | Path, device: str = "cpu"):
     """A PAM bundle (model, tokenizer, processor) from a checkpoint folder written by save/export."""
-    from ..checkpoints.pam_checkpoint import load_pam
+    from ..api import load_pam
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..inference.visualize import overlay
 from ..processing.collator import PAMCollator
+from ..utils.visualize import overlay
 
 
 @torch.no_grad()
