@@ -57,7 +57,11 @@ class JudgeConfig:
     backend: str = "openai"  # "openai" (any OpenAI-compatible endpoint) or "transformers" (a local model folder)
     model: str = "gpt-4o"  # model name sent to the endpoint, or the local model folder
     base_url: str | None = None  # endpoint, e.g. http://127.0.0.1:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key
+    api_key_env: str | None = "OPENAI_API_KEY"  # environment variable holding the key; null = a server without keys
+    timeout_s: float = 60.0  # per request
+    max_tries: int = 5  # tries per request (429, 5xx, timeouts and connection errors are retried)
+    backoff_s: float = 1.0  # first retry delay, doubled each try
+    requests_per_minute: float | None = None  # client-side rate limit; null = none
     temperature: float = 0.0  # judge sampling temperature
     max_tokens: int = 512  # judge answer length
     cache_dir: str | None = None  # on-disk response cache; None = <out>/judge_cache
