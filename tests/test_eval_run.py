@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pam.cli import main as pam_cli
-from pam.eval import generate_predictions, get_benchmark, read_predictions
+from pam.eval import generate_predictions, get_benchmark, read_predictions, write_predictions
 from pam.eval.generation import PAMGenerator, item_seed
 from pam.eval.results import checkpoint_hash
 from pam.processing.collator import PAMCollator
@@ -236,8 +236,15 @@ def test_trainer_compat_goes_through_the_quickstart_benchmark(tmp_path, quick_da
     original = PAMPredictor._generate
     monkeypatch.setattr(PAMPredictor, "_generate", lambda self, samples: seen.append(self.max_new_tokens) or original(self, samples))
     dataset = load_region_dataset(str(quick_data / "test.jsonl"), tasks=["category"], languages=["en"], task_mode="all")
-    path = predict_dataset(debug_bundle, dataset, tmp_path / "predictions.jsonl", max_samples=1)
+    stale = write_predictions(tmp_path / "predictions.jsonl", [{"id": dataset.sample_id(0), "prediction": "stale", "task": "category", "reference": "x"}])
+    path = predict_dataset(debug_bundle, dataset, stale, max_samples=1)  # another model's file is not resumed
     assert seen and set(seen) == {128}  # the quickstart config's max_new_tokens, not a hard-coded 48
     rows = read_predictions(path)
-    assert [r["id"] for r in rows] == [dataset.sample_id(0)]
+    assert [r["id"] for r in rows] == [dataset.sample_id(0)] and rows[0]["prediction"] != "stale"
     assert score_predictions(path) == get_benchmark("quickstart").score(rows, None)
+
+    from pam.eval import evaluate_dataset
+
+    scores = evaluate_dataset(debug_bundle, dataset, tmp_path / "end", overrides={"generation": {"max_new_tokens": 4}}, max_samples=1)
+    result = json.loads((tmp_path / "end" / "results.json").read_text())
+    assert result["scores"] == scores and result["settings"]["generation"]["max_new_tokens"] == 4

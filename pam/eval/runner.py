@@ -167,21 +167,31 @@ def score_file(
     return scores
 
 
-def predict_dataset_items(bundle, dataset, out_path: str | Path, *, overrides: dict | None = None, max_samples: int = 0, progress: bool = False) -> Path:
-    """Quickstart predictions for an already built dataset (the trainer's test split), resumable."""
+def predict_dataset_items(
+    bundle, dataset, out_path: str | Path, *, overrides: dict | None = None, max_samples: int = 0, progress: bool = False, resume: bool = False
+) -> Path:
+    """Quickstart predictions for an already built dataset (the trainer's test split). Without
+    ``resume``, earlier predictions at ``out_path`` (another model's) are removed first."""
     from .generation import PAMGenerator
+    from .predictions import shard_paths
 
+    if not resume:
+        for old in [Path(out_path), *shard_paths(out_path)]:
+            old.unlink(missing_ok=True)
     bench = get_benchmark("quickstart", overrides=overrides)
     items = _limit(bench.use_dataset(dataset), max_samples)
     generator = PAMGenerator(bundle, bench.config.generation)
     return generate_predictions(bench, items, generator, out_path, progress=progress)
 
 
-def evaluate_dataset(bundle, dataset, out_dir: str | Path, *, overrides: dict | None = None, max_samples: int = 0, checkpoint: str | Path | None = None) -> dict:
+def evaluate_dataset(
+    bundle, dataset, out_dir: str | Path, *, overrides: dict | None = None, max_samples: int = 0, checkpoint: str | Path | None = None, resume: bool = False
+) -> dict:
     """The trainer's end-of-run evaluation: quickstart predictions for ``dataset`` into
-    ``out_dir/predictions.jsonl``, scored, with ``results.json``/``.md``; returns the scores."""
+    ``out_dir/predictions.jsonl``, scored, with ``results.json``/``.md``; returns the scores.
+    ``resume`` keeps predictions already in ``out_dir`` (same model only)."""
     bench = get_benchmark("quickstart", overrides=overrides)
-    pred = predict_dataset_items(bundle, dataset, Path(out_dir) / PREDICTIONS, overrides=overrides, max_samples=max_samples)
+    pred = predict_dataset_items(bundle, dataset, Path(out_dir) / PREDICTIONS, overrides=overrides, max_samples=max_samples, resume=resume)
     scores = bench.score(read_predictions(pred), None)
     write_results(out_dir, benchmark=bench.name, scores=scores, settings=bench.settings(), checkpoint=checkpoint, data=getattr(dataset, "name", None), num_items=int(scores["num_predictions"]))
     return scores
