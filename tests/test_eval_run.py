@@ -227,23 +227,22 @@ def test_video_benchmarks_stream_with_history(tmp_path, debug_bundle, monkeypatc
     assert calls == [(2, None), (2, row["events"][0]["pred"])]
 
 
-def test_trainer_compat_goes_through_the_quickstart_benchmark(tmp_path, quick_data, debug_bundle, monkeypatch):
+def test_trainer_evaluation_goes_through_the_quickstart_benchmark(tmp_path, quick_data, debug_bundle, monkeypatch):
     from pam.data.datasets import load_region_dataset
-    from pam.eval.region_eval import predict_dataset, score_predictions
+    from pam.eval import evaluate_dataset
     from pam.inference.predictor import PAMPredictor
 
     seen = []
     original = PAMPredictor._generate
     monkeypatch.setattr(PAMPredictor, "_generate", lambda self, samples: seen.append(self.max_new_tokens) or original(self, samples))
     dataset = load_region_dataset(str(quick_data / "test.jsonl"), tasks=["category"], languages=["en"], task_mode="all")
-    stale = write_predictions(tmp_path / "predictions.jsonl", [{"id": dataset.sample_id(0), "prediction": "stale", "task": "category", "reference": "x"}])
-    path = predict_dataset(debug_bundle, dataset, stale, max_samples=1)  # another model's file is not resumed
+    (tmp_path / "run").mkdir()
+    write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": dataset.sample_id(0), "prediction": "stale", "task": "category", "reference": "x"}])
+    scores = evaluate_dataset(debug_bundle, dataset, tmp_path / "run", max_samples=1)  # another model's file is not resumed
     assert seen and set(seen) == {128}  # the quickstart config's max_new_tokens, not a hard-coded 48
-    rows = read_predictions(path)
+    rows = read_predictions(tmp_path / "run" / "predictions.jsonl")
     assert [r["id"] for r in rows] == [dataset.sample_id(0)] and rows[0]["prediction"] != "stale"
-    assert score_predictions(path) == get_benchmark("quickstart").score(rows, None)
-
-    from pam.eval import evaluate_dataset
+    assert scores == get_benchmark("quickstart").score(rows, None)
 
     scores = evaluate_dataset(debug_bundle, dataset, tmp_path / "end", overrides={"generation": {"max_new_tokens": 4}}, max_samples=1)
     result = json.loads((tmp_path / "end" / "results.json").read_text())

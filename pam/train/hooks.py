@@ -144,11 +144,13 @@ class FinalEvaluation(HookBase):
 
         run = Path(trainer.run_dir)
         if trainer.cfg.evaluate_at_end and has_split(trainer.data_cfg, "test"):
-            from ..eval.region_eval import predict_dataset, score_predictions
+            from ..eval import evaluate_dataset
             from .report import write_report
 
-            preds = predict_dataset(trainer.bundle, trainer.dataset("test"), run / "predictions.jsonl", max_samples=trainer.cfg.eval_max_samples)
-            metrics = score_predictions(preds)
+            # the registry's `quickstart` benchmark: predictions.jsonl, results.json/.md in the run folder
+            metrics = evaluate_dataset(
+                trainer.bundle, trainer.dataset("test"), run, max_samples=trainer.cfg.eval_max_samples, checkpoint=trainer.final_checkpoint
+            )
             (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
             write_report(trainer, trainer.final_checkpoint, metrics)
             print(json.dumps(metrics, indent=2, sort_keys=True), flush=True)
