@@ -17,10 +17,12 @@ from ..utils.layout import TokenLayout, select_frames
 
 _check = check
 _build = build_config
-__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "SAM2Config", "select_frames"]
+__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "ProcessingConfig", "SAM2Config", "select_frames"]
 
 SAM2_VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 MASK_SELECTIONS = ("single", "stability")
+TRACKING_PRESETS = ("upstream", "stock")
+RESIZE_MODES = ("pil_bicubic", "sam2")
 
 
 @dataclass
@@ -29,11 +31,13 @@ class SAM2Config:
     image_size: int = 1024  # input side; SAM 2.1 checkpoints are trained at 1024
     checkpoint: str | None = None  # official SAM 2.1 .pt ({"model": state_dict}); None = random init
     mask_selection: str = "single"  # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
+    tracking: str = "upstream"  # "upstream": released PAM's SAM 2 settings (mask token 0 on every frame, no stability fallback, no hole filling); "stock": sam2's video-predictor defaults
 
     def validate(self) -> None:
         _check(self.variant in SAM2_VARIANTS, "sam2.variant", f"must be one of {SAM2_VARIANTS}, got {self.variant!r}")
         _check(self.image_size % 64 == 0 and self.image_size >= 128, "sam2.image_size", "must be a multiple of 64 and >= 128")
         _check(self.mask_selection in MASK_SELECTIONS, "sam2.mask_selection", f"must be one of {MASK_SELECTIONS}")
+        _check(self.tracking in TRACKING_PRESETS, "sam2.tracking", f"must be one of {TRACKING_PRESETS}")
 
     @property
     def embedding_size(self) -> int:
@@ -85,10 +89,19 @@ class LLMConfig:
 
 
 @dataclass
+class ProcessingConfig:
+    resize: str = "pil_bicubic"  # "pil_bicubic": PIL bicubic on uint8, then /255 and ImageNet mean/std (upstream's loader); "sam2": sam2's SAM2Transforms (torchvision bilinear, antialiased)
+
+    def validate(self) -> None:
+        _check(self.resize in RESIZE_MODES, "processing.resize", f"must be one of {RESIZE_MODES}")
+
+
+@dataclass
 class PAMConfig:
     sam2: SAM2Config = field(default_factory=SAM2Config)
     perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
     llm: LLMConfig = field(default_factory=lambda: LLMConfig(name_or_path="Qwen/Qwen2.5-1.5B-Instruct"))
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     video_num_frames: int = 16  # frames given to the LLM: frame 0 + evenly spaced later frames
     image_token: str = "<image>"  # placeholder in the prompt, expanded to the visual tokens
     max_length: int = 12288  # longest LLM sequence; longer samples are truncated by the collator
@@ -97,6 +110,7 @@ class PAMConfig:
         self.sam2.validate()
         self.perceiver.validate()
         self.llm.validate()
+        self.processing.validate()
         _check(self.video_num_frames >= 1, "video_num_frames", "must be >= 1")
         e = self.sam2.embedding_size
         for name in ("image_shuffle", "frame_shuffle"):
