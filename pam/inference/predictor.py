@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import load_pam, load_released_pam
 from ..modeling.pam import RegionResult
 from ..processing.collator import PAMCollator
 from ..processing.prompts import Task, task_prompt
@@ -57,8 +58,6 @@ def resolve_vision_dtype(vision_dtype: str, device: torch.device) -> torch.dtype
 def load_bundle(path: str | Path, *, device: str = "cpu", sam2_checkpoint: str | None = None):
     """A PAM checkpoint or export (``meta.json``), or a released folder (``config.json`` of type
     ``llava_qwen``), loaded through the matching adapter."""
-    from ..api import load_pam, load_released_pam  # above pam.inference's own layer at call time only
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such checkpoint folder")
