@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("dst")
     c.add_argument("--sam2-checkpoint", default=None, help="SAM 2.1 .pt, needed when the folder has no vision tower")
     c.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="LLM dtype of the export")
+    c.add_argument("--base-config", default=None, help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)")
     c.set_defaults(func=_convert)
 
 
@@ -48,6 +49,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--sam2-checkpoint", default=None, help="released folder without a vision tower: SAM 2.1 .pt")
+    p.add_argument("--base-config", default=None, help="released folder: model config (.yaml/.json) for the non-LLM settings")
     p.add_argument("--out", help="folder for the annotated image/video and result.json")
 
 
@@ -86,7 +89,9 @@ def _predictor(args, **kwargs):
     from ..inference.predictor import PAMPredictor
 
     gen = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else None
-    return PAMPredictor.from_pretrained(args.checkpoint, device=args.device, greedy=args.greedy, generation=gen, **kwargs)
+    return PAMPredictor.from_pretrained(
+        args.checkpoint, device=args.device, greedy=args.greedy, generation=gen, sam2_checkpoint=args.sam2_checkpoint, base_config=args.base_config, **kwargs
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -166,13 +171,15 @@ def _convert(args: argparse.Namespace) -> int:
 
     from ..api import load_released_pam
     from ..checkpoints.pam_checkpoint import export_pam
+    from ..inference.predictor import read_model_config
 
     src, dst = Path(args.src), Path(args.dst)
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{src}: not a released PAM folder (no config.json)")
     if dst.exists():
         raise UsageError(f"{dst} already exists")
-    bundle = load_released_pam(src, sam2_checkpoint=args.sam2_checkpoint, dtype=args.dtype)
+    base = read_model_config(args.base_config) if args.base_config else None
+    bundle = load_released_pam(src, sam2_checkpoint=args.sam2_checkpoint, base=base, dtype=args.dtype)
     export_pam(bundle.model, bundle.tokenizer, dst, metadata={"converted_from": str(src)})
     if (src / "generation_config.json").is_file():
         shutil.copy(src / "generation_config.json", dst / "generation_config.json")

@@ -55,16 +55,33 @@ def resolve_vision_dtype(vision_dtype: str, device: torch.device) -> torch.dtype
     return table[vision_dtype]
 
 
-def load_bundle(path: str | Path, *, device: str = "cpu", sam2_checkpoint: str | None = None):
+def read_model_config(path: str | Path):
+    """A PAMConfig from a ``.json`` (``pam_config.json``) or ``.yaml`` file (``configs/model/*.yaml``)."""
+    from ..modeling.config import PAMConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {path} not found")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return PAMConfig.from_dict(yaml.safe_load(path.read_text()))
+    return PAMConfig.load(path)
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu", sam2_checkpoint: str | None = None, base_config=None):
     """A PAM checkpoint or export (``meta.json``), or a released folder (``config.json`` of type
-    ``llava_qwen``), loaded through the matching adapter."""
+    ``llava_qwen``), loaded through the matching adapter; ``base_config`` (a PAMConfig or a file)
+    gives a released folder's non-LLM settings (default: the paper's)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such checkpoint folder")
     if (path / "meta.json").is_file():
         return load_pam(path, device=device)
     if (path / "config.json").is_file():
-        bundle = load_released_pam(path, sam2_checkpoint=sam2_checkpoint)
+        if base_config is not None and not hasattr(base_config, "sam2"):
+            base_config = read_model_config(base_config)
+        bundle = load_released_pam(path, sam2_checkpoint=sam2_checkpoint, base=base_config)
         bundle.model.to(device)
         return bundle
     raise FileNotFoundError(f"{path}: neither a PAM checkpoint (meta.json) nor a released PAM folder (config.json)")
@@ -100,13 +117,21 @@ class PAMPredictor:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str = "auto", greedy: bool = False, sam2_checkpoint: str | None = None, generation: dict | None = None, **kwargs
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        greedy: bool = False,
+        sam2_checkpoint: str | None = None,
+        base_config=None,
+        generation: dict | None = None,
+        **kwargs,
     ) -> "PAMPredictor":
         """Load ``path`` (PAM checkpoint, export or released folder); decoding settings from the
         folder's generation_config.json (when present) under upstream's explicit values, then
         ``generation`` overrides; ``greedy=True`` decodes greedily."""
         dev = resolve_device(device)
-        bundle = load_bundle(path, device=str(dev), sam2_checkpoint=sam2_checkpoint)
+        bundle = load_bundle(path, device=str(dev), sam2_checkpoint=sam2_checkpoint, base_config=base_config)
         settings = resolve_generation(path, greedy=greedy, **(generation or {}))
         return cls(bundle, generation=settings, **kwargs)
 
