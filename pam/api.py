@@ -40,9 +40,10 @@ def tokenizer_for(config: PAMConfig):
     return build_debug_tokenizer(image_token=config.image_token)
 
 
-def build_sam2(cfg: SAM2Config) -> FrozenSAM2:
-    """Frozen SAM 2.1, loaded strictly from ``cfg.checkpoint`` when it is set."""
-    sam2 = FrozenSAM2.from_config(cfg)
+def build_sam2(cfg: SAM2Config, *, num_mask_tokens: int = 2) -> FrozenSAM2:
+    """Frozen SAM 2.1, loaded strictly from ``cfg.checkpoint`` when it is set; it hands the
+    perceiver the first ``num_mask_tokens`` of [stability-chosen, single-mask token 0]."""
+    sam2 = FrozenSAM2.from_config(cfg, num_mask_tokens=num_mask_tokens)
     if cfg.checkpoint is not None:
         load_sam2_checkpoint(sam2.model, cfg.checkpoint)
         sam2.freeze()
@@ -57,7 +58,7 @@ def build_pam(config: PAMConfig, tokenizer=None) -> PAMBundle:
     if vocab is not None and len(tokenizer) > vocab:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but llm.config.vocab_size is {vocab}")
     processor = PAMProcessor(config=config, tokenizer=tokenizer)
-    model = PAM.from_config(config, image_token_id=processor.image_token_id, sam2=build_sam2(config.sam2))
+    model = PAM.from_config(config, image_token_id=processor.image_token_id, sam2=build_sam2(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens))
     return PAMBundle(model=model, tokenizer=tokenizer, processor=processor)
 
 

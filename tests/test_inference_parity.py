@@ -159,3 +159,20 @@ def test_video_tracks_every_frame_then_selects_llm_frames(debug_bundle):
     assert idx == [1, 3, 5] and np.array_equal(sub, frames[[1, 3, 5]])
     with pytest.raises(ValueError, match="frame_index 9 is outside"):
         load_video(frames, start=9)
+
+
+def test_num_mask_tokens_is_used(debug_bundle):
+    from pam.api import build_pam
+
+    torch.manual_seed(0)
+    one = build_pam(debug_config(**{"perceiver.num_mask_tokens": 1}))
+    one.model.sam2.model.load_state_dict(debug_bundle.model.sam2.model.state_dict())
+    assert one.model.sam2.num_mask_tokens == 1 and debug_bundle.model.sam2.num_mask_tokens == 2
+    proc = debug_bundle.processor
+    x = proc.preprocess_image(synthetic_image())[None]
+    prompt = [proc.region_prompt({"box": np.array([50.0, 40, 190, 130])}, (200, 300))]
+    two_tok = debug_bundle.model.sam2.decode(debug_bundle.model.sam2.encode_images(x), torch.tensor([0]), prompt).mask_tokens
+    one_tok = one.model.sam2.decode(one.model.sam2.encode_images(x), torch.tensor([0]), prompt).mask_tokens
+    assert two_tok.shape == (1, 2, 256) and torch.equal(one_tok, two_tok[:, :1])
+    [r] = PAMPredictor(one, generation=GenerationSettings.greedy(2)).predict(synthetic_image(), [{"box": [50, 40, 190, 130]}], tasks=["category"])
+    assert r.mask.shape == (200, 300)

@@ -53,7 +53,7 @@ class PerceiverConfig:
     mlp_dim: int = 2048
     attention_downsample_rate: int = 2  # cross-attention internal width = embed_dim / rate
     num_semantic_tokens: int = 16  # learned queries; 0 disables the semantic tokens
-    num_mask_tokens: int = 2  # SAM 2 mask tokens fed as queries: [stability-chosen, single-mask]
+    num_mask_tokens: int = 2  # SAM 2 mask tokens fed as queries: the first N of [stability-chosen, single-mask] (2 upstream; set on FrozenSAM2 by pam.api.build_pam)
     image_shuffle: int = 2  # pixel-shuffle factor of a still image / first frame
     frame_shuffle: int = 4  # pixel-shuffle factor of later frames (then Linear to image width)
     use_image_tokens: bool = True  # ablation: False drops the image tokens from the LLM input

@@ -81,15 +81,18 @@ class _DecoderCapture:
 class FrozenSAM2(nn.Module):
     """SAM 2.1, frozen, exposing the encode / decode / track steps PAM needs."""
 
-    def __init__(self, *, model: TensorVideoPredictor, mask_selection: str = "single"):
+    def __init__(self, *, model: TensorVideoPredictor, mask_selection: str = "single", num_mask_tokens: int = 2):
         super().__init__()
+        if num_mask_tokens not in (1, 2):
+            raise ValueError(f"num_mask_tokens must be 1 or 2, got {num_mask_tokens}")
         self.model = model
         self.mask_selection = mask_selection
+        self.num_mask_tokens = num_mask_tokens  # perceiver.num_mask_tokens: the first N of [stability-chosen, token 0]
         self.freeze()
 
     @classmethod
-    def from_config(cls, cfg: SAM2Config) -> "FrozenSAM2":
-        return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection)
+    def from_config(cls, cfg: SAM2Config, *, num_mask_tokens: int = 2) -> "FrozenSAM2":
+        return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection, num_mask_tokens=num_mask_tokens)
 
     # ----- freezing ---------------------------------------------------------------------------
     def freeze(self) -> None:
@@ -193,7 +196,7 @@ class FrozenSAM2(nn.Module):
             "iou_scores": iou[rows, returned].unsqueeze(1),
             "object_score_logits": call["obj"],
             "image_embedding": call["src"],
-            "mask_tokens": torch.stack([tokens[rows, chosen], tokens[:, 0]], dim=1),
+            "mask_tokens": torch.stack([tokens[rows, chosen], tokens[:, 0]], dim=1)[:, : self.num_mask_tokens],
             "all_mask_logits": masks,
             "all_iou_scores": iou,
         }
