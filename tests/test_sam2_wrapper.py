@@ -23,7 +23,8 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def sam():
     torch.manual_seed(0)
-    return FrozenSAM2.from_config(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE))
+    # stock sam2 settings: the reference below is sam2's own predictor with its stability fallback
+    return FrozenSAM2.from_config(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE, tracking="stock"))
 
 
 @pytest.fixture(scope="module")

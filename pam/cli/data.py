@@ -1,4 +1,4 @@
-"""Verbs around data and runs: ``make-data``, ``score``, ``collect-sweep``."""
+"""Verbs around data and runs: ``make-data``, ``collect-sweep`` (``score`` lives in :mod:`pam.cli.eval`)."""
 
 from __future__ import annotations
 
@@ -50,9 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--out", required=True, help="output folder")
     _add_synthetic_flags(make)
     make.set_defaults(func=_make_data)
-    score = sub.add_parser("score", help="score a region prediction file")
-    score.add_argument("predictions")
-    score.set_defaults(func=_score)
     sweep = sub.add_parser(
         "collect-sweep",
         help="collect a Hydra multirun folder into sweep.md and sweep.csv",
@@ -72,13 +69,6 @@ def _make_data(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     files = generate_quickstart(args.out, SyntheticConfig(**options))
     print(json.dumps({"out": args.out, "files": files, "seconds": round(time.perf_counter() - start, 2)}, indent=2))
-    return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    from ..eval.region_eval import score_predictions
-
-    print(json.dumps(score_predictions(args.predictions), indent=2, sort_keys=True))
     return 0
 
 

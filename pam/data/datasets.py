@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from pam.data.schema import LANGUAGES, TEXT_FIELDS, Record
 from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
 from pam.data.video import BACKENDS, count_video_frames, read_frame_files, read_image, read_video
-from pam.utils.config import build_config
+from pam.utils.config import ConfigError, build_config, check
 from pam.utils.layout import TokenLayout, select_frames
 
 logger = logging.getLogger("pam.data")
@@ -62,31 +62,17 @@ class RegionDatasetConfig:
         self.languages = tuple(self.languages)
         self.prompt = PromptSamplingConfig.from_any(self.prompt)
         bad = [t for t in self.tasks if t not in TASKS]
-        if bad or not self.tasks:
-            raise ValueError(f"data field `tasks` has unknown task(s) {bad}; expected a non-empty subset of {TASKS}")
+        check(not bad and bool(self.tasks), "data.tasks", f"has unknown task(s) {bad}; expected a non-empty subset of {TASKS}")
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
-        if bad or not self.languages:
-            raise ValueError(f"data field `languages` has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
-        if self.task_mode not in TASK_MODES:
-            raise ValueError(f"data field `task_mode` must be one of {TASK_MODES}, got {self.task_mode!r}")
-        if self.video_num_frames < 1:
-            raise ValueError(f"data field `video_num_frames` must be >= 1, got {self.video_num_frames}")
-        if self.video_backend not in BACKENDS:
-            raise ValueError(f"data field `video_backend` must be one of {BACKENDS}, got {self.video_backend!r}")
-        if self.max_tries < 1:
-            raise ValueError(f"data field `max_tries` must be >= 1, got {self.max_tries}")
+        check(not bad and bool(self.languages), "data.languages", f"has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
+        check(self.task_mode in TASK_MODES, "data.task_mode", f"must be one of {TASK_MODES}, got {self.task_mode!r}")
+        check(self.video_num_frames >= 1, "data.video_num_frames", f"must be >= 1, got {self.video_num_frames}")
+        check(self.video_backend in BACKENDS, "data.video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
+        check(self.max_tries >= 1, "data.max_tries", f"must be >= 1, got {self.max_tries}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RegionDatasetConfig:
-        """From config values: unknown options and wrong types raise naming the option."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown dataset option(s) {unknown}; expected some of {sorted(names)}")
-        data = {k: (tuple(v) if k in ("tasks", "languages") and isinstance(v, (list, tuple)) else v) for k, v in kwargs.items()}
-        if isinstance(data.get("prompt"), Mapping):
-            data["prompt"] = dict(data["prompt"])
-        return build_config(cls, data)  # typed: a string where an int belongs names the field
+        return build_config(cls, dict(kwargs), "data.")
 
 
 @dataclass(frozen=True)
@@ -309,7 +295,7 @@ def load_records(
     """Read an annotation file in one of :data:`FORMATS`."""
     if format not in FORMATS:
         hint = f"; convert it first: python -m data_pipeline convert {format} --annotations {path} --out OUT.jsonl" if format in ("coco", "lvis", "paco") else ""
-        raise ValueError(f"data field `format` must be one of {FORMATS}, got {format!r}{hint}")
+        raise ConfigError(f"config field `data.format` must be one of {FORMATS}, got {format!r}{hint}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file {path} does not exist")
     if format == "pam":

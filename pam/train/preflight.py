@@ -43,9 +43,9 @@ def check_output_dir(path: str | Path, *, min_free_gb: float = 0.0) -> Path:
     return path
 
 
-def instantiate_config(node, name: str, **kwargs):
-    """``hydra.utils.instantiate(node)``; a ValueError or TypeError from the target (an unknown
-    option, a wrong type, an out-of-range value) becomes a ConfigError naming the config node."""
+def instantiate_config(node, name: str, *, build=None, **kwargs):
+    """``hydra.utils.instantiate(node)`` (or ``build()``); a ValueError or TypeError from the target
+    (an unknown option, a wrong type, an out-of-range value) becomes a ConfigError naming the node."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -53,7 +53,7 @@ def instantiate_config(node, name: str, **kwargs):
     from ..utils.config import ConfigError
 
     try:
-        return instantiate(node, **kwargs)
+        return build() if build is not None else instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
