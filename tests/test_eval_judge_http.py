@@ -36,3 +36,32 @@ def test_dlc_bench_through_the_http_judge(tmp_path, capsys):
     assert any((tmp_path / "run" / "judge_cache").rglob("*.json"))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["settings"]["judge"]["model"] == "judge-test" and results["scores"] == first
+
+
+def test_a_judge_that_keeps_failing_is_reported_and_answers_already_scored_are_kept(tmp_path, capsys):
+    """The judge answers 2 questions, then only 500s: scoring stops with an error naming the
+    failure; the 2 answers stay in the cache, and a re-run against a healthy judge asks only the rest."""
+    data = write_dlc(tmp_path)
+    pred = write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}])
+    argv = ["score", "dlc_bench", str(pred), "--data", str(data), "--judge-model", "judge-test", "--set", "judge.api_key_env=null",
+            "--set", "judge.backoff_s=0.01", "--set", "judge.max_workers=1", "--set", "judge.max_tries=2", "--out", str(tmp_path / "run")]
+
+    def failing(request, index):
+        return _dlc_answer(last_user_text(request)) if index < 2 else Fault(500)
+
+    with ChatServer(failing, max_requests=20, max_seconds=60) as server:
+        capsys.readouterr()
+        try:
+            code = pam_cli([*argv, "--judge-url", server.base_url])
+        except Exception as e:  # noqa: BLE001 — either a non-zero exit or a raised error, as long as it is clear
+            code, message = 1, f"{type(e).__name__}: {e}"
+        else:
+            message = capsys.readouterr().err
+        assert code != 0 and "500" in message, message
+        assert "gave up after 2 tries" in message
+        assert server.count >= 2 + 2  # two answers, then failing questions tried max_tries times
+    cached = list((tmp_path / "run" / "judge_cache").rglob("*.json"))
+    assert len(cached) == 2
+    with ChatServer(lambda r, i: _dlc_answer(last_user_text(r)), max_requests=20, max_seconds=60) as healthy:
+        assert pam_cli([*argv, "--judge-url", healthy.base_url]) == 0
+        assert healthy.count == 5 - 2  # only the questions not answered before
