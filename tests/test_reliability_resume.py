@@ -117,21 +117,26 @@ def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_pa
 
 
 @pytest.mark.slow
-def test_many_random_kill_points(tmp_path, data_root, extra, reference_losses, caplog):  # noqa: F811
-    """Seeded random kill points over one run: after steps, inside saves, half-way through a weights file."""
+def test_many_random_kill_points(tmp_path, data_root, extra, caplog):  # noqa: F811
+    """An 8-step run killed at 4 seeded random points (after a step, inside a save, half-way through a
+    weights file), each later than the one before, then finished: the losses equal an uninterrupted run's."""
+    steps = 8
+    extra = (*extra, f"stage.max_steps={steps}")
+    Trainer(tiny_cfg(tmp_path / "reference", data_root, *extra)).train()
+    reference = losses_by_step(tmp_path / "reference")
     rng = random.Random(13)
+    points = [(rng.choice(["step", "save", "weights"]), at) for at in sorted(rng.sample(range(1, steps), 4))]
     out = tmp_path / "run"
-    killed = []
-    for _ in range(4):
-        done = max(losses_by_step(out), default=0) if (out / "metrics.jsonl").is_file() else 0
-        if done >= STEPS - 1:
-            break
-        kind, at = rng.choice(["step", "save", "weights"]), rng.randint(done + 1, STEPS - 1)
+    for kind, at in points:
         assert_killed(run_killed(out, data_root, extra, f"{kind}:{at}"))
-        killed.append(f"{kind}:{at}")
-        if kind == "weights":  # killed half-way through model.safetensors: no step-{at} folder appeared
-            assert f"step-{at:06d}" not in [p.name for p in list_step_checkpoints(out / "checkpoints")]
-    assert len(killed) >= 2, killed
-    resume_in_process(out, data_root, extra, caplog)
-    assert_same_losses(out, reference_losses)
-    print(f"kill points: {killed}")
+        names = [p.name for p in list_step_checkpoints(out / "checkpoints")]
+        if kind == "step":
+            assert names[-1] == f"step-{at:06d}"
+        else:  # killed inside step at's save: the newest checkpoint is the one before
+            assert f"step-{at:06d}" not in names and latest_checkpoint(out).name == f"step-{at - 1:06d}"
+    with caplog.at_level(logging.INFO, logger="pam.train"):
+        trainer = Trainer(tiny_cfg(out, data_root, *extra))
+        trainer.train()
+    assert trainer.global_step == steps
+    assert_same_losses(out, reference)
+    print(f"kill points: {[f'{k}:{a}' for k, a in points]}")
