@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
-from pam.inference.regions import ImageInputError, Region, RegionError, TaskError, load_rgb
+from pam.inference.regions import ImageInputError, Region, RegionError, load_rgb
 
 SCALE = int(os.environ.get("PAM_FUZZ_EXAMPLES", "1"))
 FAST = settings(max_examples=40 * SCALE, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
