@@ -1,0 +1,151 @@
+"""The one place where serving touches the model: loading, region description, video streaming.
+
+The server and the demo call only ``Engine``; switching to a new predictor API means editing this
+file alone. ``Engine.describe`` runs a batch of regions over one or more images as ONE model call:
+the collator keeps each distinct image (by ``image_key``) once, so SAM 2 encodes it once, and all
+regions are decoded in one batched ``generate``. The engine is not thread-safe; the server calls it
+from a single worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..inference.predictor import PAMPredictor, StreamEvent, mask_to_box
+from ..processing.prompts import Task, task_prompt
+
+DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "debug.yaml"
+
+
+@dataclass
+class RegionJob:
+    """One region to describe: which image, the prompt (original pixels), the user turn."""
+
+    image_key: str
+    region: dict  # {"points", "point_labels", "box", "mask"}: numpy arrays or None
+    user_prompt: str  # the full user turn, with the image placeholder
+    max_new_tokens: int
+
+
+@dataclass
+class RegionAnswer:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_new_tokens)
+    mask: np.ndarray  # bool (H, W) at the image's size
+    score: float  # SAM 2's predicted IoU
+    prompt_tokens: int
+
+
+def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
+    """A PAM bundle from a checkpoint folder, or (``None``) the debug-size model with random weights."""
+    if checkpoint is not None:
+        from ..checkpoints.pam_checkpoint import load_pam
+
+        return load_pam(checkpoint, device=device)
+    import yaml
+
+    from ..builder import build_pam
+    from ..modeling.config import PAMConfig
+
+    torch.manual_seed(seed)
+    bundle = build_pam(PAMConfig.from_dict(yaml.safe_load(DEBUG_CONFIG.read_text())))
+    bundle.model.to(device)
+    return bundle
+
+
+class Engine:
+    def __init__(self, bundle, *, max_new_tokens: int = 128, model_name: str = "pam", random_weights: bool = False):
+        self.predictor = PAMPredictor(bundle, max_new_tokens=max_new_tokens)
+        self.tokenizer = bundle.tokenizer
+        self.processor = bundle.processor
+        self.max_new_tokens = max_new_tokens
+        self.model_name = model_name
+        self.random_weights = random_weights
+
+    @classmethod
+    def load(cls, checkpoint: str | None, *, device: str = "cpu", max_new_tokens: int = 128) -> "Engine":
+        bundle = load_bundle(checkpoint, device=device)
+        name = Path(checkpoint).name if checkpoint else "pam-debug-random"
+        return cls(bundle, max_new_tokens=max_new_tokens, model_name=name, random_weights=checkpoint is None)
+
+    @property
+    def model(self):
+        return self.predictor.model
+
+    # ----- prompts -------------------------------------------------------------------------------
+    @staticmethod
+    def task_prompt(task: str, language: str = "en") -> str:
+        return task_prompt(Task(task), language)
+
+    @property
+    def image_placeholder(self) -> str:
+        return self.processor.config.image_token
+
+    def prompt_length(self, user_prompt: str) -> int:
+        """Tokens of one image region's generation prompt (visual tokens included)."""
+        tok = self.processor.tokenize([{"role": "user", "content": user_prompt}], num_frames=None, add_generation_prompt=True)
+        return len(tok["input_ids"])
+
+    @property
+    def max_length(self) -> int:
+        return self.processor.config.max_length
+
+    # ----- images --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def describe(self, images: dict[str, np.ndarray], jobs: list[RegionJob], generation_kwargs: dict | None = None) -> list[RegionAnswer]:
+        """All ``jobs`` in one model call: one SAM 2 encode per distinct image, one batched generate."""
+        samples = [
+            {
+                "id": f"region{i}",
+                "media_type": "image",
+                "image_key": job.image_key,
+                "pixels": images[job.image_key],
+                "prompt": job.region,
+                "turns": [{"role": "user", "content": job.user_prompt}],
+            }
+            for i, job in enumerate(jobs)
+        ]
+        batch = self.predictor.collate(samples)
+        budget = max(job.max_new_tokens for job in jobs)
+        results = self.model.generate(
+            **batch, tokenizer=self.tokenizer, max_new_tokens=budget, generation_kwargs={**self.predictor.generation_kwargs, **(generation_kwargs or {})}
+        )
+        prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+        answers = []
+        for job, result, n_prompt in zip(jobs, results, prompt_tokens):
+            ids = result.token_ids
+            # generate() cuts each row at its end-of-turn token, so a row shorter than this job's
+            # limit stopped by itself; otherwise the limit cut it
+            stopped = len(ids) < job.max_new_tokens
+            ids = ids[: job.max_new_tokens]
+            text = result.text if len(ids) == len(result.token_ids) else self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            answers.append(RegionAnswer(text, ids, "stop" if stopped else "length", result.mask.cpu().numpy(), float(result.score), int(n_prompt)))
+        return answers
+
+    # ----- video ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def stream_video(self, frames: np.ndarray, region: dict, *, segment_length: int = 16, language: str = "en") -> Iterator[StreamEvent]:
+        """Yield one captioned event per segment as soon as it is done.
+
+        Same rule as ``PAMPredictor.stream_video`` (previous caption in the prompt; the region
+        enters the next segment as the box of the last tracked mask), but incremental so a UI
+        can show each event as it arrives.
+        """
+        frames = np.asarray(frames)
+        if segment_length < 1:
+            raise ValueError("segment_length must be >= 1")
+        current, history = dict(region), None
+        for start in range(0, len(frames), segment_length):
+            end = min(start + segment_length, len(frames))
+            result = self.predictor.describe_video(frames[start:end], current, language=language, history=history)
+            yield StreamEvent(start, end - 1, result.text, result.mask)
+            history = result.text
+            box = mask_to_box(result.mask[-1].cpu().numpy())
+            if box is not None:
+                current = {"box": box}
