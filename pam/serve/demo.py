@@ -156,7 +156,7 @@ def build_demo(engine: Engine):
             points = gr.State([])
             with gr.Row():
                 with gr.Column():
-                    image_in = gr.Image(label="Image (click to add points)", type="numpy", sources=["upload"], elem_id="pam-image")
+                    image_in = gr.Image(label="Image (click to add points)", type="numpy", sources=["upload"], elem_id="pam-image", format="png")
                     box = gr.Textbox(label="Box x0, y0, x1, y1 (pixels)", placeholder="e.g. 50, 40, 190, 130", elem_id="pam-box")
                     label = gr.Radio(["positive", "negative"], value="positive", label="Next click adds a")
                     with gr.Row():
@@ -170,12 +170,14 @@ def build_demo(engine: Engine):
             def on_upload(img):
                 return img, []
 
-            def on_click(img, pts, box_text, which, evt: gr.SelectData):
+            def on_click(img, pts, box_text, which, evt):
                 if img is None:
                     return gr.update(), pts
                 x, y = evt.index[:2]
                 pts = [*pts, [float(x), float(y), 1 if which == "positive" else 0]]
                 return h.draw_prompt(img, pts, box_text), pts
+
+            on_click.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the click by type
 
             def on_clear(img, box_text):
                 return h.draw_prompt(img, [], box_text) if img is not None else None, []
