@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +26,9 @@ from pycocotools import mask as mask_utils  # noqa: E402
 from pam.inference.predictor import PAMPredictor  # noqa: E402
 from pam.serve.app import create_app  # noqa: E402
 from pam.serve.engine import Engine, load_bundle  # noqa: E402
-from pam.serve.protocol import encode_rle  # noqa: E402
-from pam.serve.server import BackgroundServer  # noqa: E402
+from pam.serve.batcher import RequestBatcher  # noqa: E402
+from pam.serve.protocol import ParsedRequest, encode_rle  # noqa: E402
+from pam.serve.server import BackgroundServer, bind_socket  # noqa: E402
 
 from .helpers import region_mask, synthetic_image  # noqa: E402
 
@@ -238,3 +245,69 @@ def test_api_key(engine, image):
         r = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"}, timeout=120)
         assert r.status_code == 200
         assert json.loads(r.text)["choices"][0]["message"]["role"] == "assistant"
+
+
+def _fake_request(name: str, regions: int = 1, sampling: tuple = ()) -> ParsedRequest:
+    return ParsedRequest(np.zeros((4, 4, 3), np.uint8), name, [{"box": None}] * regions, "<image>\nx", 4, sampling)
+
+
+def test_batcher_groups_by_settings_and_size_and_isolates_failures():
+    calls: list[list[str]] = []
+
+    def run_batch(requests):
+        calls.append([r.image_key for r in requests])
+        if any(r.image_key == "bad" for r in requests):
+            raise RuntimeError("bad request in batch")
+        return [r.image_key.upper() for r in requests]
+
+    async def scenario():
+        batcher = RequestBatcher(run_batch, max_batch_size=4, max_wait_ms=200)
+        await batcher.start()
+        try:
+            sampled = (("do_sample", True), ("temperature", 0.7), ("top_p", 1.0))
+            reqs = [_fake_request("a"), _fake_request("s1", sampling=sampled), _fake_request("b", regions=2), _fake_request("s2", sampling=sampled), _fake_request("c", regions=2)]
+            out = await asyncio.gather(*(batcher.submit(r) for r in reqs))
+            assert out == ["A", "S1", "B", "S2", "C"]
+            # greedy a + b fill 3 of 4 regions; c (2 regions) does not fit; sampled ones go together
+            assert calls == [["a", "b"], ["s1", "s2"], ["c"]]
+            calls.clear()
+            results = await asyncio.gather(*(batcher.submit(_fake_request(k)) for k in ("x", "bad", "y")), return_exceptions=True)
+            assert results[0] == "X" and results[2] == "Y" and isinstance(results[1], RuntimeError)
+            assert calls == [["x", "bad", "y"], ["x"], ["bad"], ["y"]]  # the failed batch is retried one by one
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_pam_serve_command_binds_loopback_and_reads_the_key_from_the_environment(tmp_path):
+    port = bind_socket("127.0.0.1", 0)
+    number = port.getsockname()[1]
+    port.close()
+    env = {**os.environ, "PAM_API_KEY": "from-env", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "pam.cli", "serve", "--port", str(number), "--max-new-tokens", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{number}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"pam serve exited: {proc.stderr.read()[-2000:]}")
+            try:
+                health = httpx.get(f"{url}/health", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("pam serve did not start within 60 s")
+        assert health["random_weights"] is True and health["model"] == "pam-debug-random"
+        if os.path.exists("/proc/net/tcp"):  # the listening socket (state 0A) is on 127.0.0.1 only
+            rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+            listening = [r[1] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == number]
+            assert listening == [f"0100007F:{number:04X}"]
+        body = chat(data_url(synthetic_image()), regions=[{"box": BOX}], max_tokens=2)
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        ok = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer from-env"}, timeout=120)
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "RANDOM weights" in proc.stderr.read()

@@ -9,6 +9,7 @@ from a single worker thread.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -67,6 +68,9 @@ class Engine:
         self.max_new_tokens = max_new_tokens
         self.model_name = model_name
         self.random_weights = random_weights
+        # fast tokenizers reset their padding/truncation state on every call, which is not safe
+        # from two threads at once: the request handlers and the model thread both tokenize
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "cpu", max_new_tokens: int = 128) -> "Engine":
@@ -89,7 +93,8 @@ class Engine:
 
     def prompt_length(self, user_prompt: str) -> int:
         """Tokens of one image region's generation prompt (visual tokens included)."""
-        tok = self.processor.tokenize([{"role": "user", "content": user_prompt}], num_frames=None, add_generation_prompt=True)
+        with self._tokenizer_lock:
+            tok = self.processor.tokenize([{"role": "user", "content": user_prompt}], num_frames=None, add_generation_prompt=True)
         return len(tok["input_ids"])
 
     @property
@@ -111,7 +116,8 @@ class Engine:
             }
             for i, job in enumerate(jobs)
         ]
-        batch = self.predictor.collate(samples)
+        with self._tokenizer_lock:
+            batch = self.predictor.collate(samples)
         budget = max(job.max_new_tokens for job in jobs)
         results = self.model.generate(
             **batch, tokenizer=self.tokenizer, max_new_tokens=budget, generation_kwargs={**self.predictor.generation_kwargs, **(generation_kwargs or {})}
