@@ -118,3 +118,33 @@ def test_demo_box_on_generated_image_in_headless_chromium(browser, demo_url, eng
     wait.until(lambda d: _img_src(d, "#pam-image") not in ("", before))
     drawn = _fetch_png(_img_src(browser, "#pam-image"))
     assert tuple(drawn[100, 150]) == (0, 255, 0) and tuple(image[100, 150]) != (0, 255, 0)
+
+
+def test_demo_video_tab_streams_events_in_headless_chromium(browser, demo_url, tmp_path):
+    from pam.data.video import write_video_mp4
+
+    from .helpers import video_sample
+
+    path = tmp_path / "clip.mp4"
+    write_video_mp4(str(path), video_sample(num_frames=6)["pixels"])
+    wait = WebDriverWait(browser, 120, poll_frequency=0.2)
+    browser.get(demo_url)
+    tab = wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Video"])
+    tab[0].click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pam-video input[type=file]"))
+    browser.find_element(By.CSS_SELECTOR, "#pam-video input[type=file]").send_keys(str(path))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pam-video video"))
+    browser.find_element(By.CSS_SELECTOR, "#pam-video-box textarea, #pam-video-box input").send_keys("10, 20, 50, 60")
+    slider = browser.find_element(By.CSS_SELECTOR, "#pam-segment input[type=number]")
+    slider.clear()
+    slider.send_keys("3\t")
+    browser.find_element(By.CSS_SELECTOR, "#pam-stream").click()
+    wait.until(lambda d: sum(line.startswith("frames ") for line in _value(d, "#pam-events textarea").splitlines()) == 2)  # 0-2, 3-5
+    time.sleep(0.5)
+    shot = tmp_path / "demo_video_tab.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+    lines = _value(browser, "#pam-events textarea").splitlines()
+    assert lines[0].startswith("6 frames read") and lines[1].startswith("frames 0-2: ") and lines[2].startswith("frames 3-5: ")
+    preview = _fetch_png(_img_src(browser, "#pam-track"))
+    assert preview.shape == (96, 128, 3)

@@ -111,7 +111,7 @@ class DemoHandlers:
         with self.lock:
             for event in self.engine.stream_video(frames, {"box": box}, segment_length=int(segment_length)):
                 last = event.mask[-1].cpu().numpy()
-                caption = event.caption or "(no text)"
+                caption = " ".join(event.caption.split()) or "(no text)"  # one line per event
                 lines.append(f"frames {event.start_frame}-{event.end_frame}: {caption}")
                 preview = np.asarray(overlay(frames[event.end_frame], last, caption=f"frame {event.end_frame}"))
                 gallery.append((preview, f"{event.start_frame}-{event.end_frame}: {caption}"))
@@ -194,7 +194,7 @@ def build_demo(engine: Engine):
                 with gr.Column():
                     video = gr.Video(label="Video", sources=["upload"], elem_id="pam-video")
                     vbox = gr.Textbox(label="Box on frame 0: x0, y0, x1, y1", elem_id="pam-video-box")
-                    seg = gr.Slider(1, 32, value=8, step=1, label="Frames per segment")
+                    seg = gr.Slider(1, 32, value=8, step=1, label="Frames per segment", elem_id="pam-segment")
                     vrun = gr.Button("Stream captions", variant="primary", elem_id="pam-stream")
                 with gr.Column():
                     preview = gr.Image(label="Tracked mask (last frame of the latest segment)", interactive=False, elem_id="pam-track", format="png")
