@@ -18,17 +18,17 @@ pytest.importorskip("gradio", reason="the serve extra is not installed (pip inst
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx")
 
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
-from pam.serve.demo import DemoHandlers, launch_demo  # noqa: E402
-from pam.serve.engine import Engine  # noqa: E402
-from pam.serve.server import bind_socket  # noqa: E402
+from pam.serve.demo import DemoHandlers, launch_demo
+from pam.serve.engine import Engine
+from pam.serve.server import bind_socket
 
-from .helpers import synthetic_image  # noqa: E402
-from .test_serve import region_sensitive_bundle  # noqa: E402
+from .helpers import synthetic_image
+from .test_serve import region_sensitive_bundle
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BOX = "50, 40, 190, 130"

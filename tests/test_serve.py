@@ -20,17 +20,17 @@ import torch
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx")
 
-from PIL import Image  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
+from PIL import Image
+from pycocotools import mask as mask_utils
 
-from pam.inference.predictor import PAMPredictor  # noqa: E402
-from pam.serve.app import create_app  # noqa: E402
-from pam.serve.engine import Engine, load_bundle  # noqa: E402
-from pam.serve.batcher import RequestBatcher  # noqa: E402
-from pam.serve.protocol import ParsedRequest, encode_rle  # noqa: E402
-from pam.serve.server import BackgroundServer, bind_socket  # noqa: E402
+from pam.inference.predictor import PAMPredictor
+from pam.serve.app import create_app
+from pam.serve.batcher import RequestBatcher
+from pam.serve.engine import Engine, load_bundle
+from pam.serve.protocol import ParsedRequest, encode_rle
+from pam.serve.server import BackgroundServer, bind_socket
 
-from .helpers import region_mask, synthetic_image  # noqa: E402
+from .helpers import region_mask, synthetic_image
 
 TOKENS = 4
 BOX = [50, 40, 190, 130]
@@ -300,7 +300,7 @@ def test_pam_serve_command_binds_loopback_and_reads_the_key_from_the_environment
             pytest.fail("pam serve did not start within 60 s")
         assert health["random_weights"] is True and health["model"] == "pam-debug-random"
         if os.path.exists("/proc/net/tcp"):  # the listening socket (state 0A) is on 127.0.0.1 only
-            rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+            rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
             listening = [r[1] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == number]
             assert listening == [f"0100007F:{number:04X}"]
         body = chat(data_url(synthetic_image()), regions=[{"box": BOX}], max_tokens=2)

@@ -109,7 +109,7 @@ def create_app(engine: Engine, *, api_key: str | None = None, max_batch_size: in
             return unauthorised()
         try:
             body = await request.json()
-        except Exception:
+        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
             return error_response(400, "the request body is not valid JSON")
         try:
             parsed = await asyncio.to_thread(parse_chat_request, body, max_new_tokens_limit=engine.max_new_tokens, placeholder=engine.image_placeholder)

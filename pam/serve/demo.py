@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from ..inference.visualize import overlay  # the one import of the drawing helpers in pam/serve
+# the one import of the drawing helpers in pam/serve (they may move to pam/utils)
+from ..inference.visualize import overlay
 from .engine import Engine, RegionJob
 from .protocol import RequestError, image_key, parse_box, parse_points
 
@@ -49,7 +50,7 @@ def read_clip(path: str, max_frames: int = MAX_VIDEO_FRAMES) -> tuple[np.ndarray
     total = count_video_frames(path)
     if total < 1:
         raise ValueError(f"{path}: no frames")
-    indices = sorted({int(round(i)) for i in np.linspace(0, total - 1, min(total, max_frames))})
+    indices = sorted({round(float(i)) for i in np.linspace(0, total - 1, min(total, max_frames))})
     return read_video(path, indices), indices
 
 

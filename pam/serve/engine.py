@@ -10,9 +10,9 @@ from a single worker thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class Engine:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, checkpoint: str | None, *, device: str = "cpu", max_new_tokens: int = 128) -> "Engine":
+    def load(cls, checkpoint: str | None, *, device: str = "cpu", max_new_tokens: int = 128) -> Engine:
         bundle = load_bundle(checkpoint, device=device)
         name = Path(checkpoint).name if checkpoint else "pam-debug-random"
         return cls(bundle, max_new_tokens=max_new_tokens, model_name=name, random_weights=checkpoint is None)

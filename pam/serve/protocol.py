@@ -86,7 +86,7 @@ def decode_image(url: object, param: str = "messages.image_url") -> np.ndarray:
             arr = np.array(img.convert("RGBA" if has_alpha else "RGB"))
     except RequestError:
         raise
-    except Exception as err:  # PIL raises many types for corrupt data
+    except Exception as err:  # noqa: BLE001  (PIL raises many types for corrupt data)
         raise RequestError(param, f"{param}: not a decodable PNG/JPEG image ({type(err).__name__}: {err})") from None
     if min(arr.shape[:2]) < 1:
         raise RequestError(param, f"{param}: the image is empty")
@@ -148,9 +148,9 @@ def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
         elif isinstance(counts, str):
             rle = {"size": list(size), "counts": counts.encode()}
         else:
-            raise ValueError("counts must be a string (compressed) or a list of integers")
+            raise TypeError("counts must be a string (compressed) or a list of integers")
         mask = mask_utils.decode(rle).astype(bool)
-    except Exception as err:  # pycocotools raises bare exceptions on corrupt strings
+    except Exception as err:  # noqa: BLE001  (pycocotools raises bare exceptions on corrupt strings)
         raise RequestError(param, f"{param}: undecodable RLE ({err})") from None
     if mask.shape != tuple(hw):
         raise RequestError(param, f"{param}: RLE decodes to {mask.shape}, expected {tuple(hw)}")
@@ -173,7 +173,7 @@ def parse_region(value, hw: tuple[int, int], param: str) -> dict:
         raise RequestError(param, f"{param} must be an object with box, points/point_labels or mask")
     unknown = set(value) - {"box", "points", "point_labels", "mask"}
     if unknown:
-        raise RequestError(f"{param}.{sorted(unknown)[0]}", f"{param}: unknown fields {sorted(unknown)}; use box, points, point_labels, mask")
+        raise RequestError(f"{param}.{min(unknown)}", f"{param}: unknown fields {sorted(unknown)}; use box, points, point_labels, mask")
     out = {"points": None, "point_labels": None, "box": None, "mask": None}
     if value.get("box") is not None:
         out["box"] = parse_box(value["box"], hw, f"{param}.box")
@@ -234,7 +234,7 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
         raise RequestError(None, "the request body must be a JSON object")
     if body.get("stream"):
         raise RequestError("stream", "streaming responses are not supported; omit stream or set it to false")
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise RequestError("n", "n must be 1 (the response has one choice per region)")
     url, text, url_param = _user_content(body.get("messages"))
     pixels = decode_image(url, url_param)
