@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import yaml
 
-from pam.builder import build_pam
+from pam.api import build_pam
 from pam.modeling.config import PAMConfig
 from pam.processing.collator import PAMCollator
 from pam.processing.prompts import task_prompt
@@ -105,7 +105,7 @@ def main() -> None:
     shared_batch = collate(samples)
     single_batches = [collate([s]) for s in samples]
     for batch in [shared_batch, *single_batches]:
-        batch.pop("labels")  # prefill logits only: no loss over a 150k-word vocabulary
+        batch.model_inputs.pop("labels")  # prefill logits only: no loss over a 150k-word vocabulary
 
     encodes = []  # one entry per SAM 2 encode, to show what each way does
     encode_images = model.sam2.encode_images

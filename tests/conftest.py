@@ -18,7 +18,7 @@ from .helpers import debug_config, image_sample, region_mask
 
 @pytest.fixture(scope="session")
 def debug_bundle():
-    from pam.builder import build_pam
+    from pam.api import build_pam
 
     torch.manual_seed(0)
     bundle = build_pam(debug_config())

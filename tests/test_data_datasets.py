@@ -230,10 +230,18 @@ def test_subset_and_options(quick):
 
 
 def test_approx_lengths(quick):
+    from pam.modeling.config import PAMConfig
+
     ds = load_region_dataset(quick["train"], tasks=["category", "detailed_caption"])
+    text_only = ds.approx_lengths()  # no layout yet: visual tokens count as zero
+    ds.set_token_layout(PAMConfig().token_layout())  # the paper model: 1042 tokens per image region
     lengths = ds.approx_lengths()
     assert len(lengths) == len(ds)
-    assert all(1042 < n < 1200 for n in lengths)
+    assert [n - t for n, t in zip(lengths, text_only)] == [1042] * len(ds)
     assert lengths[1] > lengths[0]  # a detailed caption is longer than a category
     dv = load_region_dataset(quick["train_video"], tasks=["category"])
-    assert all(n > 5000 for n in dv.approx_lengths())  # 16 frames
+    text_only = dv.approx_lengths()
+    dv.set_token_layout(PAMConfig().token_layout())
+    frames = [min(16, len(dv.records[u.record].frames or [])) or 16 for u in dv.units]
+    paper_video = {t: 1043 + (t - 1) * (256 + 19) for t in set(frames)}  # first frame + later frames
+    assert [n - t for n, t in zip(dv.approx_lengths(), text_only)] == [paper_video[t] for t in frames]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pam.builder import build_pam
+from pam.api import build_pam
 from pam.processing.collator import PAMCollator
 
 from .helpers import debug_config

@@ -9,7 +9,7 @@ import torch
 
 from pam.cli import main as pam_cli
 from pam.inference.predictor import PAMPredictor, mask_to_box
-from pam.inference.visualize import overlay
+from pam.utils.visualize import overlay
 from pam.processing.collator import PAMCollator
 
 from .helpers import image_sample, region_mask, synthetic_image, video_sample

@@ -136,9 +136,19 @@ def test_placeholder_mismatch_is_a_clear_error(debug_bundle, three_region_sample
         debug_bundle.model(**batch)
 
 
+def test_misspelled_model_input_is_a_type_error(debug_bundle, three_region_samples):
+    batch = PAMCollator(debug_bundle.processor)(three_region_samples)
+    assert "ids" in batch.meta and "ids" not in batch
+    with pytest.raises(TypeError, match="atention_mask"):
+        debug_bundle.model(**{**batch, "atention_mask": batch["attention_mask"]})
+    gen = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
+    with pytest.raises(TypeError, match="max_new_token"):
+        debug_bundle.model.generate(**gen, tokenizer=debug_bundle.tokenizer, max_new_token=3)
+
+
 def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
     batch = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
-    assert (batch["labels"] == IGNORE_INDEX).all()
+    assert (batch.meta["labels"] == IGNORE_INDEX).all()
     results = debug_bundle.model.generate(**batch, tokenizer=debug_bundle.tokenizer, max_new_tokens=6)
     assert len(results) == 3
     for r in results:
@@ -147,7 +157,8 @@ def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
         assert r.text == debug_bundle.tokenizer.decode(r.token_ids, skip_special_tokens=True).strip()
     # greedy decoding continues the model's own argmax
     one = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples[:1])
-    logits = debug_bundle.model(**one).logits[0, int(one["attention_mask"].sum()) - 1]
+    forward_inputs = {k: v for k, v in one.items() if k != "orig_sizes"}  # orig_sizes is generate-only
+    logits = debug_bundle.model(**forward_inputs).logits[0, int(one["attention_mask"].sum()) - 1]
     assert results[0].token_ids[0] == int(logits.argmax())
 
 

@@ -10,7 +10,9 @@ from PIL import Image
 from pam.checkpoints.sam2 import load_sam2_checkpoint, save_sam2_checkpoint
 from pam.checkpoints.strict import CheckpointMismatchError
 from pam.modeling.config import SAM2Config
-from pam.modeling.sam2_encoder import FrozenSAM2, RegionPrompt, build_sam2_model, mask_input_from_binary
+from pam.api import build_sam2
+from pam.modeling.sam2_encoder import FrozenSAM2
+from pam.modeling.sam2_types import RegionPrompt, mask_input_from_binary
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from .helpers import region_mask, synthetic_image
@@ -136,7 +138,7 @@ def test_frozen(sam):
 def test_official_checkpoint_loads_strictly(tmp_path, sam):
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     save_sam2_checkpoint(sam.model, path)
-    fresh = build_sam2_model(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE, checkpoint=str(path)))
+    fresh = build_sam2(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE, checkpoint=str(path))).model
     for (k, a), (_, b) in zip(sam.model.state_dict().items(), fresh.state_dict().items()):
         assert torch.equal(a, b), k
     blob = torch.load(path, weights_only=True)

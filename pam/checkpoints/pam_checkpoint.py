@@ -23,6 +23,7 @@ from torch import nn
 
 from ..modeling.config import PAMConfig
 from ..modeling.pam import PAM
+from ..utils.frozen import trainable_parameter_names
 from .io import atomic_directory, atomic_write_text, load_tensors, save_tensors
 from .strict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 
@@ -41,7 +42,7 @@ def _omittable(model: PAM, self_contained: bool) -> list[str]:
 
 
 def _assert_frozen(module: nn.Module, name: str) -> None:
-    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    trainable = trainable_parameter_names(module)
     if trainable:
         raise RuntimeError(f"refusing to omit {name} from the checkpoint: it has trainable parameters ({trainable[:3]} ...)")
 
@@ -93,22 +94,6 @@ def read_meta(folder: str | Path) -> dict:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
-
-
-def load_pam(folder: str | Path, *, device: str = "cpu"):
-    """Load a folder written by ``save_pam`` / ``export_pam`` strictly. Returns a PAMBundle."""
-    from ..builder import build_pam
-    from ..processing.tokenizer import load_tokenizer
-
-    folder = Path(folder)
-    meta = read_meta(folder)
-    config = PAMConfig.load(folder / "pam_config.json")
-    tokenizer = load_tokenizer(folder / "tokenizer", config.image_token)
-    bundle = build_pam(config, tokenizer=tokenizer)
-    model = bundle.model
-    load_pam_weights(model, folder, meta)
-    model.to(device)
-    return bundle
 
 
 def load_pam_weights(model: PAM, folder: str | Path, meta: dict | None = None) -> None:

@@ -9,6 +9,7 @@ an error naming it, and so is a PAM parameter that nothing fills.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -117,20 +118,11 @@ def released_llm_config(folder: str | Path) -> dict:
     return cfg
 
 
-def load_released_pam(folder: str | Path, *, sam2_checkpoint: str | None = None, base: PAMConfig | None = None, dtype: str = "bfloat16"):
-    """Build and load a released PAM folder. Returns a PAMBundle.
-
-    ``base`` gives the non-LLM settings (defaults: the paper's); the LLM architecture comes from
-    the folder's config.json and the tokenizer from the folder.
-    """
-    from ..builder import build_pam
-    from ..processing.tokenizer import load_tokenizer
-
-    folder = Path(folder)
-    config = base or PAMConfig()
-    config.llm = LLMConfig(name_or_path=None, config=released_llm_config(folder), dtype=dtype)
+def released_pam_config(folder: str | Path, *, sam2_checkpoint: str | None = None, base: PAMConfig | None = None, dtype: str = "bfloat16") -> PAMConfig:
+    """The PAMConfig of a released folder: ``base`` (default: the paper's) for the non-LLM settings,
+    the LLM architecture from the folder's config.json. :func:`pam.api.load_released_pam` builds it."""
+    config = copy.deepcopy(base) if base is not None else PAMConfig()
+    config.llm = LLMConfig(name_or_path=None, config=released_llm_config(Path(folder)), dtype=dtype)
     if sam2_checkpoint is not None:
         config.sam2.checkpoint = sam2_checkpoint
-    bundle = build_pam(config, tokenizer=load_tokenizer(folder, config.image_token))
-    load_released_state_dict(bundle.model, read_released_folder(folder), source=str(folder))
-    return bundle
+    return config

@@ -12,7 +12,7 @@ Each sample is a dict::
 Prompts and masks refer to the image or to the first sampled video frame, in original pixels. A
 video clip spans the whole video, or one event for ``video_caption``; it starts at the region's
 first annotated frame in that span and takes ``video_num_frames`` frames with
-:func:`pam.modeling.config.select_frames` (that frame, then evenly spaced ones to the end).
+:func:`pam.utils.layout.select_frames` (that frame, then evenly spaced ones to the end).
 Decoding is lazy (in ``__getitem__``). A bad sample is skipped: the next index is tried, the skip is
 logged on the ``pam.data`` logger and listed in the returned sample's ``skipped``. Randomness (the
 prompt, and the task in ``task_mode="random"``) is seeded from ``(seed, epoch, index)``; call
@@ -37,15 +37,12 @@ from pam.data.schema import LANGUAGES, TEXT_FIELDS, Record
 from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
 from pam.data.video import BACKENDS, count_video_frames, read_frame_files, read_image, read_video
-from pam.modeling.config import select_frames
+from pam.utils.layout import TokenLayout, select_frames
 
 logger = logging.getLogger("pam.data")
 
 TASK_MODES = ("all", "random")
 FORMATS = ("pam", "upstream", "coco", "lvis", "paco")
-IMAGE_VISUAL_TOKENS = 1024 + 1 + 16 + 1  # image tokens, image_newline, semantic tokens, semT_newline
-FIRST_FRAME_TOKENS = IMAGE_VISUAL_TOKENS + 1  # + frame_newline
-LATER_FRAME_TOKENS = 256 + 1 + 16 + 1 + 1
 
 
 @dataclass
@@ -109,6 +106,7 @@ class RegionDataset(Dataset):
         self.name = name
         self.epoch = 0
         self._lengths: list[int] | None = None
+        self.token_layout: TokenLayout | None = None  # the model's; set_token_layout before approx_lengths
         self._frame_counts: dict[str, int] = {}  # video path -> number of frames, filled lazily
         self.units: list[_Unit] = []
         for r, record in enumerate(self.records):
@@ -144,8 +142,16 @@ class RegionDataset(Dataset):
         event = f"/e{choice.event}" if choice.event is not None else ""
         return f"{base}/{choice.task}{event}/{choice.language}"
 
+    def set_token_layout(self, layout: TokenLayout) -> None:
+        """The model's visual-token layout (``PAMConfig.token_layout()``), used by ``approx_lengths``."""
+        self.token_layout = layout
+        self._lengths = None
+
     def approx_lengths(self) -> list[int]:
-        """Approximate LLM tokens per sample (visual tokens + text), computed without decoding."""
+        """Approximate LLM tokens per sample (visual tokens + text), computed without decoding.
+
+        Visual tokens come from :meth:`set_token_layout`; without a layout they count as zero.
+        """
         if self._lengths is None:
             self._lengths = self._compute_lengths()
         return list(self._lengths)
@@ -155,11 +161,14 @@ class RegionDataset(Dataset):
         for unit in self.units:
             record = self.records[unit.record]
             region = record.regions[unit.region]
-            if record.media_type == "image":
-                visual = IMAGE_VISUAL_TOKENS
+            layout = self.token_layout
+            if layout is None:
+                visual = 0
+            elif record.media_type == "image":
+                visual = layout.image_region_tokens()
             else:
                 t = min(self.config.video_num_frames, len(record.frames) if record.frames else self.config.video_num_frames)
-                visual = FIRST_FRAME_TOKENS + (t - 1) * LATER_FRAME_TOKENS
+                visual = layout.video_region_tokens(t)
             text = sum(sum(approx_text_tokens(turn["content"]) for turn in build_turns(region, c)) for c in unit.choices)
             out.append(visual + round(text / len(unit.choices)))
         return out

@@ -137,6 +137,12 @@ class MixtureDataset(Dataset):
             sample["meta"]["component"] = self.components[k].name
         return sample
 
+    def set_token_layout(self, layout) -> None:
+        """Pass the model's visual-token layout to every component that takes one."""
+        for c in self.components:
+            if hasattr(c.dataset, "set_token_layout"):
+                c.dataset.set_token_layout(layout)
+
     def approx_lengths(self) -> list[int]:
         """Per-index length estimates for this epoch (1 for components that cannot estimate)."""
         out = np.ones(len(self), dtype=np.int64)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from pam.utils.masks import mask_to_box
 from pam.data.schema import MaskAnnotation, Region
 from pam.data.skips import BAD_RLE, BOX_OUTSIDE_IMAGE, EMPTY_MASK, MASK_SIZE_MISMATCH, NO_PROMPT, POINTS_OUTSIDE_IMAGE, BadSample
 
@@ -107,12 +108,6 @@ def frame_annotation(region: Region, frame: int, height: int, width: int) -> Fra
     return FrameAnnotation(mask=mask, box=box, points=points, point_labels=labels)
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight xyxy box around a boolean mask: pixel edges, so a 1-pixel mask gives a 1x1 box."""
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
-
-
 def available_kinds(ann: FrameAnnotation) -> list[str]:
     kinds = []
     if ann.mask is not None or ann.points is not None:
@@ -154,7 +149,7 @@ def sample_prompt(
             prompt["points"] = ann.points[pick].astype(np.float32)
             prompt["point_labels"] = ann.point_labels[pick].astype(np.int64)
     elif kind == "box":
-        box = mask_box(ann.mask) if ann.mask is not None else ann.box
+        box = mask_to_box(ann.mask) if ann.mask is not None else ann.box
         assert box is not None
         prompt["box"] = jitter_box(rng, box, height, width, config.box_jitter)
     else:

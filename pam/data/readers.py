@@ -21,6 +21,7 @@ from typing import Any
 
 from pam.data.schema import LANGUAGES, MaskAnnotation, Record, Region, SchemaError
 from pam.processing.prompts import IMAGE_PLACEHOLDER, Task, task_prompt
+from pam.utils.jsonl import iter_jsonl_lines, write_jsonl_objects
 
 logger = logging.getLogger("pam.data")
 
@@ -33,18 +34,6 @@ def _default_root(path: str, root: str | os.PathLike | None) -> str:
     return os.path.abspath(root if root is not None else os.path.dirname(os.path.abspath(path)))
 
 
-def iter_json_lines(path: str) -> Iterator[tuple[int, Any]]:
-    """``(line_number, object)`` for each non-blank line; an invalid line gives a SchemaError as object."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, SchemaError(f"{path}:{lineno}: invalid JSON: {exc.msg} at column {exc.colno}")
-
-
 def _read_lines(path: str, convert, on_error: str) -> list[Record]:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -54,7 +43,7 @@ def _read_lines(path: str, convert, on_error: str) -> list[Record]:
         with open(path, encoding="utf-8") as f:
             items: Iterable[tuple[int, Any]] = list(enumerate(json.load(f), start=1))
     else:
-        items = iter_json_lines(path)
+        items = ((n, SchemaError(str(row)) if isinstance(row, ValueError) else row) for n, row in iter_jsonl_lines(path))
     for lineno, obj in items:
         try:
             if isinstance(obj, SchemaError):
@@ -82,10 +71,7 @@ def read_jsonl(path: str, root: str | os.PathLike | None = None, *, on_error: st
 
 def write_jsonl(path: str, records: Iterable[Record]) -> None:
     """Write records as JSONL (UTF-8, one compact line each, deterministic bytes)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    write_jsonl_objects(path, (r.to_dict() for r in records))
 
 
 # ----------------------------------------------------------------------------------- upstream

@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..jsonl import iter_jsonl_objects
+from ..utils.jsonl import iter_jsonl_objects
 from typing import Any
 
 from pam.eval.metrics import (

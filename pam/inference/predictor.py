@@ -1,6 +1,6 @@
 """High-level inference: many regions of one image, a tracked video region, streaming captions.
 
-    bundle = load_pam("checkpoints/pam-export")            # or load_released_pam(...)
+    bundle = pam.load_pam("checkpoints/pam-export")        # or pam.load_released_pam(...)
     predictor = PAMPredictor(bundle)
     results = predictor.describe_image(image, [{"box": [x0, y0, x1, y1]}, {"points": [[x, y]], "point_labels": [1]}])
     events = predictor.stream_video(frames, {"box": [...]}, segment_length=32)
@@ -20,6 +20,9 @@ import torch
 from ..modeling.pam import RegionResult
 from ..processing.collator import PAMCollator
 from ..processing.prompts import Task, task_prompt
+from ..utils.masks import mask_to_box
+
+__all__ = ["PAMPredictor", "mask_to_box"]
 
 
 @dataclass
@@ -39,14 +42,6 @@ def _prompt_dict(prompt: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown prompt fields {sorted(unknown)}; use points, point_labels, box (xyxy) and mask")
     return out
-
-
-def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
-    """xyxy box of a binary mask, or None for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
 
 
 class PAMPredictor:

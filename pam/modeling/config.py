@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..utils.config import ConfigError, build_config, check
+from ..utils.layout import TokenLayout, select_frames
+
+_check = check
+_build = build_config
+__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "SAM2Config", "select_frames"]
 
 SAM2_VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 MASK_SELECTIONS = ("single", "stability")
@@ -103,27 +105,27 @@ class PAMConfig:
         return self
 
     # ----- token layout -------------------------------------------------------------------
-    def frame_image_tokens(self, first: bool) -> int:
-        if not self.perceiver.use_image_tokens:
-            return 0
-        f = self.perceiver.image_shuffle if first else self.perceiver.frame_shuffle
-        return (self.sam2.embedding_size // f) ** 2
+    def token_layout(self) -> TokenLayout:
+        p = self.perceiver
+        side = self.sam2.embedding_size
+        return TokenLayout(
+            first_frame_image_tokens=(side // p.image_shuffle) ** 2 if p.use_image_tokens else 0,
+            later_frame_image_tokens=(side // p.frame_shuffle) ** 2 if p.use_image_tokens else 0,
+            semantic_tokens=p.num_semantic_tokens,
+            video_num_frames=self.video_num_frames,
+        )
 
     def image_region_tokens(self) -> int:
         """[image tokens, image_newline, semantic tokens, semT_newline]: 1042 for the paper config."""
-        return self.frame_image_tokens(True) + 1 + self.perceiver.num_semantic_tokens + 1
+        return self.token_layout().image_region_tokens()
 
     def video_region_tokens(self, num_frames: int) -> int:
         """Each frame adds [image tokens, image_newline, semantic tokens, semT_newline, frame_newline]."""
-        if num_frames < 1:
-            raise ValueError("a video needs at least one frame")
-        n = min(num_frames, self.video_num_frames)
-        s = self.perceiver.num_semantic_tokens
-        return sum(self.frame_image_tokens(i == 0) + 1 + s + 1 + 1 for i in range(n))
+        return self.token_layout().video_region_tokens(num_frames)
 
     def num_visual_tokens(self, num_frames: int | None) -> int:
         """Visual tokens for one region: an image when ``num_frames`` is None, else a video."""
-        return self.image_region_tokens() if num_frames is None else self.video_region_tokens(num_frames)
+        return self.token_layout().num_visual_tokens(num_frames)
 
     # ----- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -149,62 +151,3 @@ class PAMConfig:
             raise ConfigError(f"{path}: {e}") from e
 
 
-def select_frames(num_frames: int, num_selected: int) -> list[int]:
-    """Frame 0 plus ``num_selected - 1`` frames spread evenly over the rest (all frames if fewer)."""
-    if num_frames < 1:
-        raise ValueError("a video needs at least one frame")
-    if num_frames <= num_selected:
-        return list(range(num_frames))
-    if num_selected == 1:
-        return [0]
-    # as upstream: np.linspace(1, T - 1, n - 1) truncated to int
-    return [0] + np.linspace(1, num_frames - 1, num_selected - 1).astype(int).tolist()
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid; the message names the field."""
-
-
-def _check(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"config field `{name}` {message}")
-
-
-def _build(cls, data: Any, prefix: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"config field `{prefix or cls.__name__}` must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin = typing.get_origin(hint)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    base = origin or hint
-    if base is Any:
-        return value
-    if base is bool and not isinstance(value, bool) or base is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"config field `{name}` must be {base.__name__}, got {value!r}")
-    if not isinstance(value, base):
-        raise ConfigError(f"config field `{name}` must be {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}")
-    if base is float and not math.isfinite(value):
-        raise ConfigError(f"config field `{name}` must be finite")
-    return value

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PAMConfig, select_frames
+from ..utils.layout import IGNORE_INDEX, select_frames
+from .config import PAMConfig
 from .llm import build_llm
 from .perceiver import SemanticPerceiver
 from .projector import Projector
-from .sam2_encoder import FrozenSAM2, ImageFeatures, RegionPrompt
-
-IGNORE_INDEX = -100
+from .sam2_encoder import FrozenSAM2
+from .sam2_types import ImageFeatures, RegionPrompt
 
 
 @dataclass
@@ -69,11 +69,17 @@ class PAM(nn.Module):
         self.frame_newline = nn.Parameter(torch.randn(hidden) * std)
 
     @classmethod
-    def from_config(cls, config: PAMConfig, *, image_token_id: int) -> "PAM":
+    def from_config(cls, config: PAMConfig, *, image_token_id: int, sam2: FrozenSAM2 | None = None) -> "PAM":
+        """A model with fresh perceiver and projectors. ``sam2`` defaults to a randomly initialised
+        one; a config naming a SAM 2 checkpoint must be built by :func:`pam.api.build_pam`."""
         config.validate()
+        if sam2 is None:
+            if config.sam2.checkpoint is not None:
+                raise ValueError(f"config.sam2.checkpoint is {config.sam2.checkpoint!r}: build with pam.api.build_pam, which loads it")
+            sam2 = FrozenSAM2.from_config(config.sam2)
         return cls(
             config=config,
-            sam2=FrozenSAM2.from_config(config.sam2),
+            sam2=sam2,
             perceiver=SemanticPerceiver(cfg=config.perceiver),
             llm=build_llm(config.llm),
             image_token_id=image_token_id,
@@ -96,17 +102,6 @@ class PAM(nn.Module):
     @property
     def llm_dtype(self) -> torch.dtype:
         return self.llm.get_input_embeddings().weight.dtype
-
-    # ----- freezing (used by training stages) ----------------------------------------------------
-    def trainable_groups(self) -> dict[str, nn.Module | nn.Parameter]:
-        """Named parts for freezing and parameter tables."""
-        return {
-            "perceiver": self.perceiver,
-            "image_projector": self.image_projector,
-            "semantic_projector": self.semantic_projector,
-            "newlines": nn.ParameterList([self.image_newline, self.semT_newline, self.frame_newline]),
-            "llm": self.llm,
-        }
 
     # ----- visual path ---------------------------------------------------------------------------
     def _region_tokens(self, image_embedding, mask_tokens, first_frame: bool, last: bool) -> torch.Tensor:
@@ -208,7 +203,6 @@ class PAM(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_features: ImageFeatures | None = None,
         videos: list[torch.Tensor | None] | None = None,
-        **_unused,
     ) -> PAMOutput:
         """LM loss on the label tokens (the assistant replies), averaged over them."""
         visual = self.encode_regions(
@@ -243,13 +237,12 @@ class PAM(nn.Module):
         videos: list[torch.Tensor | None] | None = None,
         max_new_tokens: int = 128,
         generation_kwargs: dict | None = None,
-        **_unused,
     ) -> list[RegionResult]:
         """Text, mask (original size) and SAM 2 score for each region.
 
         ``input_ids`` end with the assistant header (right-padded rows are re-padded on the left
         for batched decoding). ``generation_kwargs`` go to Hugging Face ``generate`` (greedy by
-        default). Extra batch entries (ids, meta, ...) are ignored.
+        default). Pass a generation batch's ``model_inputs``; an unknown keyword raises TypeError.
         """
         visual = self.encode_regions(
             prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos

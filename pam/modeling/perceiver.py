@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .config import PerceiverConfig
-from .sam2_encoder import _import_sam2
+from .sam2_build import import_sam2
 
-_import_sam2()
+import_sam2()
 from sam2.modeling.position_encoding import PositionEmbeddingRandom  # noqa: E402
 from sam2.modeling.sam.transformer import TwoWayTransformer  # noqa: E402
 

@@ -21,174 +21,17 @@ and all calls run under ``torch.no_grad``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
-from unittest import mock
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.frozen import assert_frozen
 from .config import SAM2Config
+from .sam2_build import build_sam2_model
+from .sam2_types import DecoderOutput, ImageFeatures, RegionPrompt, mask_input_from_binary
+from .sam2_video import TensorVideoPredictor
 
-
-def _import_sam2():
-    """Import sam2 without leaving its Hydra initialisation behind.
-
-    ``sam2/__init__.py`` initialises Hydra's global state with its own config module, which breaks
-    any ``@hydra.main`` application started afterwards ("GlobalHydra is already initialized"). We
-    build SAM 2 from its YAML with OmegaConf instead, so that state is cleared right after import.
-    This is the only place that imports sam2 for the first time.
-    """
-    from hydra.core.global_hydra import GlobalHydra
-
-    was_initialized = GlobalHydra.instance().is_initialized()
-    import sam2  # noqa: F401  (side effect: may initialise GlobalHydra)
-    from sam2 import sam2_video_predictor
-
-    if not was_initialized and GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    return sam2_video_predictor
-
-
-_sam2_video_predictor = _import_sam2()
-SAM2VideoPredictor = _sam2_video_predictor.SAM2VideoPredictor
-
-# Settings that sam2's `build_sam2_video_predictor` applies on top of the YAML (its
-# "apply_postprocessing"); we build from the YAML ourselves, so we apply them here.
-_POSTPROCESSING = {
-    "sam_mask_decoder_extra_args": {
-        "dynamic_multimask_via_stability": True,
-        "dynamic_multimask_stability_delta": 0.05,
-        "dynamic_multimask_stability_thresh": 0.98,
-    },
-    "binarize_mask_from_pts_for_mem_enc": True,
-    "fill_hole_area": 8,
-}
-
-
-def sam2_model_config(variant: str, image_size: int):
-    """sam2's own YAML for ``variant`` as an OmegaConf node, set up for ``image_size``."""
-    from omegaconf import OmegaConf
-
-    path = resources.files("sam2") / "configs" / "sam2.1" / f"{variant}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"sam2 has no config {variant!r} (looked for {path})")
-    cfg = OmegaConf.load(str(path)).model
-    cfg._target_ = "sam2.sam2_video_predictor.SAM2VideoPredictor"
-    cfg = OmegaConf.merge(cfg, _POSTPROCESSING)
-    cfg.image_size = image_size
-    side = image_size // 16
-    for attn in ("self_attention", "cross_attention"):
-        cfg.memory_attention.layer[attn].feat_sizes = [side, side]
-    if "compile_image_encoder" in cfg:
-        cfg.compile_image_encoder = False
-    if not _has_sam2_extension():
-        # sam2 would print an error and skip hole filling on every frame; skip it quietly instead
-        cfg.fill_hole_area = 0
-    return cfg
-
-
-def _has_sam2_extension() -> bool:
-    try:
-        from sam2 import _C  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def build_sam2_model(cfg: SAM2Config) -> "SAM2VideoPredictor":
-    """A SAM 2.1 model (as sam2's video predictor, which is also a full SAM2Base), optionally loaded
-    strictly from an official ``{"model": state_dict}`` checkpoint."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    node = sam2_model_config(cfg.variant, cfg.image_size)
-    OmegaConf.resolve(node)
-    model = instantiate(node, _recursive_=True)
-    if cfg.checkpoint is not None:
-        from ..checkpoints.sam2 import load_sam2_checkpoint
-
-        load_sam2_checkpoint(model, cfg.checkpoint)
-    return model
-
-
-def mask_input_from_binary(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """A binary (H, W) region mask at any resolution -> SAM 2's (1, size, size) dense mask input,
-    resized as SAM 2 resizes mask prompts (bilinear, antialiased)."""
-    m = torch.as_tensor(mask).float()[None, None]
-    return F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-
-
-@dataclass
-class RegionPrompt:
-    """One region's prompt, in SAM 2 input coordinates (pixels of the ``image_size`` square).
-
-    Any mix of points, a box and a low-resolution mask. As in SAM 2, the box enters the prompt
-    encoder as two corner points (labels 2 and 3) placed before the clicked points.
-    """
-
-    point_coords: torch.Tensor | None = None  # (P, 2) float xy
-    point_labels: torch.Tensor | None = None  # (P,) int: 1 positive, 0 negative
-    box: torch.Tensor | None = None  # (4,) float xyxy
-    mask_input: torch.Tensor | None = None  # (1, 4E, 4E) float, SAM 2's dense mask input
-
-    def __post_init__(self) -> None:
-        if (self.point_coords is None) != (self.point_labels is None):
-            raise ValueError("RegionPrompt: point_coords and point_labels go together")
-        if self.point_coords is None and self.box is None and self.mask_input is None:
-            raise ValueError("RegionPrompt: give points, a box or a mask")
-        if self.point_coords is not None and (
-            self.point_coords.ndim != 2 or self.point_coords.shape[-1] != 2 or self.point_labels.shape != self.point_coords.shape[:1]
-        ):
-            raise ValueError(f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} and {tuple(self.point_labels.shape)}")
-        if self.box is not None and self.box.shape != (4,):
-            raise ValueError(f"RegionPrompt: box must be (4,) xyxy, got {tuple(self.box.shape)}")
-
-    def sparse_points(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        coords, labels = [], []
-        if self.box is not None:
-            coords.append(self.box.float().reshape(2, 2))
-            labels.append(torch.tensor([2, 3], dtype=torch.int32))
-        if self.point_coords is not None:
-            coords.append(self.point_coords.float())
-            labels.append(self.point_labels.to(torch.int32))
-        if not coords:
-            return None
-        return torch.cat(coords), torch.cat([l.to(coords[0].device) for l in labels])
-
-    def signature(self) -> tuple[int, bool]:
-        """Regions with the same signature can share one batched decoder call exactly."""
-        pts = self.sparse_points()
-        return (0 if pts is None else pts[0].shape[0], self.mask_input is not None)
-
-    def to(self, device) -> "RegionPrompt":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return RegionPrompt(move(self.point_coords), move(self.point_labels), move(self.box), move(self.mask_input))
-
-
-@dataclass
-class ImageFeatures:
-    """SAM 2 encoder output for a batch of images, as SAM2ImagePredictor keeps it."""
-
-    image_embed: torch.Tensor  # (B, 256, E, E), with no_mem_embed added
-    high_res_feats: list[torch.Tensor]  # [(B, 32, 4E, 4E), (B, 64, 2E, 2E)]
-
-    def select(self, index: torch.Tensor) -> "ImageFeatures":
-        return ImageFeatures(self.image_embed[index], [f[index] for f in self.high_res_feats])
-
-
-@dataclass
-class DecoderOutput:
-    """Per region: SAM 2's outputs plus the perceiver's inputs."""
-
-    mask_logits: torch.Tensor  # (R, 1, 4E, 4E) low-res logits of the returned mask
-    iou_scores: torch.Tensor  # (R, 1) predicted IoU of the returned mask
-    object_score_logits: torch.Tensor  # (R, 1)
-    image_embedding: torch.Tensor  # (R, 256, E, E) after the two-way transformer
-    mask_tokens: torch.Tensor  # (R, 2, 256): [stability-chosen, single-mask token 0]
-    all_mask_logits: torch.Tensor  # (R, 4, 4E, 4E): token 0, then the three multimask outputs
-    all_iou_scores: torch.Tensor  # (R, 4)
+__all__ = ["DecoderOutput", "FrozenSAM2", "ImageFeatures", "RegionPrompt", "build_sam2_model", "mask_input_from_binary"]
 
 
 class _DecoderCapture:
@@ -238,7 +81,7 @@ class _DecoderCapture:
 class FrozenSAM2(nn.Module):
     """SAM 2.1, frozen, exposing the encode / decode / track steps PAM needs."""
 
-    def __init__(self, *, model: "SAM2VideoPredictor", mask_selection: str = "single"):
+    def __init__(self, *, model: TensorVideoPredictor, mask_selection: str = "single"):
         super().__init__()
         self.model = model
         self.mask_selection = mask_selection
@@ -260,9 +103,7 @@ class FrozenSAM2(nn.Module):
         return self
 
     def assert_frozen(self) -> None:
-        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        if trainable or self.model.training:
-            raise RuntimeError(f"SAM 2 must be frozen; trainable: {trainable[:5]}, training={self.model.training}")
+        assert_frozen(self.model, "SAM 2")
 
     @property
     def image_size(self) -> int:
@@ -382,7 +223,7 @@ class FrozenSAM2(nn.Module):
         }
         if t == 1:
             return out
-        state = self._init_state(frames)
+        state = self.model.init_state_from_frames(frames)
         s = float(self.image_size)
         if prompt.mask_input is not None and prompt.point_coords is None and prompt.box is None:
             # track from the given region mask itself (sam2 resizes it to its input size)
@@ -394,7 +235,7 @@ class FrozenSAM2(nn.Module):
             )
         wanted = set(keep[1:])
         with _DecoderCapture(self.model.sam_mask_decoder) as cap:
-            for frame_idx, _ids, _masks in self._propagate(state):
+            for frame_idx, _ids, _masks in self.model.propagate_quietly(state):
                 if frame_idx == 0:
                     cap.calls.clear()
                     continue
@@ -407,18 +248,3 @@ class FrozenSAM2(nn.Module):
                     out["image_embedding"][frame_idx] = sel["image_embedding"].clone()
                     out["mask_tokens"][frame_idx] = sel["mask_tokens"].clone()
         return out
-
-    def _init_state(self, frames: torch.Tensor) -> dict:
-        """sam2's ``init_state`` over frames already preprocessed to (T, 3, S, S)."""
-        s = self.image_size
-
-        def provide_frames(**_kwargs):
-            return frames, s, s
-
-        with mock.patch.object(_sam2_video_predictor, "load_video_frames", provide_frames):
-            return self.model.init_state(video_path="<tensor>")
-
-    def _propagate(self, state: dict):
-        """sam2's ``propagate_in_video`` without its progress bar."""
-        with mock.patch.object(_sam2_video_predictor, "tqdm", lambda iterable, **_kw: iterable):
-            yield from self.model.propagate_in_video(state)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
+from ..utils.layout import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX", "TokenizedChat", "tokenize_chat"]
 SYSTEM_PROMPT = "You are a helpful assistant."
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -8,10 +8,48 @@ whose visual tokens alone do not fit is an error naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
-from .chat import IGNORE_INDEX
+from ..utils.layout import IGNORE_INDEX
 from .processor import PAMProcessor
+
+
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "region_image_index", "videos", "prompts")
+GENERATION_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_image_index", "videos", "prompts", "orig_sizes")
+
+
+class PAMBatch(Mapping):
+    """A collated batch: ``model_inputs`` (the keywords of ``PAM.forward``, or of ``PAM.generate``
+    for a generation collator) and ``meta`` (ids, per-sample metadata, ground-truth masks, skips,
+    image keys, original sizes, ...). As a mapping it is ``model_inputs``, so ``model(**batch)``
+    passes exactly the model's arguments."""
+
+    def __init__(self, model_inputs: dict, meta: dict):
+        self.model_inputs = model_inputs
+        self.meta = meta
+
+    def __getitem__(self, key: str):
+        try:
+            return self.model_inputs[key]
+        except KeyError:
+            where = " (it is metadata: batch.meta[...])" if key in self.meta else ""
+            raise KeyError(f"{key!r} is not a model input{where}") from None
+
+    def __setitem__(self, key: str, value) -> None:
+        if key not in self.model_inputs:
+            raise KeyError(f"{key!r} is not a model input of this batch; inputs are {sorted(self.model_inputs)}")
+        self.model_inputs[key] = value
+
+    def __iter__(self):
+        return iter(self.model_inputs)
+
+    def __len__(self) -> int:
+        return len(self.model_inputs)
+
+    def replace_inputs(self, **changes) -> "PAMBatch":
+        return PAMBatch({**self.model_inputs, **changes}, self.meta)
 
 
 class PAMCollator:
@@ -21,7 +59,7 @@ class PAMCollator:
         self.for_generation = for_generation
         self.pad_id = processor.tokenizer.pad_token_id
 
-    def __call__(self, samples: list[dict]) -> dict:
+    def __call__(self, samples: list[dict]) -> PAMBatch:
         if not samples:
             raise ValueError("cannot collate an empty list of samples")
         proc = self.processor
@@ -56,7 +94,7 @@ class PAMCollator:
             input_ids[i, :n] = torch.tensor(r["input_ids"])
             labels[i, :n] = torch.tensor(r["labels"])
             attention_mask[i, :n] = 1
-        return {
+        everything = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
@@ -71,6 +109,8 @@ class PAMCollator:
             "gt_masks": [s.get("gt_mask") for s in samples],
             "skipped": [sk for s in samples for sk in s.get("skipped", [])],
         }
+        keys = GENERATION_INPUT_KEYS if self.for_generation else MODEL_INPUT_KEYS
+        return PAMBatch({k: everything[k] for k in keys}, {k: v for k, v in everything.items() if k not in keys})
 
     def _truncate(self, tok: dict, sample_id: str) -> dict:
         ids, labels = tok["input_ids"], tok["labels"]

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from ..modeling.config import PAMConfig
-from ..modeling.sam2_encoder import RegionPrompt, _import_sam2, mask_input_from_binary
-from .chat import IGNORE_INDEX, tokenize_chat
+from ..modeling.sam2_build import import_sam2
+from ..modeling.sam2_types import RegionPrompt, mask_input_from_binary
+from ..utils.layout import IGNORE_INDEX
+from .chat import tokenize_chat
 
-_import_sam2()
+import_sam2()
 from sam2.utils.transforms import SAM2Transforms  # noqa: E402
 
 

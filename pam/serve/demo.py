@@ -16,8 +16,7 @@ import time
 
 import numpy as np
 
-# the one import of the drawing helpers in pam/serve (they may move to pam/utils)
-from ..inference.visualize import overlay
+from ..utils.visualize import overlay  # the one import of the drawing helpers in pam/serve
 from .engine import Engine, RegionJob
 from .protocol import RequestError, image_key, parse_box, parse_points
 

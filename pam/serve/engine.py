@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..inference.predictor import PAMPredictor, StreamEvent, mask_to_box
+from ..inference.predictor import PAMPredictor, StreamEvent
+from ..utils.masks import mask_to_box
 from ..processing.prompts import Task, task_prompt
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "debug.yaml"
@@ -45,13 +46,12 @@ class RegionAnswer:
 
 def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
     """A PAM bundle from a checkpoint folder, or (``None``) the debug-size model with random weights."""
-    if checkpoint is not None:
-        from ..checkpoints.pam_checkpoint import load_pam
+    from ..api import build_pam, load_pam
 
+    if checkpoint is not None:
         return load_pam(checkpoint, device=device)
     import yaml
 
-    from ..builder import build_pam
     from ..modeling.config import PAMConfig
 
     torch.manual_seed(seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..modeling.config import ConfigError, _build, _check
+from ..utils.config import ConfigError, build_config as _build, check as _check
 
 ENGINES = ("auto", "single", "ddp", "deepspeed")
 PRECISIONS = ("fp32", "bf16", "fp16")

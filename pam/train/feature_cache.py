@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 from ..checkpoints.io import atomic_write_text, load_tensors, save_tensors
 from ..modeling.config import SAM2Config
-from ..modeling.sam2_encoder import FrozenSAM2, ImageFeatures
+from ..modeling.sam2_encoder import FrozenSAM2
+from ..modeling.sam2_types import ImageFeatures
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -73,7 +74,7 @@ class FeatureCache:
         for batch in loader:
             if batch["pixel_values"] is None:
                 continue
-            todo = [(i, k) for i, k in enumerate(batch["image_keys"]) if _slot(k) not in self.index and _slot(k) not in pending]
+            todo = [(i, k) for i, k in enumerate(batch.meta["image_keys"]) if _slot(k) not in self.index and _slot(k) not in pending]
             if not todo:
                 continue
             feats = sam2.encode_images(batch["pixel_values"][[i for i, _ in todo]].to(device))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..inference.visualize import overlay
+from ..utils.visualize import overlay
 from ..processing.collator import PAMCollator
 
 

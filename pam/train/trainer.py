@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from ..builder import build_pam
+from ..api import build_pam
 from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
-from ..processing.chat import IGNORE_INDEX
+from ..utils.layout import IGNORE_INDEX
 from ..processing.collator import PAMCollator
 from .config import StageConfig, build_stage, build_trainer_config
 from .distributed import all_reduce_sum, barrier, setup_distributed, shutdown
@@ -83,7 +83,10 @@ class Trainer:
     def _dataset(self, split: str):
         from hydra.utils import instantiate
 
-        return instantiate(self.data_cfg[split], _convert_="all")
+        dataset = instantiate(self.data_cfg[split], _convert_="all")
+        if hasattr(dataset, "set_token_layout"):
+            dataset.set_token_layout(self.model_cfg.token_layout())
+        return dataset
 
     def _build_feature_cache(self):
         """Encode every training/validation image once (rank 0), then serve features from disk."""
@@ -103,12 +106,12 @@ class Trainer:
     def _with_cached_features(self, batch: dict) -> dict:
         if self.cache is None or batch["pixel_values"] is None:
             return batch
-        feats = self.cache.lookup(batch["image_keys"])
+        feats = self.cache.lookup(batch.meta["image_keys"])
         if feats is None:  # an image the cache has not seen: SAM 2 encodes it live
             return batch
         device = self.dist.device
         feats = type(feats)(feats.image_embed.to(device), [f.to(device) for f in feats.high_res_feats])
-        return dict(batch, image_features=feats, pixel_values=None)
+        return batch.replace_inputs(image_features=feats, pixel_values=None)
 
     def _skip_tracker(self) -> SkipTracker:
         """The data config's ``skips`` tracker (``data.max_bad_fraction`` is the one knob), else
@@ -230,8 +233,8 @@ class Trainer:
                     self.skips.reset_epoch()
                     iterator = iter(self._loader(self.train_set, sampler, collate))
                     batch = next(iterator)
-                consumed += len(batch["ids"]) * self.dist.world_size
-                self.skips.update(batch["skipped"], num_samples=len(batch["ids"]))
+                consumed += len(batch.meta["ids"]) * self.dist.world_size
+                self.skips.update(batch.meta["skipped"], num_samples=len(batch.meta["ids"]))
                 micro_batches.append(batch)
             # the loss of a step is the mean over every label token of the global batch, however
             # the batch is split over micro-batches and processes (so DDP == one process)
