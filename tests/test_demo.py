@@ -7,10 +7,10 @@ import pytest
 
 from pam.data.video import write_video_mp4
 from pam.inference.predictor import PAMPredictor
-from pam.utils.visualize import overlay
 from pam.serve.demo import IMAGE_TASKS, DemoHandlers, read_clip
 from pam.serve.engine import Engine
 from pam.serve.protocol import RequestError
+from pam.utils.visualize import overlay
 
 from .helpers import synthetic_image, video_sample
 

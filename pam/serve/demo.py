@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from ..utils.visualize import overlay  # the one import of the drawing helpers in pam/serve
+# the one import of the drawing helpers in pam/serve
+from ..utils.visualize import overlay
 from .engine import Engine, RegionJob
 from .protocol import RequestError, image_key, parse_box, parse_points
 

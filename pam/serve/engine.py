@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..inference.predictor import PAMPredictor, StreamEvent
-from ..utils.masks import mask_to_box
 from ..processing.prompts import Task, task_prompt
+from ..utils.masks import mask_to_box
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "debug.yaml"
 
