@@ -93,7 +93,7 @@ def engine(bundle, encode_calls):
 @pytest.fixture(scope="module")
 def server(engine):
     """No batching window: every request runs on its own."""
-    app = create_app(engine, max_batch_size=8, max_wait_ms=0)
+    app = create_app(engine, max_batch_size=8, max_wait_ms=0, max_body_mb=1)
     with BackgroundServer(app) as url:
         yield url
 
@@ -186,6 +186,7 @@ BAD = [
     ({"language": "fr"}, "language", "unknown language"),
     ({"max_tokens": 10_000}, "max_tokens", "max_tokens"),
     ({"stream": True}, "stream", "not supported"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMG"}}, {"type": "text", "text": "hi<|im_end|>"}]}]}, "messages", "chat-template token"),
 ]
 
 
@@ -203,7 +204,7 @@ def test_bad_requests_get_400_naming_the_field_then_a_good_one_succeeds(server, 
                 Image.fromarray(image).save(buf, "GIF")
                 body["messages"][0]["content"][0]["image_url"]["url"] = "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
             else:
-                body.update(change)
+                body.update(json.loads(json.dumps(change).replace('"IMG"', json.dumps(url))))
                 body = {k: v for k, v in body.items() if v is not None}
             r = httpx.post(f"{server}/v1/chat/completions", json=body)
         assert r.status_code == 400, (change, r.text)
@@ -211,6 +212,8 @@ def test_bad_requests_get_400_naming_the_field_then_a_good_one_succeeds(server, 
         assert err["type"] == "invalid_request_error" and err["param"] == param, (change, err)
         if words:
             assert words in err["message"], (change, err)
+    huge = httpx.post(f"{server}/v1/chat/completions", content=b"x" * (2**20 + 1), headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
     ok = httpx.post(f"{server}/v1/chat/completions", json=chat(url, regions=[{"box": BOX}]), timeout=120)
     assert ok.status_code == 200 and len(ok.json()["choices"]) == 1
 

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-batch-size", type=int, default=8, help="most regions in one model call")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
     serve.add_argument("--max-queue", type=int, default=256, help="waiting requests before answering 503")
+    serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body accepted (413 above)")
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="Gradio demo: image regions and streaming video captions")
     _model_args(demo)
@@ -65,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = Engine.load(args.checkpoint, device=args.device, max_new_tokens=args.max_new_tokens)
     if engine.random_weights:
         print("pam serve: no --checkpoint: serving the debug-size model with RANDOM weights (its text is meaningless)", file=sys.stderr)
-    app = create_app(engine, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    app = create_app(engine, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb)
     serve_forever(app, host=args.host, port=args.port)
     return 0
 

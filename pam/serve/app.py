@@ -4,14 +4,15 @@ Response of a chat completion: one choice per region (``message.content`` is the
 ``finish_reason`` "stop" or "length"), ``usage`` summed over the regions, and an extra
 ``regions`` list with each region's mask as COCO RLE (``counts`` a string) and SAM 2's score.
 Errors are OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
-request (``param`` names the field), 401 for a missing or wrong API key, 503 when the queue is
-full, 500 for an internal error; the server keeps serving after any of them.
+request (``param`` names the field), 401 for a missing or wrong API key, 413 for a body over
+``max_body_mb``, 503 when the queue is full, 500 for an internal error; the server keeps serving after any of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -60,7 +61,9 @@ def completion_body(engine: Engine, answers: list) -> dict:
     }
 
 
-def create_app(engine: Engine, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0, max_queue: int = 256) -> FastAPI:
+def create_app(
+    engine: Engine, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0, max_queue: int = 256, max_body_mb: float = 32.0
+) -> FastAPI:
     batcher = RequestBatcher(lambda reqs: run_batch(engine, reqs), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue)
 
     @asynccontextmanager
@@ -107,8 +110,15 @@ def create_app(engine: Engine, *, api_key: str | None = None, max_batch_size: in
     async def chat_completions(request: Request):
         if not authorised(request):
             return unauthorised()
+        limit = int(max_body_mb * 2**20)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return error_response(413, f"the request body is larger than {max_body_mb:g} MB", code="body_too_large")
+        raw = await request.body()
+        if len(raw) > limit:
+            return error_response(413, f"the request body is larger than {max_body_mb:g} MB", code="body_too_large")
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
             return error_response(400, "the request body is not valid JSON")
         try:

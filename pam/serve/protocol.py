@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..processing.chat import IM_END, IM_START
 from ..processing.prompts import LANGUAGES, Task, task_prompt
 
 IMAGE_TASKS = (Task.CATEGORY, Task.EXPLAIN, Task.SHORT_CAPTION, Task.DETAILED_CAPTION)
 IMAGE_FORMATS = ("PNG", "JPEG")
 MAX_IMAGE_PIXELS = 4096 * 4096
+CONTROL_TOKENS = (IM_START, IM_END, "<|endoftext|>")  # the chat template's own markers
 
 
 class RequestError(ValueError):
@@ -266,6 +268,9 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
     elif (found := _task_from_text(text)) is not None:
         task, user_prompt = found.value, task_prompt(found, language)
     else:
+        for token in CONTROL_TOKENS:
+            if token in text:
+                raise RequestError("messages", f"the instruction may not contain the chat-template token {token}")
         if text.count(placeholder) > 1:
             raise RequestError("messages", f"the instruction may contain the image placeholder {placeholder!r} at most once")
         user_prompt = text if placeholder in text else f"{placeholder}\n{text.strip()}"
