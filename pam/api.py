@@ -7,6 +7,7 @@ folders, released LLaVA-style folders).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .modeling.pam import PAM
 from .modeling.sam2_encoder import FrozenSAM2
 from .processing.processor import PAMProcessor
 from .processing.tokenizer import build_debug_tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PAMBundle", "build_pam", "build_sam2", "load_pam", "load_released_pam", "tokenizer_for"]
 
@@ -37,9 +40,10 @@ def tokenizer_for(config: PAMConfig):
     return build_debug_tokenizer(image_token=config.image_token)
 
 
-def build_sam2(cfg: SAM2Config) -> FrozenSAM2:
-    """Frozen SAM 2.1, loaded strictly from ``cfg.checkpoint`` when it is set."""
-    sam2 = FrozenSAM2.from_config(cfg)
+def build_sam2(cfg: SAM2Config, *, num_mask_tokens: int = 2) -> FrozenSAM2:
+    """Frozen SAM 2.1, loaded strictly from ``cfg.checkpoint`` when it is set; it hands the
+    perceiver the first ``num_mask_tokens`` of [stability-chosen, single-mask token 0]."""
+    sam2 = FrozenSAM2.from_config(cfg, num_mask_tokens=num_mask_tokens)
     if cfg.checkpoint is not None:
         load_sam2_checkpoint(sam2.model, cfg.checkpoint)
         sam2.freeze()
@@ -54,7 +58,7 @@ def build_pam(config: PAMConfig, tokenizer=None) -> PAMBundle:
     if vocab is not None and len(tokenizer) > vocab:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but llm.config.vocab_size is {vocab}")
     processor = PAMProcessor(config=config, tokenizer=tokenizer)
-    model = PAM.from_config(config, image_token_id=processor.image_token_id, sam2=build_sam2(config.sam2))
+    model = PAM.from_config(config, image_token_id=processor.image_token_id, sam2=build_sam2(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens))
     return PAMBundle(model=model, tokenizer=tokenizer, processor=processor)
 
 
@@ -69,13 +73,44 @@ def load_pam(folder: str | Path, *, device: str = "cpu") -> PAMBundle:
     return bundle
 
 
-def load_released_pam(folder: str | Path, *, sam2_checkpoint: str | None = None, base: PAMConfig | None = None, dtype: str = "bfloat16") -> PAMBundle:
+def load_released_pam(
+    folder: str | Path,
+    *,
+    sam2_checkpoint: str | None = None,
+    base: PAMConfig | None = None,
+    dtype: str = "bfloat16",
+    sam2_weights: str = "folder",
+) -> PAMBundle:
     """Build and load a released PAM folder (Perceive-Anything/PAM-1.5B or PAM-3B).
 
     ``base`` gives the non-LLM settings (defaults: the paper's); the LLM architecture comes from
     the folder's config.json and the tokenizer from the folder.
+
+    SAM 2 weights, explicit precedence (logged): with ``sam2_weights="folder"`` (default, as
+    upstream, whose loader overwrites the vision tower's ``.pt`` with the folder's weights) the
+    folder's ``model.vision_tower.*`` tensors are used when present and ``sam2_checkpoint`` only
+    when the folder has none; with ``"checkpoint"``, ``sam2_checkpoint`` is used and the folder's
+    SAM 2 tensors are ignored.
     """
+    if sam2_weights not in ("folder", "checkpoint"):
+        raise ValueError(f"sam2_weights must be 'folder' or 'checkpoint', got {sam2_weights!r}")
+    state = read_released_folder(folder)
+    sam2_prefix = "model.vision_tower.sam2_model_predictor."
+    folder_has_sam2 = any(k.startswith(sam2_prefix) for k in state)
+    if sam2_weights == "checkpoint":
+        if sam2_checkpoint is None:
+            raise ValueError("sam2_weights='checkpoint' needs sam2_checkpoint")
+        state = {k: v for k, v in state.items() if not k.startswith(sam2_prefix)}
+        log.info("SAM 2 weights: %s (the folder's %s are ignored)", sam2_checkpoint, "vision-tower tensors" if folder_has_sam2 else "missing vision tower")
+    elif folder_has_sam2:
+        if sam2_checkpoint is not None:
+            log.warning("SAM 2 weights: the released folder %s has its own vision tower; it takes precedence over sam2_checkpoint=%s (pass sam2_weights='checkpoint' to use that file)", folder, sam2_checkpoint)
+        else:
+            log.info("SAM 2 weights: the released folder's vision tower (%s)", folder)
+        sam2_checkpoint = None  # not read: the folder's tensors replace it
+    else:
+        log.info("SAM 2 weights: %s (the released folder has no vision tower)", sam2_checkpoint)
     config = released_pam_config(folder, sam2_checkpoint=sam2_checkpoint, base=base, dtype=dtype)
     bundle = build_pam(config, tokenizer=load_tokenizer(folder, config.image_token))
-    load_released_state_dict(bundle.model, read_released_folder(folder), source=str(folder))
+    load_released_state_dict(bundle.model, state, source=str(folder))
     return bundle

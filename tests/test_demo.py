@@ -67,7 +67,7 @@ def test_stream_yields_each_event_as_the_predictor_streams_it(handlers, debug_bu
     captions = [" ".join(e.caption.split()) or "(no text)" for e in events]
     assert [caption for _, caption in gallery] == [f"{e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)]
     assert text.splitlines()[1:] == [f"frames {e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)]
-    assert np.array_equal(preview, np.asarray(overlay(decoded[4], events[-1].mask[-1].numpy(), caption="frame 4")))
+    assert np.array_equal(preview, np.asarray(overlay(decoded[4], np.asarray(events[-1].masks[-1]), caption="frame 4")))
 
 
 def test_stream_needs_a_video_and_a_box(handlers, tmp_path):

@@ -1,4 +1,5 @@
 """The Gradio demo end to end in a real headless Chromium (Debian's chromium + chromedriver, Selenium)."""
+# ruff: noqa: E402  (imports after the importorskip / skip checks)
 
 from __future__ import annotations
 

@@ -1,60 +1,181 @@
-"""The inference API: regions of one image, a video region, streaming captions; the pam CLI."""
+"""The inference API: typed regions and errors, N regions = N single calls, fields and RLE,
+streaming over one tracking state, event boundaries; the pam data CLI."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from pam.cli import main as pam_cli
+from pam.inference.events import BoundaryDetector, BoundaryRule
+from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor, mask_to_box
-from pam.utils.visualize import overlay
+from pam.inference.regions import ImageInputError, RegionError, TaskError
+from pam.inference.results import decode_rle, parse_fields
 from pam.processing.collator import PAMCollator
+from pam.utils.visualize import contour, overlay
 
-from .helpers import image_sample, region_mask, synthetic_image, video_sample
+from .helpers import image_sample, region_mask, synthetic_image
 
-
-def test_describe_image_equals_model_generate(debug_bundle):
-    predictor = PAMPredictor(debug_bundle, max_new_tokens=5)
-    regions = [{"box": [50.0, 40.0, 190.0, 130.0]}, {"points": [[240.0, 150.0]], "point_labels": [1]}]
-    results = predictor.describe_image(synthetic_image(), regions, task="category")
-    assert len(results) == 2
-    samples = [image_sample(f"r{i}", {k: np.asarray(v) for k, v in r.items()}) for i, r in enumerate(regions)]
-    ref = debug_bundle.model.generate(**PAMCollator(debug_bundle.processor, for_generation=True)(samples), tokenizer=debug_bundle.tokenizer, max_new_tokens=5)
-    for a, b in zip(results, ref):
-        assert a.token_ids == b.token_ids and torch.equal(a.mask, b.mask)
+BOX = [50.0, 40.0, 190.0, 130.0]
 
 
-def test_stream_video_carries_history_and_region(debug_bundle, monkeypatch):
-    predictor = PAMPredictor(debug_bundle, max_new_tokens=4)
-    frames = video_sample(num_frames=7)["pixels"]
-    seen = []
-    original = predictor.describe_video
-
-    def spy(frames_, prompt, language="en", history=None):
-        seen.append((len(frames_), {k: None if v is None else np.asarray(v).tolist() for k, v in prompt.items()}, history))
-        return original(frames_, prompt, language=language, history=history)
-
-    monkeypatch.setattr(predictor, "describe_video", spy)
-    events = predictor.stream_video(frames, {"box": [10.0, 20.0, 50.0, 60.0]}, segment_length=3)
-    assert [(e.start_frame, e.end_frame) for e in events] == [(0, 2), (3, 5), (6, 6)]
-    assert [n for n, _, _ in seen] == [3, 3, 1]
-    assert seen[0][2] is None and seen[1][2] == events[0].caption and seen[2][2] == events[1].caption
-    # the second segment is prompted with the box of the first segment's last tracked mask
-    expected = mask_to_box(events[0].mask[-1].numpy())
-    if expected is not None:
-        assert seen[1][1]["box"] == expected.tolist()
-    assert events[0].mask.shape == (3, 96, 128)
+@pytest.fixture(scope="module")
+def predictor(debug_bundle):
+    return PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(max_new_tokens=4))
 
 
-def test_mask_to_box_and_overlay():
+def test_n_regions_equal_n_single_calls(predictor):
+    img = synthetic_image()
+    regions = [{"points": [[240.0, 150.0], [100, 80]], "labels": [1, 0]}, {"mask": region_mask()}, {"box": BOX, "points": [[100.0, 80.0]]}]
+    together = predictor.predict(img, regions, tasks=["category", "short_caption"])
+    assert len(together) == 3
+    for r, joint in zip(regions, together):
+        [alone] = predictor.predict(img, [r], tasks=["category", "short_caption"])
+        assert joint.texts == alone.texts and joint.score == pytest.approx(alone.score, abs=1e-6)
+        assert np.array_equal(joint.mask, alone.mask) and joint.mask.shape == (200, 300)
+        assert np.array_equal(decode_rle(joint.rle), joint.mask)
+    # the batched form over images gives the same per-image results
+    batched = predictor.predict_batch([(img, regions[:2]), (synthetic_image(seed=1), regions[2:3])], tasks=["category", "short_caption"])
+    assert [p.texts for p in batched[0]] == [p.texts for p in together[:2]]
+    assert json.loads(json.dumps(together[0].to_json()))["mask_rle"]["size"] == [200, 300]
+
+
+def test_predict_equals_model_generate(predictor, debug_bundle):
+    [res] = predictor.predict(synthetic_image(), [{"box": BOX}], tasks=["category"])
+    ref = debug_bundle.model.generate(
+        **PAMCollator(debug_bundle.processor, for_generation=True)([image_sample("r", {"box": np.asarray(BOX)})]), tokenizer=debug_bundle.tokenizer, max_new_tokens=4
+    )[0]
+    assert res.texts["category"] == ref.text and np.array_equal(res.mask, ref.mask.numpy()) and res.score == ref.score
+    # the earlier API still works
+    [old] = PAMPredictor(debug_bundle, max_new_tokens=4).describe_image(synthetic_image(), [{"box": BOX}], task="category")
+    assert old.token_ids == ref.token_ids
+
+
+BAD_REGIONS = [
+    ({"box": [1, 2]}, "region 0: a box needs 4 values"),
+    ({"box": [50, 40, 20, 130]}, r"region 0: box .* needs x0 < x1"),
+    ({"box": [50, 40, 350, 130]}, r"region 0: box .* outside the 300x200 image"),
+    ({"points": [[10, 10], [310, 20]]}, r"region 0: point\(s\) \[\[310.0, 20.0\]\] outside"),
+    ({"points": [[10, 10]], "labels": [1, 1]}, "region 0: labels must be one 0 or 1 per point"),
+    ({"mask": np.zeros((200, 300), bool)}, "region 0: mask is empty"),
+    ({"mask": np.ones((100, 300), bool)}, r"region 0: mask has shape \(100, 300\)"),
+    ({}, "region 0: give points, a box or a mask"),
+    ({"bbox": [1, 2, 3, 4]}, "region 0: unknown field"),
+]
+
+
+@pytest.mark.parametrize("region,message", BAD_REGIONS)
+def test_bad_regions_raise_typed_errors_before_model_work(predictor, monkeypatch, region, message):
+    monkeypatch.setattr(predictor.model, "generate", lambda **_: pytest.fail("the model ran"))
+    with pytest.raises(RegionError, match=message):
+        predictor.predict(synthetic_image(), [region], tasks=["category"])
+
+
+def test_bad_images_tasks_and_languages(predictor, tmp_path):
+    with pytest.raises(ImageInputError, match="expected a uint8 image"):
+        predictor.predict(np.zeros((10, 10, 3), np.float32), [{"box": [1, 1, 5, 5]}])
+    with pytest.raises(ImageInputError, match=r"expected \(H, W\)"):
+        predictor.predict(np.zeros((10, 10, 5), np.uint8), [{"box": [1, 1, 5, 5]}])
+    (tmp_path / "x.png").write_text("not an image")
+    with pytest.raises(ImageInputError, match="not a readable image"):
+        predictor.predict(tmp_path / "x.png", [{"box": [1, 1, 5, 5]}])
+    with pytest.raises(TaskError, match="unknown task 'caption'"):
+        predictor.predict(synthetic_image(), [{"box": BOX}], tasks=["caption"])
+    with pytest.raises(TaskError, match="unknown language 'fr'"):
+        predictor.predict(synthetic_image(), [{"box": BOX}], language="fr")
+    with pytest.raises(RegionError, match="image 1 region 0: a box needs 4 values"):
+        predictor.predict_batch([(synthetic_image(), [{"box": BOX}]), (synthetic_image(), [{"box": [1, 2, 3]}])])
+    # a grey image is RGB-convertible
+    assert predictor.predict(synthetic_image()[..., 0], [{"box": BOX}], tasks=["category"])[0].mask.shape == (200, 300)
+
+
+def test_parse_fields():
+    assert parse_fields("explain", "Tomato. Definition: a red edible fruit. Function: eaten raw or cooked.") == {
+        "category": "Tomato",
+        "definition": "a red edible fruit",
+        "function": "eaten raw or cooked",
+    }
+    assert parse_fields("explain", "番茄。定义：一种红色的果实。", "zh") == {"category": "番茄", "definition": "一种红色的果实", "function": None}
+    assert parse_fields("explain", "no structure") == {"category": None, "definition": None, "function": None}
+    assert parse_fields("category", "lemon.") == {"category": "lemon"}
+    assert parse_fields("detailed_caption", " A cup. ") == {"caption": "A cup."}
+
+
+def _moving_square_masks(n: int, turn: int, size: int = 64) -> list[np.ndarray]:
+    """A square moving right until frame ``turn``, then down."""
+    out = []
+    for t in range(n):
+        x, y = min(t, turn) * 3, max(0, t - turn) * 3
+        m = np.zeros((size, size), bool)
+        m[4 + y : 14 + y, 2 + x : 12 + x] = True
+        out.append(m)
+    return out
+
+
+def test_boundary_rule_splits_where_motion_changes():
+    det = BoundaryDetector(BoundaryRule(window=3, threshold=0.02, min_event_frames=4))
+    found = []
+    for m in _moving_square_masks(24, turn=11):
+        det.push(m)
+        found += det.pop()
+    found += det.finish()
+    assert [b for b, _ in found] == [12]  # the turn is at frame 11; the new event starts at 12
+    assert det.scores[11] == max(det.scores.values())
+    # constant motion: no boundary; fixed windows cut every max_event_frames
+    det = BoundaryDetector(BoundaryRule())
+    for m in _moving_square_masks(20, turn=100):
+        det.push(m)
+    assert det.pop() + det.finish() == []
+    det = BoundaryDetector(BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=5))
+    for m in _moving_square_masks(12, turn=100):
+        det.push(m)
+    assert [b for b, _ in det.pop()] == [5, 10]
+
+
+def _video(num_frames: int, h: int = 64, w: int = 96) -> np.ndarray:
+    rng = np.random.RandomState(0)
+    frames = (rng.rand(num_frames, h, w, 3) * 60).astype(np.uint8)
+    for t in range(num_frames):
+        frames[t, 16:40, 8 + 6 * t : 32 + 6 * t] = (230, 40, 40)
+    return frames
+
+
+def test_stream_carries_one_tracking_state_and_history(predictor, monkeypatch):
+    """Fixed windows: one SAM 2 state for the whole clip (tracked masks equal a single track_video
+    call), each event captioned with the previous caption in its prompt."""
+    frames = _video(4)
+    sam2 = predictor.model.sam2
+    states = []
+    original = sam2.model.init_state_from_frames
+    monkeypatch.setattr(sam2.model, "init_state_from_frames", lambda f, **k: states.append(len(f)) or original(f, **k))
+    prompts = []
+    original_tokenize = predictor.processor.tokenize
+    monkeypatch.setattr(predictor.processor, "tokenize", lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k))
+    events = list(predictor.stream(frames, {"box": [8, 16, 32, 40]}, boundaries=BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=2)))
+    assert [(e.start_frame, e.end_frame) for e in events] == [(0, 1), (2, 3)]
+    assert states == [4]  # one tracking state over all 4 frames
+    assert prompts[0].endswith("Previous caption: None")
+    assert [p.split("Previous caption: ")[1] for p in prompts[1:]] == [events[0].caption or "None"]
+    proc = predictor.processor
+    ref = sam2.track_video(proc.preprocess_video(frames), proc.region_prompt({"box": np.array([8.0, 16, 32, 40])}, (64, 96)), keep=[0])
+    streamed = np.concatenate([e.masks for e in events])
+    for t in range(4):
+        assert np.array_equal(streamed[t], (sam2.upscale_masks(ref["mask_logits"][t].reshape(1, 1, *ref["mask_logits"][t].shape[-2:]), (64, 96))[0, 0] > 0).numpy())
+
+
+def test_mask_to_box_overlay_and_contour():
     m = region_mask()
     assert mask_to_box(m).tolist() == [50, 40, 190, 130]
     assert mask_to_box(np.zeros((4, 4), bool)) is None
     img = overlay(synthetic_image(), m, color=(0, 0, 255), alpha=1.0, box=[50, 40, 190, 130])
     arr = np.asarray(img)
     assert tuple(arr[80, 100]) == (0, 0, 255) and tuple(arr[5, 5]) == tuple(synthetic_image()[5, 5])
+    edge = contour(m)
+    assert edge[40, 100] and edge[129, 100] and not edge[80, 100] and edge.sum() == 2 * (140 + 90) - 4
 
 
 def test_cli_make_data_and_score(tmp_path, capsys):

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+from pam.api import build_sam2
 from pam.checkpoints.sam2 import load_sam2_checkpoint, save_sam2_checkpoint
 from pam.checkpoints.strict import CheckpointMismatchError
 from pam.modeling.config import SAM2Config
-from pam.api import build_sam2
 from pam.modeling.sam2_encoder import FrozenSAM2
 from pam.modeling.sam2_types import RegionPrompt, mask_input_from_binary
-from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from .helpers import region_mask, synthetic_image
 
@@ -23,7 +23,8 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def sam():
     torch.manual_seed(0)
-    return FrozenSAM2.from_config(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE))
+    # stock sam2 settings: the reference below is sam2's own predictor with its stability fallback
+    return FrozenSAM2.from_config(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE, tracking="stock"))
 
 
 @pytest.fixture(scope="module")

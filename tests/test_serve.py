@@ -1,4 +1,5 @@
 """The region server over real HTTP on 127.0.0.1: answers, batching with one shared encode, errors, API key."""
+# ruff: noqa: E402  (imports after the importorskip / skip checks)
 
 from __future__ import annotations
 

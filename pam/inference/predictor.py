@@ -1,102 +1,286 @@
-"""High-level inference: many regions of one image, a tracked video region, streaming captions.
+"""The inference API: regions of images, a tracked video region, streamed event captions.
 
-    bundle = pam.load_pam("checkpoints/pam-export")        # or pam.load_released_pam(...)
-    predictor = PAMPredictor(bundle)
-    results = predictor.describe_image(image, [{"box": [x0, y0, x1, y1]}, {"points": [[x, y]], "point_labels": [1]}])
-    events = predictor.stream_video(frames, {"box": [...]}, segment_length=32)
+    predictor = PAMPredictor.from_pretrained("checkpoints/pam-export")   # or a released folder
+    [r] = predictor.predict(image, [{"box": [x0, y0, x1, y1]}], tasks=["category", "short_caption"])
+    r.mask, r.rle, r.score, r.texts, r.fields
+    video = predictor.predict_video("clip.mp4", {"box": [...]}, frame_index=0)
+    for event in predictor.stream("clip.mp4", {"box": [...]}): ...
 
-Images are encoded by SAM 2 once for all their regions. Streaming cuts the video into segments;
-each is captioned with the previous caption in the prompt, and the region enters the next segment
-as the box of the mask SAM 2 tracked on the segment's last frame.
+Inputs are validated before any model work (:mod:`pam.inference.regions`). Every image is
+encoded by SAM 2 once for all its regions and tasks. Settings that change what the released
+weights produce (SAM 2 tracking preset, resize) live in the model config; decoding and precision
+here: ``generation`` (:mod:`pam.inference.generation`; upstream's sampling by default, greedy on
+request) and ``vision_dtype`` ("auto": bf16 autocast for SAM 2, perceiver and projectors on a GPU,
+as upstream runs them, fp32 on a CPU).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..api import load_pam, load_released_pam
 from ..modeling.pam import RegionResult
 from ..processing.collator import PAMCollator
 from ..processing.prompts import Task, task_prompt
+from ..utils.layout import select_frames
 from ..utils.masks import mask_to_box
+from .generation import GenerationSettings, resolve_generation
+from .regions import Region, check_tasks, load_rgb
+from .results import RegionPrediction, StreamEvent, VideoPrediction, parse_fields
+from .video_input import load_video
 
-__all__ = ["PAMPredictor", "mask_to_box"]
+log = logging.getLogger(__name__)
 
-
-@dataclass
-class StreamEvent:
-    start_frame: int
-    end_frame: int  # inclusive
-    caption: str
-    mask: torch.Tensor  # (T_segment, H, W) tracked masks of the segment
+__all__ = ["PAMPredictor", "StreamEvent", "mask_to_box", "resolve_vision_dtype"]
 
 
-def _prompt_dict(prompt: dict) -> dict:
-    out = {"points": None, "point_labels": None, "box": None, "mask": None}
-    for key in out:
-        if prompt.get(key) is not None:
-            out[key] = np.asarray(prompt[key], dtype=bool if key == "mask" else (np.int64 if key == "point_labels" else np.float32))
-    unknown = set(prompt) - set(out)
-    if unknown:
-        raise ValueError(f"unknown prompt fields {sorted(unknown)}; use points, point_labels, box (xyxy) and mask")
-    return out
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_vision_dtype(vision_dtype: str, device: torch.device) -> torch.dtype:
+    """"auto": bfloat16 on CUDA (upstream runs SAM 2, perceiver and projectors in bf16), else float32."""
+    if vision_dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if vision_dtype not in table:
+        raise ValueError(f"vision_dtype must be auto, float32 or bfloat16, got {vision_dtype!r}")
+    return table[vision_dtype]
+
+
+def read_model_config(path: str | Path):
+    """A PAMConfig from a ``.json`` (``pam_config.json``) or ``.yaml`` file (``configs/model/*.yaml``)."""
+    from ..modeling.config import PAMConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {path} not found")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return PAMConfig.from_dict(yaml.safe_load(path.read_text()))
+    return PAMConfig.load(path)
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu", sam2_checkpoint: str | None = None, base_config=None):
+    """A PAM checkpoint or export (``meta.json``), or a released folder (``config.json`` of type
+    ``llava_qwen``), loaded through the matching adapter; ``base_config`` (a PAMConfig or a file)
+    gives a released folder's non-LLM settings (default: the paper's)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such checkpoint folder")
+    if (path / "meta.json").is_file():
+        return load_pam(path, device=device)
+    if (path / "config.json").is_file():
+        if base_config is not None and not hasattr(base_config, "sam2"):
+            base_config = read_model_config(base_config)
+        bundle = load_released_pam(path, sam2_checkpoint=sam2_checkpoint, base=base_config)
+        bundle.model.to(device)
+        return bundle
+    raise FileNotFoundError(f"{path}: neither a PAM checkpoint (meta.json) nor a released PAM folder (config.json)")
 
 
 class PAMPredictor:
-    def __init__(self, bundle, *, max_new_tokens: int = 128, generation_kwargs: dict | None = None):
+    def __init__(
+        self,
+        bundle,
+        *,
+        generation: GenerationSettings | None = None,
+        vision_dtype: str = "auto",
+        batch_size: int = 8,
+        max_tracked_frames: int | None = None,
+        max_new_tokens: int | None = None,
+        generation_kwargs: dict | None = None,
+    ):
+        """``max_new_tokens`` / ``generation_kwargs`` are the earlier API: with either and no
+        ``generation``, decoding is greedy (as it was) with those keywords on top."""
         self.bundle = bundle
         self.model = bundle.model.eval()
-        self.max_new_tokens = max_new_tokens
-        self.generation_kwargs = generation_kwargs or {}
+        self.processor = bundle.processor
+        if generation is None:
+            generation = GenerationSettings.greedy(max_new_tokens or 128) if (max_new_tokens or generation_kwargs) else GenerationSettings()
+        self.generation = generation.validate()
+        self.extra_generation_kwargs = dict(generation_kwargs or {})
+        self.vision_dtype = resolve_vision_dtype(vision_dtype, self.model.device)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.batch_size = batch_size
+        self.max_tracked_frames = max_tracked_frames
         self.collate = PAMCollator(bundle.processor, for_generation=True)
 
-    def _generate(self, samples: list[dict]) -> list[RegionResult]:
-        batch = self.collate(samples)
-        return self.model.generate(
-            **batch, tokenizer=self.bundle.tokenizer, max_new_tokens=self.max_new_tokens, generation_kwargs=self.generation_kwargs
-        )
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        greedy: bool = False,
+        sam2_checkpoint: str | None = None,
+        base_config=None,
+        generation: dict | None = None,
+        **kwargs,
+    ) -> "PAMPredictor":
+        """Load ``path`` (PAM checkpoint, export or released folder); decoding settings from the
+        folder's generation_config.json (when present) under upstream's explicit values, then
+        ``generation`` overrides; ``greedy=True`` decodes greedily."""
+        dev = resolve_device(device)
+        bundle = load_bundle(path, device=str(dev), sam2_checkpoint=sam2_checkpoint, base_config=base_config)
+        settings = resolve_generation(path, greedy=greedy, **(generation or {}))
+        return cls(bundle, generation=settings, **kwargs)
 
+    # ----- model calls ----------------------------------------------------------------------------
+    @property
+    def max_new_tokens(self) -> int:
+        return self.generation.max_new_tokens
+
+    @property
+    def generation_kwargs(self) -> dict:
+        return {**self.generation.model_kwargs(), **self.extra_generation_kwargs}
+
+    def autocast(self):
+        """bf16 autocast for the visual path when ``vision_dtype`` is bfloat16."""
+        if self.vision_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=self.vision_dtype)
+
+    def _seed(self) -> None:
+        if self.generation.do_sample and self.generation.seed is not None:
+            torch.manual_seed(self.generation.seed)
+
+    def _generate(self, samples: list[dict]) -> list[RegionResult]:
+        out: list[RegionResult] = []
+        for i in range(0, len(samples), self.batch_size):
+            batch = self.collate(samples[i : i + self.batch_size])
+            self._seed()
+            with self.autocast():
+                out += self.model.generate(
+                    **batch, tokenizer=self.bundle.tokenizer, max_new_tokens=self.max_new_tokens, generation_kwargs=self.generation_kwargs
+                )
+        return out
+
+    # ----- images ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, image, regions, tasks=("detailed_caption",), language: str = "en") -> list[RegionPrediction]:
+        """Mask, score, text per task and parsed fields for each region of one image."""
+        return self.predict_batch([(image, regions)], tasks=tasks, language=language)[0]
+
+    @torch.no_grad()
+    def predict_batch(self, items, tasks=("detailed_caption",), language: str = "en") -> list[list[RegionPrediction]]:
+        """:meth:`predict` over many ``(image, regions)`` pairs, batched ``batch_size`` sequences
+        at a time. Everything is validated before the first model call."""
+        tasks = check_tasks(tasks, language)
+        checked = []
+        for j, (image, regions) in enumerate(items):
+            name = "image" if len(items) == 1 else f"image {j}"
+            rgb = load_rgb(image, name)
+            if isinstance(regions, (dict, Region)):
+                regions = [regions]
+            if not regions:
+                raise ValueError(f"{name}: give at least one region")
+            prefix = "" if len(items) == 1 else f"{name} "
+            rs = [Region.from_any(r, f"{prefix}region {i}").checked(rgb.shape[:2], f"{prefix}region {i}") for i, r in enumerate(regions)]
+            checked.append((rgb, rs))
+        samples, where = [], []
+        for j, (rgb, rs) in enumerate(checked):
+            for i, r in enumerate(rs):
+                for t in tasks:
+                    samples.append(self._image_sample(f"{j}/{i}/{t}", f"image{j}", rgb, r, task_prompt(t, language)))
+                    where.append((j, i, t))
+        results = self._generate(samples)
+        texts: dict[tuple[int, int], dict[str, str]] = {}
+        first: dict[tuple[int, int], RegionResult] = {}
+        for (j, i, t), res in zip(where, results):
+            texts.setdefault((j, i), {})[t] = res.text
+            first.setdefault((j, i), res)
+        out = []
+        for j, (rgb, rs) in enumerate(checked):
+            preds = []
+            for i, r in enumerate(rs):
+                fields: dict = {}
+                for t, text in texts[(j, i)].items():
+                    fields.update({k: v for k, v in parse_fields(t, text, language).items() if v is not None or k not in fields})
+                res = first[(j, i)]
+                preds.append(RegionPrediction(mask=res.mask.cpu().numpy(), score=res.score, texts=texts[(j, i)], fields=fields, region=r.to_json()))
+            out.append(preds)
+        return out
+
+    @staticmethod
+    def _image_sample(sample_id: str, key: str, rgb: np.ndarray, region: Region, user: str) -> dict:
+        return {"id": sample_id, "media_type": "image", "image_key": key, "pixels": rgb, "prompt": region.prompt_dict(), "turns": [{"role": "user", "content": user}]}
+
+    # ----- video ----------------------------------------------------------------------------------
+    def _video_frames(self, video, frame_index: int) -> tuple[np.ndarray, list[int]]:
+        frames, indices = load_video(video, max_frames=self.max_tracked_frames, start=frame_index)
+        return frames, indices
+
+    @torch.no_grad()
+    def predict_video(self, video, region, *, frame_index: int = 0, language: str = "en", history: str | None = None) -> VideoPrediction:
+        """Caption one region given on frame ``frame_index`` and tracked by SAM 2 through the rest of
+        the clip (all of it, or ``max_tracked_frames`` spread evenly); the LLM then sees frame 0
+        and ``video_num_frames - 1`` frames spread over the tracked ones, as upstream."""
+        check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
+        frames, indices = self._video_frames(video, frame_index)
+        r = Region.from_any(region, "region").checked(frames.shape[1:3], "region")
+        sample = {
+            "id": "video",
+            "media_type": "video",
+            "image_key": "video",
+            "pixels": frames,
+            "prompt": r.prompt_dict(),
+            "turns": [{"role": "user", "content": task_prompt(Task.VIDEO_CAPTION, language, history=history)}],
+        }
+        res = self._generate([sample])[0]
+        llm = select_frames(len(indices), self.model.config.video_num_frames)
+        return VideoPrediction(text=res.text, masks=res.mask.cpu().numpy(), frame_indices=indices, llm_frames=[indices[k] for k in llm], score=res.score)
+
+    def stream(self, video, region, *, frame_index: int = 0, language: str = "en", boundaries=None, progress: bool = False):
+        """Yield :class:`StreamEvent` s for one region tracked with a single SAM 2 state over the
+        whole video; events are cut by :class:`~pam.inference.events.BoundaryRule` (automatic
+        motion change points by default, or fixed windows) and each caption is conditioned on the
+        previous one."""
+        from .streaming import stream_events
+
+        check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
+        frames, indices = self._video_frames(video, frame_index)
+        r = Region.from_any(region, "region").checked(frames.shape[1:3], "region")
+        yield from stream_events(self, frames, indices, r, language=language, rule=boundaries, progress=progress)
+
+    # ----- the earlier API (kept for callers in pam.eval / pam.serve) --------------------------------
     @torch.no_grad()
     def describe_image(self, image: np.ndarray, regions: list[dict], task: str = "detailed_caption", language: str = "en") -> list[RegionResult]:
         """Text, mask and score for each region of one RGB ``image`` (one SAM 2 encode)."""
         image = np.asarray(image)
         user = task_prompt(task, language)
-        samples = [
-            {"id": f"region{i}", "media_type": "image", "image_key": "image", "pixels": image, "prompt": _prompt_dict(r), "turns": [{"role": "user", "content": user}]}
-            for i, r in enumerate(regions)
-        ]
+        samples = [self._image_sample(f"region{i}", "image", image, Region.from_any(r, f"region {i}"), user) for i, r in enumerate(regions)]
+        for s in samples:
+            s["prompt"] = {k: None if v is None else np.asarray(v) for k, v in s["prompt"].items()}
         return self._generate(samples)
 
     @torch.no_grad()
     def describe_video(self, frames: np.ndarray, prompt: dict, language: str = "en", history: str | None = None) -> RegionResult:
         """Caption one region tracked from frame 0 through ``frames`` (T, H, W, 3)."""
+        region = Region.from_any(prompt, "region")
         sample = {
             "id": "video",
             "media_type": "video",
             "image_key": "video",
             "pixels": np.asarray(frames),
-            "prompt": _prompt_dict(prompt),
+            "prompt": {k: None if v is None else np.asarray(v) for k, v in region.prompt_dict().items()},
             "turns": [{"role": "user", "content": task_prompt(Task.VIDEO_CAPTION, language, history=history)}],
         }
         return self._generate([sample])[0]
 
     @torch.no_grad()
     def stream_video(self, frames: np.ndarray, prompt: dict, *, segment_length: int = 32, language: str = "en") -> list[StreamEvent]:
-        """Caption a region segment after segment, each caption conditioned on the previous one."""
-        frames = np.asarray(frames)
-        if segment_length < 1:
-            raise ValueError("segment_length must be >= 1")
-        events: list[StreamEvent] = []
-        current, history = dict(prompt), None
-        for start in range(0, len(frames), segment_length):
-            end = min(start + segment_length, len(frames))
-            result = self.describe_video(frames[start:end], current, language=language, history=history)
-            events.append(StreamEvent(start, end - 1, result.text, result.mask))
-            history = result.text
-            box = mask_to_box(result.mask[-1].numpy())
-            if box is None:  # the region left the view: keep the last prompt
-                continue
-            current = {"box": box}
-        return events
+        """Fixed windows of ``segment_length`` frames over one tracking state (see :meth:`stream`)."""
+        from .events import BoundaryRule
+
+        rule = BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=segment_length)
+        return list(self.stream(np.asarray(frames), prompt, language=language, boundaries=rule))

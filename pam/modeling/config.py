@@ -10,17 +10,18 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..utils.config import ConfigError, build_config, check
 from ..utils.layout import TokenLayout, select_frames
 
 _check = check
 _build = build_config
-__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "SAM2Config", "select_frames"]
+__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "ProcessingConfig", "SAM2Config", "select_frames"]
 
 SAM2_VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 MASK_SELECTIONS = ("single", "stability")
+TRACKING_PRESETS = ("upstream", "stock")
+RESIZE_MODES = ("pil_bicubic", "sam2")
 
 
 @dataclass
@@ -29,11 +30,13 @@ class SAM2Config:
     image_size: int = 1024  # input side; SAM 2.1 checkpoints are trained at 1024
     checkpoint: str | None = None  # official SAM 2.1 .pt ({"model": state_dict}); None = random init
     mask_selection: str = "single"  # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
+    tracking: str = "upstream"  # "upstream": released PAM's SAM 2 settings (mask token 0 on every frame, no stability fallback, no hole filling); "stock": sam2's video-predictor defaults
 
     def validate(self) -> None:
         _check(self.variant in SAM2_VARIANTS, "sam2.variant", f"must be one of {SAM2_VARIANTS}, got {self.variant!r}")
         _check(self.image_size % 64 == 0 and self.image_size >= 128, "sam2.image_size", "must be a multiple of 64 and >= 128")
         _check(self.mask_selection in MASK_SELECTIONS, "sam2.mask_selection", f"must be one of {MASK_SELECTIONS}")
+        _check(self.tracking in TRACKING_PRESETS, "sam2.tracking", f"must be one of {TRACKING_PRESETS}")
 
     @property
     def embedding_size(self) -> int:
@@ -49,7 +52,7 @@ class PerceiverConfig:
     mlp_dim: int = 2048
     attention_downsample_rate: int = 2  # cross-attention internal width = embed_dim / rate
     num_semantic_tokens: int = 16  # learned queries; 0 disables the semantic tokens
-    num_mask_tokens: int = 2  # SAM 2 mask tokens fed as queries: [stability-chosen, single-mask]
+    num_mask_tokens: int = 2  # SAM 2 mask tokens fed as queries: the first N of [stability-chosen, single-mask] (2 upstream; set on FrozenSAM2 by pam.api.build_pam)
     image_shuffle: int = 2  # pixel-shuffle factor of a still image / first frame
     frame_shuffle: int = 4  # pixel-shuffle factor of later frames (then Linear to image width)
     use_image_tokens: bool = True  # ablation: False drops the image tokens from the LLM input
@@ -85,18 +88,28 @@ class LLMConfig:
 
 
 @dataclass
+class ProcessingConfig:
+    resize: str = "pil_bicubic"  # "pil_bicubic": PIL bicubic on uint8, then /255 and ImageNet mean/std (upstream's loader); "sam2": sam2's SAM2Transforms (torchvision bilinear, antialiased)
+
+    def validate(self) -> None:
+        _check(self.resize in RESIZE_MODES, "processing.resize", f"must be one of {RESIZE_MODES}")
+
+
+@dataclass
 class PAMConfig:
     sam2: SAM2Config = field(default_factory=SAM2Config)
     perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
     llm: LLMConfig = field(default_factory=lambda: LLMConfig(name_or_path="Qwen/Qwen2.5-1.5B-Instruct"))
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     video_num_frames: int = 16  # frames given to the LLM: frame 0 + evenly spaced later frames
     image_token: str = "<image>"  # placeholder in the prompt, expanded to the visual tokens
     max_length: int = 12288  # longest LLM sequence; longer samples are truncated by the collator
 
-    def validate(self) -> "PAMConfig":
+    def validate(self) -> PAMConfig:
         self.sam2.validate()
         self.perceiver.validate()
         self.llm.validate()
+        self.processing.validate()
         _check(self.video_num_frames >= 1, "video_num_frames", "must be >= 1")
         e = self.sam2.embedding_size
         for name in ("image_shuffle", "frame_shuffle"):
@@ -132,14 +145,14 @@ class PAMConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PAMConfig":
+    def from_dict(cls, data: dict) -> PAMConfig:
         return _build(cls, data, "").validate()
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, path: str | Path) -> "PAMConfig":
+    def load(cls, path: str | Path) -> PAMConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

@@ -27,21 +27,33 @@ def import_sam2():
 
 
 
-# Settings that sam2's `build_sam2_video_predictor` applies on top of the YAML (its
-# "apply_postprocessing"); we build from the YAML ourselves, so we apply them here.
-_POSTPROCESSING = {
-    "sam_mask_decoder_extra_args": {
-        "dynamic_multimask_via_stability": True,
-        "dynamic_multimask_stability_delta": 0.05,
-        "dynamic_multimask_stability_thresh": 0.98,
+# Settings applied on top of sam2's YAML, per ``SAM2Config.tracking`` preset.
+# "stock": what sam2's own `build_sam2_video_predictor` applies ("apply_postprocessing").
+# "upstream": what the released PAM weights ran with. Upstream's SAM 2.1 YAML sets
+# `multimask_output_in_sam: False` (so prompted and tracked frames, and the object pointer, use
+# mask token 0), its mask decoder has the dynamic-stability fallback commented out (for stock
+# sam2 that is `dynamic_multimask_via_stability=False`), and its video predictor has hole filling
+# commented out (`fill_hole_area=0`). The perceiver's [stability-chosen, token 0] pair is
+# computed by FrozenSAM2 from the decoder's raw outputs either way.
+_STABILITY = {"dynamic_multimask_stability_delta": 0.05, "dynamic_multimask_stability_thresh": 0.98}
+TRACKING_PRESETS = {
+    "stock": {
+        "sam_mask_decoder_extra_args": {"dynamic_multimask_via_stability": True, **_STABILITY},
+        "binarize_mask_from_pts_for_mem_enc": True,
+        "fill_hole_area": 8,
     },
-    "binarize_mask_from_pts_for_mem_enc": True,
-    "fill_hole_area": 8,
+    "upstream": {
+        "sam_mask_decoder_extra_args": {"dynamic_multimask_via_stability": False, **_STABILITY},
+        "binarize_mask_from_pts_for_mem_enc": True,
+        "fill_hole_area": 0,
+        "multimask_output_in_sam": False,
+    },
 }
 
 
-def sam2_model_config(variant: str, image_size: int):
-    """sam2's own YAML for ``variant`` as an OmegaConf node, set up for ``image_size``."""
+def sam2_model_config(variant: str, image_size: int, tracking: str = "upstream"):
+    """sam2's own YAML for ``variant`` as an OmegaConf node, set up for ``image_size`` with the
+    ``tracking`` preset's settings (see ``TRACKING_PRESETS``)."""
     from omegaconf import OmegaConf
 
     path = resources.files("sam2") / "configs" / "sam2.1" / f"{variant}.yaml"
@@ -49,7 +61,9 @@ def sam2_model_config(variant: str, image_size: int):
         raise FileNotFoundError(f"sam2 has no config {variant!r} (looked for {path})")
     cfg = OmegaConf.load(str(path)).model
     cfg._target_ = "pam.modeling.sam2_video.TensorVideoPredictor"
-    cfg = OmegaConf.merge(cfg, _POSTPROCESSING)
+    if tracking not in TRACKING_PRESETS:
+        raise ValueError(f"unknown SAM 2 tracking preset {tracking!r}; expected one of {sorted(TRACKING_PRESETS)}")
+    cfg = OmegaConf.merge(cfg, TRACKING_PRESETS[tracking])
     cfg.image_size = image_size
     side = image_size // 16
     for attn in ("self_attention", "cross_attention"):
@@ -77,6 +91,6 @@ def build_sam2_model(cfg: SAM2Config):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    node = sam2_model_config(cfg.variant, cfg.image_size)
+    node = sam2_model_config(cfg.variant, cfg.image_size, cfg.tracking)
     OmegaConf.resolve(node)
     return instantiate(node, _recursive_=True)

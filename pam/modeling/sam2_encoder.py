@@ -46,7 +46,7 @@ class _DecoderCapture:
         self.decoder = decoder
         self.calls: list[dict] = []
 
-    def __enter__(self) -> "_DecoderCapture":
+    def __enter__(self) -> _DecoderCapture:
         original = self.decoder.predict_masks
         pending: dict = {}
 
@@ -81,15 +81,18 @@ class _DecoderCapture:
 class FrozenSAM2(nn.Module):
     """SAM 2.1, frozen, exposing the encode / decode / track steps PAM needs."""
 
-    def __init__(self, *, model: TensorVideoPredictor, mask_selection: str = "single"):
+    def __init__(self, *, model: TensorVideoPredictor, mask_selection: str = "single", num_mask_tokens: int = 2):
         super().__init__()
+        if num_mask_tokens not in (1, 2):
+            raise ValueError(f"num_mask_tokens must be 1 or 2, got {num_mask_tokens}")
         self.model = model
         self.mask_selection = mask_selection
+        self.num_mask_tokens = num_mask_tokens  # perceiver.num_mask_tokens: the first N of [stability-chosen, token 0]
         self.freeze()
 
     @classmethod
-    def from_config(cls, cfg: SAM2Config) -> "FrozenSAM2":
-        return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection)
+    def from_config(cls, cfg: SAM2Config, *, num_mask_tokens: int = 2) -> FrozenSAM2:
+        return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection, num_mask_tokens=num_mask_tokens)
 
     # ----- freezing ---------------------------------------------------------------------------
     def freeze(self) -> None:
@@ -97,7 +100,7 @@ class FrozenSAM2(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "FrozenSAM2":
+    def train(self, mode: bool = True) -> FrozenSAM2:
         """SAM 2 stays in eval mode whatever the parent module does."""
         super().train(False)
         return self
@@ -193,7 +196,7 @@ class FrozenSAM2(nn.Module):
             "iou_scores": iou[rows, returned].unsqueeze(1),
             "object_score_logits": call["obj"],
             "image_embedding": call["src"],
-            "mask_tokens": torch.stack([tokens[rows, chosen], tokens[:, 0]], dim=1),
+            "mask_tokens": torch.stack([tokens[rows, chosen], tokens[:, 0]], dim=1)[:, : self.num_mask_tokens],
             "all_mask_logits": masks,
             "all_iou_scores": iou,
         }
@@ -204,25 +207,18 @@ class FrozenSAM2(nn.Module):
 
     # ----- video ------------------------------------------------------------------------------
     @torch.no_grad()
-    def track_video(self, frames: torch.Tensor, prompt: RegionPrompt, keep: list[int]) -> dict:
-        """Track one region through ``frames`` (T, 3, S, S), prompted on frame 0.
-
-        Returns, for each frame index in ``keep``: the perceiver inputs (frame 0 through the image
-        path, later frames from the memory-conditioned decoder pass), and for every frame the
-        low-res mask logits SAM 2 tracked.
+    def iter_track(self, frames: torch.Tensor, prompt: RegionPrompt):
+        """Track one region through ``frames`` (T, 3, S, S) with one SAM 2 tracking state, prompted
+        on frame 0, yielding per frame ``(index, low-res mask logits (1, 1, 4E, 4E), image
+        embedding, mask tokens, score)``: frame 0 through the image path, later frames from the
+        memory-conditioned decoder pass (``score`` is SAM 2's predicted IoU on frame 0, else None).
+        Frames are yielded as SAM 2 tracks them, so a caller can act before the clip ends.
         """
         t = frames.shape[0]
-        if keep[0] != 0 or any(k >= t for k in keep):
-            raise ValueError(f"keep must start at frame 0 and stay below {t}, got {keep}")
-        first = self.decode(self.encode_images(frames[:1]), torch.zeros(1, dtype=torch.long), [prompt])
-        out = {
-            "image_embedding": {0: first.image_embedding},
-            "mask_tokens": {0: first.mask_tokens},
-            "mask_logits": {0: first.mask_logits},
-            "score": float(first.iou_scores[0, 0]),
-        }
+        first = self.decode(self.encode_images(frames[:1]), torch.zeros(1, dtype=torch.long, device=frames.device), [prompt])
+        yield 0, first.mask_logits, first.image_embedding, first.mask_tokens, float(first.iou_scores[0, 0])
         if t == 1:
-            return out
+            return
         state = self.model.init_state_from_frames(frames)
         s = float(self.image_size)
         if prompt.mask_input is not None and prompt.point_coords is None and prompt.box is None:
@@ -233,7 +229,6 @@ class FrozenSAM2(nn.Module):
             self.model.add_new_points_or_box(
                 state, frame_idx=0, obj_id=1, points=pts[0].cpu() / s, labels=pts[1].cpu(), normalize_coords=False
             )
-        wanted = set(keep[1:])
         with _DecoderCapture(self.model.sam_mask_decoder) as cap:
             for frame_idx, _ids, _masks in self.model.propagate_quietly(state):
                 if frame_idx == 0:
@@ -241,10 +236,30 @@ class FrozenSAM2(nn.Module):
                     continue
                 call = cap.calls[-1]
                 cap.calls.clear()
-                out["mask_logits"][frame_idx] = state["output_dict_per_obj"][0]["non_cond_frame_outputs"][frame_idx]["pred_masks"].clone()
-                if frame_idx in wanted:
-                    sel = self._select(call)
-                    # tensors made under inference mode; clone outside it so autograd can use them
-                    out["image_embedding"][frame_idx] = sel["image_embedding"].clone()
-                    out["mask_tokens"][frame_idx] = sel["mask_tokens"].clone()
+                sel = self._select(call)
+                logits = state["output_dict_per_obj"][0]["non_cond_frame_outputs"][frame_idx]["pred_masks"]
+                # tensors made under inference mode; clone outside it so autograd can use them
+                yield frame_idx, logits.clone(), sel["image_embedding"].clone(), sel["mask_tokens"].clone(), None
+
+    @torch.no_grad()
+    def track_video(self, frames: torch.Tensor, prompt: RegionPrompt, keep: list[int]) -> dict:
+        """Track one region through ``frames`` (T, 3, S, S), prompted on frame 0 (every frame is
+        tracked; see :meth:`iter_track`).
+
+        Returns, for each frame index in ``keep``: the perceiver inputs (frame 0 through the image
+        path, later frames from the memory-conditioned decoder pass), and for every frame the
+        low-res mask logits SAM 2 tracked.
+        """
+        t = frames.shape[0]
+        if keep[0] != 0 or any(k >= t for k in keep):
+            raise ValueError(f"keep must start at frame 0 and stay below {t}, got {keep}")
+        out = {"image_embedding": {}, "mask_tokens": {}, "mask_logits": {}, "score": None}
+        wanted = set(keep)
+        for idx, logits, embedding, tokens, score in self.iter_track(frames, prompt):
+            out["mask_logits"][idx] = logits
+            if idx == 0:
+                out["score"] = score
+            if idx in wanted:
+                out["image_embedding"][idx] = embedding
+                out["mask_tokens"][idx] = tokens
         return out

@@ -1,7 +1,9 @@
 """Pre-processing between raw regions and PAM's inputs.
 
-* Images and frames: resized (not letterboxed) to SAM 2's square input and normalised, with
-  sam2's own ``SAM2Transforms``, exactly as ``SAM2ImagePredictor`` does.
+* Images and frames: resized (not letterboxed) to SAM 2's square input and normalised. With
+  ``processing.resize: pil_bicubic`` (the released weights' default) as upstream's frame loader
+  does: PIL's bicubic resize on uint8, then /255 and ImageNet mean/std; with ``sam2``, sam2's own
+  ``SAM2Transforms`` (torchvision bilinear, antialiased), as ``SAM2ImagePredictor`` does.
 * Prompts: points and boxes map from original pixels to SAM 2 input pixels; a binary region mask
   becomes SAM 2's low-resolution dense mask input.
 * Text: ChatML with assistant-only labels; the single image placeholder is expanded to the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..modeling.config import PAMConfig
 from ..modeling.sam2_build import import_sam2
@@ -22,6 +25,19 @@ from .chat import tokenize_chat
 import_sam2()
 from sam2.utils.transforms import SAM2Transforms  # noqa: E402
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_pil_bicubic(image: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, size, size) float32 as upstream PAM's loader: PIL ``resize`` (bicubic,
+    PIL's default) on the uint8 image, /255 in float64, cast to float32, then ImageNet mean/std."""
+    resized = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
+    x = torch.from_numpy(resized / 255.0).permute(2, 0, 1).float()
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+    return (x - mean) / std
+
 
 class PAMProcessor:
     def __init__(self, *, config: PAMConfig, tokenizer):
@@ -29,6 +45,7 @@ class PAMProcessor:
         self.tokenizer = tokenizer
         self.image_size = config.sam2.image_size
         self.mask_input_size = 4 * config.sam2.embedding_size
+        self.resize = config.processing.resize
         self.transforms = SAM2Transforms(resolution=self.image_size, mask_threshold=0.0)
         self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
@@ -40,6 +57,8 @@ class PAMProcessor:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        if self.resize == "pil_bicubic":
+            return resize_pil_bicubic(image, self.image_size)
         return self.transforms(image)
 
     def preprocess_video(self, frames: np.ndarray) -> torch.Tensor:

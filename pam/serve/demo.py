@@ -97,21 +97,23 @@ class DemoHandlers:
         labels = [p[2] for p in points] if points else None
         return np.asarray(overlay(image, np.zeros(image.shape[:2], bool), box=box, points=pts, labels=labels))
 
-    def stream(self, video_path: str | None, box_text: str, segment_length: int, max_frames: int = MAX_VIDEO_FRAMES):
-        """Yields (mask preview, events text, gallery) after each captioned segment."""
+    def stream(self, video_path: str | None, box_text: str, segment_length: int, automatic: bool = False, max_frames: int = MAX_VIDEO_FRAMES):
+        """Yields (mask preview, events text, gallery) after each captioned event: fixed windows
+        of ``segment_length`` frames, or the predictor's automatic boundaries."""
         if not video_path:
             raise RequestError("video", "upload a video first")
         frames, indices = read_clip(video_path, int(max_frames))
         box = parse_box_text(box_text, frames.shape[1:3])
         if box is None:
             raise RequestError("box", "type a box x0, y0, x1, y1 on frame 0")
-        lines = [f"{len(frames)} frames read (video frames {indices[0]}..{indices[-1]}); captions per segment of {int(segment_length)}:"]
+        cut = "automatic event boundaries" if automatic else f"segments of {int(segment_length)} frames"
+        lines = [f"{len(frames)} frames read (video frames {indices[0]}..{indices[-1]}); one caption per event ({cut}):"]
         gallery: list[tuple[np.ndarray, str]] = []
         first = np.asarray(overlay(frames[0], np.zeros(frames.shape[1:3], bool), box=box))
         yield first, "\n".join(lines + ["(tracking the first segment...)"]), gallery
         with self.lock:
-            for event in self.engine.stream_video(frames, {"box": box}, segment_length=int(segment_length)):
-                last = event.mask[-1].cpu().numpy()
+            for event in self.engine.stream_video(frames, {"box": box}, segment_length=None if automatic else int(segment_length)):
+                last = np.asarray(event.masks[-1])
                 caption = " ".join(event.caption.split()) or "(no text)"  # one line per event
                 lines.append(f"frames {event.start_frame}-{event.end_frame}: {caption}")
                 preview = np.asarray(overlay(frames[event.end_frame], last, caption=f"frame {event.end_frame}"))
@@ -196,12 +198,13 @@ def build_demo(engine: Engine):
                     video = gr.Video(label="Video", sources=["upload"], elem_id="pam-video")
                     vbox = gr.Textbox(label="Box on frame 0: x0, y0, x1, y1", elem_id="pam-video-box")
                     seg = gr.Slider(1, 32, value=8, step=1, label="Frames per segment", elem_id="pam-segment")
+                    auto = gr.Checkbox(False, label="Automatic event boundaries (motion change points) instead of fixed segments")
                     vrun = gr.Button("Stream captions", variant="primary", elem_id="pam-stream")
                 with gr.Column():
                     preview = gr.Image(label="Tracked mask (last frame of the latest segment)", interactive=False, elem_id="pam-track", format="png")
                     events = gr.Textbox(label="Event captions", lines=8, interactive=False, elem_id="pam-events")
                     gallery = gr.Gallery(label="Segments", columns=4, elem_id="pam-gallery")
-            vrun.click(as_ui_stream(h.stream), [video, vbox, seg], [preview, events, gallery])
+            vrun.click(as_ui_stream(h.stream), [video, vbox, seg, auto], [preview, events, gallery])
     return demo
 
 

@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..inference.predictor import PAMPredictor, StreamEvent
+from ..inference.events import BoundaryRule
+from ..inference.generation import GenerationSettings
+from ..inference.predictor import PAMPredictor
+from ..inference.predictor import load_bundle as load_checkpoint
+from ..inference.results import StreamEvent
 from ..processing.prompts import Task, task_prompt
-from ..utils.masks import mask_to_box
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "debug.yaml"
 
@@ -45,13 +48,13 @@ class RegionAnswer:
 
 
 def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
-    """A PAM bundle from a checkpoint folder, or (``None``) the debug-size model with random weights."""
-    from ..api import build_pam, load_pam
-
+    """A PAM bundle from a checkpoint folder (PAM checkpoint, export or released folder, through
+    the predictor's loader), or (``None``) the debug-size model with random weights."""
     if checkpoint is not None:
-        return load_pam(checkpoint, device=device)
+        return load_checkpoint(checkpoint, device=device)
     import yaml
 
+    from ..api import build_pam
     from ..modeling.config import PAMConfig
 
     torch.manual_seed(seed)
@@ -62,7 +65,8 @@ def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
 
 class Engine:
     def __init__(self, bundle, *, max_new_tokens: int = 128, model_name: str = "pam", random_weights: bool = False):
-        self.predictor = PAMPredictor(bundle, max_new_tokens=max_new_tokens)
+        # greedy unless a request asks for sampling (its temperature/top_p override per batch)
+        self.predictor = PAMPredictor(bundle, generation=GenerationSettings.greedy(max_new_tokens))
         self.tokenizer = bundle.tokenizer
         self.processor = bundle.processor
         self.max_new_tokens = max_new_tokens
@@ -119,9 +123,11 @@ class Engine:
         with self._tokenizer_lock:
             batch = self.predictor.collate(samples)
         budget = max(job.max_new_tokens for job in jobs)
-        results = self.model.generate(
-            **batch, tokenizer=self.tokenizer, max_new_tokens=budget, generation_kwargs={**self.predictor.generation_kwargs, **(generation_kwargs or {})}
-        )
+        # one generate over all jobs (the predictor's own _generate would split at its batch_size)
+        with self.predictor.autocast():
+            results = self.model.generate(
+                **batch, tokenizer=self.tokenizer, max_new_tokens=budget, generation_kwargs={**self.predictor.generation_kwargs, **(generation_kwargs or {})}
+            )
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
         answers = []
         for job, result, n_prompt in zip(jobs, results, prompt_tokens):
@@ -136,22 +142,11 @@ class Engine:
 
     # ----- video ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def stream_video(self, frames: np.ndarray, region: dict, *, segment_length: int = 16, language: str = "en") -> Iterator[StreamEvent]:
-        """Yield one captioned event per segment as soon as it is done.
-
-        Same rule as ``PAMPredictor.stream_video`` (previous caption in the prompt; the region
-        enters the next segment as the box of the last tracked mask), but incremental so a UI
-        can show each event as it arrives.
-        """
-        frames = np.asarray(frames)
-        if segment_length < 1:
+    def stream_video(self, frames: np.ndarray, region: dict, *, segment_length: int | None = 16, language: str = "en") -> Iterator[StreamEvent]:
+        """Yield each captioned event as soon as it is done (``PAMPredictor.stream``: one SAM 2
+        tracking state over the clip, the previous caption in each prompt). ``segment_length``
+        cuts fixed windows; ``None`` uses the predictor's automatic event boundaries."""
+        if segment_length is not None and segment_length < 1:
             raise ValueError("segment_length must be >= 1")
-        current, history = dict(region), None
-        for start in range(0, len(frames), segment_length):
-            end = min(start + segment_length, len(frames))
-            result = self.predictor.describe_video(frames[start:end], current, language=language, history=history)
-            yield StreamEvent(start, end - 1, result.text, result.mask)
-            history = result.text
-            box = mask_to_box(result.mask[-1].cpu().numpy())
-            if box is not None:
-                current = {"box": box}
+        rule = None if segment_length is None else BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=int(segment_length))
+        yield from self.predictor.stream(np.asarray(frames), region, language=language, boundaries=rule)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..inference.results import encode_rle  # noqa: F401  (re-exported: the response's mask format)
 from ..processing.chat import IM_END, IM_START
 from ..processing.prompts import LANGUAGES, Task, task_prompt
 
@@ -159,14 +160,6 @@ def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
     if not mask.any():
         raise RequestError(param, f"{param} is empty (no pixel set)")
     return mask
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """A bool (H, W) mask as COCO compressed RLE with a str ``counts``."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
 
 
 def parse_region(value, hw: tuple[int, int], param: str) -> dict:

@@ -51,6 +51,8 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     base = origin or hint
     if base is Any:
         return value
+    if base is tuple and isinstance(value, list):  # YAML has lists only
+        value = tuple(value)
     if base is bool and not isinstance(value, bool) or base is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"config field `{name}` must be {base.__name__}, got {value!r}")
     if not isinstance(value, base):

@@ -1,0 +1,187 @@
+"""Verbs for users: ``predict`` (image regions), ``video`` (a tracked region, or ``--stream``
+events), ``convert-upstream`` (a released folder written out in PAM's format)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import UsageError
+
+TASKS = ("category", "explain", "short_caption", "detailed_caption")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="masks and text for regions of one image", description="Masks and text for regions of one image; JSON on stdout.")
+    p.add_argument("image", help="image file")
+    _common(p)
+    p.add_argument("--task", action="append", choices=TASKS, help="repeatable; default detailed_caption")
+    p.set_defaults(func=_predict)
+
+    v = sub.add_parser("video", help="caption a region tracked through a video (or --stream events)", description="Track a region given on frame K and caption it; --stream captions events one after another.")
+    v.add_argument("video", help="video file or folder of frames")
+    _common(v)
+    v.add_argument("--frame", type=int, default=0, help="frame the region is given on (default 0)")
+    v.add_argument("--stream", action="store_true", help="caption events one after another")
+    v.add_argument("--boundaries", choices=("auto", "fixed"), default="auto", help="--stream: motion change points or fixed windows")
+    v.add_argument("--window", type=int, default=32, help="--stream: longest event in frames (fixed: window length)")
+    v.add_argument("--max-frames", type=int, default=None, help="track at most this many frames, spread evenly")
+    v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
+    v.set_defaults(func=_video)
+
+    c = sub.add_parser("convert-upstream", help="write a released PAM folder out in PAM's format", description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--sam2-checkpoint", default=None, help="SAM 2.1 .pt, needed when the folder has no vision tower")
+    c.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="LLM dtype of the export")
+    c.add_argument("--base-config", default=None, help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)")
+    c.set_defaults(func=_convert)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="PAM checkpoint/export folder or released PAM folder")
+    p.add_argument("--box", help="x0,y0,x1,y1 in pixels")
+    p.add_argument("--point", action="append", default=[], help="x,y[,label] (label 1 positive, 0 negative); repeatable")
+    p.add_argument("--mask", help="binary mask PNG (nonzero = region)")
+    p.add_argument("--language", choices=("en", "zh"), default="en")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--sam2-checkpoint", default=None, help="released folder without a vision tower: SAM 2.1 .pt")
+    p.add_argument("--base-config", default=None, help="released folder: model config (.yaml/.json) for the non-LLM settings")
+    p.add_argument("--out", help="folder for the annotated image/video and result.json")
+
+
+def _numbers(text: str, flag: str, counts: tuple[int, ...]) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers") from None
+    if len(vals) not in counts:
+        raise UsageError(f"{flag} {text!r}: expected {' or '.join(map(str, counts))} values, got {len(vals)}")
+    return vals
+
+
+def _region(args) -> dict:
+    region: dict = {}
+    if args.box:
+        region["box"] = _numbers(args.box, "--box", (4,))
+    if args.point:
+        pts = [_numbers(p, "--point", (2, 3)) for p in args.point]
+        region["points"] = [p[:2] for p in pts]
+        region["labels"] = [int(p[2]) if len(p) == 3 else 1 for p in pts]
+    if args.mask:
+        import numpy as np
+        from PIL import Image
+
+        path = Path(args.mask)
+        if not path.is_file():
+            raise FileNotFoundError(f"--mask {path} not found")
+        region["mask"] = np.asarray(Image.open(path).convert("L")) > 0
+    if not region:
+        raise UsageError("give a region: --box, --point or --mask")
+    return region
+
+
+def _predictor(args, **kwargs):
+    from ..inference.predictor import PAMPredictor
+
+    gen = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else None
+    return PAMPredictor.from_pretrained(
+        args.checkpoint, device=args.device, greedy=args.greedy, generation=gen, sam2_checkpoint=args.sam2_checkpoint, base_config=args.base_config, **kwargs
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..inference.regions import Region, check_tasks, load_rgb
+    from ..utils.visualize import overlay
+
+    tasks = check_tasks(args.task or ["detailed_caption"], args.language)
+    image = load_rgb(args.image, args.image)
+    region = _region(args)
+    Region.from_any(region).checked(image.shape[:2])  # fail before loading the model
+    [result] = _predictor(args).predict(image, [region], tasks=tasks, language=args.language)
+    out = {"image": args.image, "checkpoint": args.checkpoint, **result.to_json()}
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        label = " | ".join(result.texts[t] for t in tasks)
+        overlay(image, result.mask, box=region.get("box"), points=region.get("points"), labels=region.get("labels"), caption=label).save(folder / "overlay.png")
+        (folder / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
+        out["overlay"] = str(folder / "overlay.png")
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..inference.events import BoundaryRule
+    from ..inference.regions import Region
+    from ..inference.video_input import load_video
+
+    if args.window < 1:
+        raise UsageError("--window must be >= 1")
+    frames, indices = load_video(args.video, max_frames=args.max_frames, start=args.frame)
+    region = _region(args)
+    Region.from_any(region).checked(frames.shape[1:3])  # fail before loading the model
+    predictor = _predictor(args, max_tracked_frames=args.max_frames)
+    if args.stream:
+        rule = BoundaryRule(mode=args.boundaries, max_event_frames=args.window, min_event_frames=min(4, args.window))
+        events = list(predictor.stream(frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty()))
+        # stream() numbers frames within the clip it was given; map them to the input video
+        out = {"video": args.video, "events": [{**e.to_json(), "start_frame": indices[e.start_frame], "end_frame": indices[e.end_frame]} for e in events]}
+        masks = np.concatenate([e.masks for e in events])
+        captions = [e.caption for e in events for _ in range(len(e.masks))]
+    else:
+        result = predictor.predict_video(frames, region, language=args.language)
+        out = {"video": args.video, "text": result.text, "score": result.score, "frame_indices": indices, "llm_frames": [indices[k] for k in result.llm_frames]}
+        masks, captions = result.masks, [result.text] * len(result.masks)
+    if args.out:
+        out["annotated"] = str(_write_annotated(Path(args.out), frames, masks, captions, args.format))
+        (Path(args.out) / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _write_annotated(folder: Path, frames, masks, captions, fmt: str) -> Path:
+    import numpy as np
+
+    from ..utils.visualize import annotate_frames, save_gif
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = annotate_frames(frames, masks, captions)
+    if fmt == "gif":
+        path = folder / "annotated.gif"
+        save_gif(images, path)
+        return path
+    from ..data.video import write_video_mp4
+
+    arrays = [np.asarray(im) for im in images]
+    h, w = arrays[0].shape[:2]
+    path = folder / "annotated.mp4"
+    write_video_mp4(str(path), [a[: h - h % 2, : w - w % 2] for a in arrays])
+    return path
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ..api import load_released_pam
+    from ..checkpoints.pam_checkpoint import export_pam
+    from ..inference.predictor import read_model_config
+
+    src, dst = Path(args.src), Path(args.dst)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src}: not a released PAM folder (no config.json)")
+    if dst.exists():
+        raise UsageError(f"{dst} already exists")
+    base = read_model_config(args.base_config) if args.base_config else None
+    bundle = load_released_pam(src, sam2_checkpoint=args.sam2_checkpoint, base=base, dtype=args.dtype)
+    export_pam(bundle.model, bundle.tokenizer, dst, metadata={"converted_from": str(src)})
+    if (src / "generation_config.json").is_file():
+        shutil.copy(src / "generation_config.json", dst / "generation_config.json")
+    print(json.dumps({"src": str(src), "dst": str(dst), "files": sorted(p.name for p in dst.iterdir())}, indent=2))
+    return 0
