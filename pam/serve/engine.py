@@ -47,18 +47,27 @@ class RegionAnswer:
     prompt_tokens: int
 
 
+def debug_config():
+    """configs/model/debug.yaml: its values over the PAMConfig defaults (what its Hydra
+    ``defaults: [schema, _self_]`` composes to), read without Hydra."""
+    import yaml
+
+    from ..modeling.config import PAMConfig
+
+    data = yaml.safe_load(DEBUG_CONFIG.read_text())
+    data.pop("defaults", None)
+    return PAMConfig.from_dict(data)
+
+
 def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
     """A PAM bundle from a checkpoint folder (PAM checkpoint, export or released folder, through
     the predictor's loader), or (``None``) the debug-size model with random weights."""
     if checkpoint is not None:
         return load_checkpoint(checkpoint, device=device)
-    import yaml
-
     from ..api import build_pam
-    from ..modeling.config import PAMConfig
 
     torch.manual_seed(seed)
-    bundle = build_pam(PAMConfig.from_dict(yaml.safe_load(DEBUG_CONFIG.read_text())))
+    bundle = build_pam(debug_config())
     bundle.model.to(device)
     return bundle
 
