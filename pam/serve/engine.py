@@ -48,15 +48,10 @@ class RegionAnswer:
 
 
 def debug_config():
-    """configs/model/debug.yaml: its values over the PAMConfig defaults (what its Hydra
-    ``defaults: [schema, _self_]`` composes to), read without Hydra."""
-    import yaml
+    """configs/model/debug.yaml, composed as Hydra would (schema defaults, then the file)."""
+    from ..inference.predictor import read_model_config
 
-    from ..modeling.config import PAMConfig
-
-    data = yaml.safe_load(DEBUG_CONFIG.read_text())
-    data.pop("defaults", None)
-    return PAMConfig.from_dict(data)
+    return read_model_config(DEBUG_CONFIG)
 
 
 def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
