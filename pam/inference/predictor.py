@@ -245,8 +245,11 @@ class PAMPredictor:
         whole video; events are cut by :class:`~pam.inference.events.BoundaryRule` (automatic
         motion change points by default, or fixed windows) and each caption is conditioned on the
         previous one."""
+        from .events import BoundaryRule
         from .streaming import stream_events
 
+        if isinstance(boundaries, str):
+            boundaries = BoundaryRule(mode=boundaries)
         check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
         frames, indices = self._video_frames(video, frame_index)
         r = Region.from_any(region, "region").checked(frames.shape[1:3], "region")
