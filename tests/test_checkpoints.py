@@ -10,9 +10,8 @@ import shutil
 import pytest
 import torch
 
-from pam.api import build_pam
+from pam.api import build_pam, load_pam, load_released_pam
 from pam.checkpoints.io import load_tensors, save_tensors
-from pam.api import load_pam, load_released_pam
 from pam.checkpoints.pam_checkpoint import export_pam, save_pam
 from pam.checkpoints.released import convert_released_state_dict, load_released_state_dict
 from pam.checkpoints.sam2 import save_sam2_checkpoint

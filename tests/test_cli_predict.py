@@ -148,3 +148,11 @@ def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, c
     ckpt_first = load_released_pam(src, sam2_checkpoint=str(tmp_path / "other.pt"), dtype="float32", sam2_weights="checkpoint", base=debug_config())
     assert torch.equal(ckpt_first.model.sam2.model.state_dict()[key], other.model.state_dict()[key])
     assert not torch.equal(other.model.state_dict()[key], debug_bundle.model.sam2.model.state_dict()[key])
+
+
+def test_model_yaml_read_without_hydra_equals_hydra_composition():
+    from pam.inference.predictor import read_model_config
+
+    from .helpers import debug_config
+
+    assert read_model_config(ROOT / "configs" / "model" / "debug.yaml").to_dict() == debug_config().to_dict()

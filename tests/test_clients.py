@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from pam.clients import (
@@ -20,6 +18,7 @@ from pam.clients import (
 )
 
 from .helpers.chat_server import ChatServer, Fault, last_user_text
+from .helpers.tiny_chat_models import save_tiny_qwen_vl
 
 MSG = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "name the object"}]
 
@@ -229,3 +228,35 @@ def test_transformers_backend_rejects_missing_folder_and_template(tmp_path, tiny
     (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="no chat_template"):
         TransformersChatBackend(copy)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen_vl(tmp_path_factory):
+    return save_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_qwen_vl"))
+
+
+def test_transformers_backend_vision_model_gets_the_image(tiny_qwen_vl):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from pam.clients import TransformersChatBackend
+
+    image = np.random.RandomState(0).randint(0, 255, (60, 80, 3), np.uint8)
+    messages = [{"role": "user", "content": [text_part("what is [1]?"), image_part(image)]}]
+    local = TransformersChatBackend(tiny_qwen_vl, kind="vision", max_tokens=6)
+    first = local.complete(messages)
+    assert local.complete(messages) == first
+    # the reference: the processor and generate by hand, on the decoded PNG (lossless)
+    processor = AutoProcessor.from_pretrained(tiny_qwen_vl)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen_vl).eval()
+    inputs = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "what is [1]?"}, {"type": "image", "image": Image.fromarray(image)}]}],
+                                           add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    image_tokens = int((inputs["input_ids"] == model.config.image_token_id).sum())
+    assert image_tokens == int(inputs["image_grid_thw"].prod()) // 4 > 1  # the picture is in the prompt
+    with torch.no_grad():
+        ref = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    n = inputs["input_ids"].shape[1]
+    assert first == processor.tokenizer.decode(ref[0, n:], skip_special_tokens=True)
+    assert local.usage.prompt_tokens == 2 * n

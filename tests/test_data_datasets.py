@@ -222,9 +222,9 @@ def test_subset_and_options(quick):
     assert len(load_region_dataset(quick["train"], subset="first:2", tasks=["category"])) == 2
     with pytest.raises(ValueError, match="task_mod"):
         load_region_dataset(quick["train"], task_mod="all")
-    with pytest.raises(ValueError, match="`tasks`"):
+    with pytest.raises(ValueError, match="`data.tasks`"):
         RegionDatasetConfig(tasks=("caption",))
-    with pytest.raises(ValueError, match="unknown prompt sampling"):
+    with pytest.raises(ValueError, match="unknown config field.*`data.prompt.points`"):
         RegionDatasetConfig(prompt={"points": 1})
     assert RegionDatasetConfig(prompt={"box_weight": 1.0}).prompt == PromptSamplingConfig(box_weight=1.0)
 

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
+import pam.train.config  # noqa: F401  (registers the schema defaults the YAML files extend)
 from pam.data.mixture import MixtureComponent, MixtureDataset, resolve_counts
 from pam.data.sampler import RegionSampler
 from pam.data.skips import SkipTracker
@@ -189,4 +190,20 @@ def test_release_config_requires_paths():
         cfg = compose(overrides=["+data=pam_release"])
     with pytest.raises(Exception) as err:
         instantiate(cfg.data.train)
-    assert isinstance(err.value, MissingMandatoryValue) and "data.train.components[0].dataset.path" in str(err.value)
+    # the first mandatory value the build reaches: the shared image root, named by its full key
+    assert isinstance(err.value, MissingMandatoryValue) and "data.train.dataset_defaults.root" in str(err.value)
+
+
+def test_build_mixture_merges_shared_dataset_options(quick_root):
+    from pam.data.mixture import build_mixture
+
+    shared = {"format": "pam", "tasks": ["category"], "languages": ["en"], "task_mode": "all", "seed": 3}
+    mix = build_mixture(
+        {"a": {"dataset": {"path": f"{quick_root}/val.jsonl"}}, "b": {"num_samples": 1, "dataset": {"path": f"{quick_root}/test.jsonl", "tasks": ["short_caption"]}}, "dropped": None},
+        dataset_defaults=shared,
+    )
+    assert [c.name for c in mix.components] == ["a", "b"] and mix.counts[1] == 1
+    a, b = (c.dataset for c in mix.components)
+    assert a.config.tasks == ("category",) and b.config.tasks == ("short_caption",) and a.config.seed == b.config.seed == 3
+    with pytest.raises(ValueError, match="mixture component a: unknown field"):
+        build_mixture({"a": {"dataset": {"path": f"{quick_root}/val.jsonl"}, "wieght": 1.0}}, dataset_defaults=shared)

@@ -1,4 +1,4 @@
-"""Readers: released PAM-data lines (upstream field names) and COCO / LVIS / PACO instance files."""
+"""Readers: released PAM-data lines (upstream field names). COCO / LVIS / PACO: tests/test_data_pipeline_converters.py."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from pam.data.datasets import RegionDataset, RegionDatasetConfig, load_region_dataset
 from pam.data.prompt_sampling import PromptSamplingConfig
-from pam.data.readers import infer_task, read_coco_instances, read_upstream_jsonl, upstream_turns
+from pam.data.readers import infer_task, read_upstream_jsonl, upstream_turns
 from pam.data.schema import Record, SchemaError
 from pam.processing.prompts import task_prompt
 
@@ -136,73 +135,6 @@ def test_upstream_dataset_uses_given_turns_and_points(tmp_path):
     np.testing.assert_allclose(boxed["prompt"]["box"], [10.5, 20.0, 40.5, 60.0])  # xywh -> xyxy
     # a language filter drops the English file's samples
     assert len(RegionDataset(read_upstream_jsonl(str(path)), RegionDatasetConfig(languages=("zh",)))) == 0
-
-
-def _coco_file(tmp_path, categories, annotations, images=None):
-    data = {
-        "images": images or [{"id": 139, "file_name": "000000000139.jpg", "height": 20, "width": 30}],
-        "annotations": annotations,
-        "categories": categories,
-    }
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
-def test_coco_reader_polygons_and_rle(tmp_path):
-    m = np.zeros((20, 30), np.uint8)
-    m[2:9, 3:12] = 1
-    rle = mask_utils.encode(np.asfortranarray(m))
-    rle = {"size": [20, 30], "counts": rle["counts"].decode()}
-    poly = [[1.0, 1.0, 10.0, 1.0, 10.0, 10.0, 1.0, 10.0], [0.0, 0.0, 1.0, 1.0]]  # second one degenerate
-    anns = [
-        {"id": 1, "image_id": 139, "category_id": 64, "segmentation": poly, "bbox": [1, 1, 9, 9], "iscrowd": 0},
-        {"id": 2, "image_id": 139, "category_id": 1, "segmentation": rle, "bbox": [3, 2, 9, 7], "iscrowd": 0},
-        {"id": 3, "image_id": 139, "category_id": 1, "segmentation": rle, "bbox": [3, 2, 9, 7], "iscrowd": 1},
-    ]
-    cats = [{"id": 1, "name": "person"}, {"id": 64, "name": "potted_plant"}]
-    records = read_coco_instances(_coco_file(tmp_path, cats, anns), image_root="/coco/train2017")
-    assert len(records) == 1
-    rec = records[0]
-    assert rec.id == "coco/139" and rec.image == "/coco/train2017/000000000139.jpg" and (rec.height, rec.width) == (20, 30)
-    assert [r.category for r in rec.regions] == [{"en": "potted plant"}, {"en": "person"}]  # crowd dropped
-    ref = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly[0]], 20, 30))).astype(bool)
-    assert np.array_equal(rec.regions[0].masks[0].decode(20, 30), ref)
-    assert np.array_equal(rec.regions[1].masks[0].decode(20, 30), m.astype(bool))
-    assert rec.regions[1].extra == {"annotation_id": 2, "category_id": 1, "raw_category": "person"}
-    assert Record.from_dict(rec.to_dict()) == rec
-
-
-def test_lvis_definition_synonyms_and_coco_url(tmp_path):
-    cats = [{"id": 5, "name": "bow_(weapon)", "def": "a weapon for shooting arrows", "synonyms": ["bow_(weapon)", "longbow"], "frequency": "r"}]
-    images = [{"id": 9, "coco_url": "http://images.cocodataset.org/val2017/000000000009.jpg", "height": 20, "width": 30}]
-    anns = [{"id": 1, "image_id": 9, "category_id": 5, "segmentation": [[1, 1, 9, 1, 9, 9]], "bbox": [1, 1, 8, 8]}]
-    rec = read_coco_instances(_coco_file(tmp_path, cats, anns, images), image_root="/coco")[0]
-    region = rec.regions[0]
-    assert rec.id == "lvis/9" and rec.image == "/coco/val2017/000000000009.jpg"
-    assert region.category == {"en": "bow (weapon)"} and region.definition == {"en": "a weapon for shooting arrows"}
-    assert region.extra["synonyms"] == ["bow_(weapon)", "longbow"]
-
-
-def test_paco_part_names(tmp_path):
-    cats = [{"id": 1, "name": "mug:handle", "def": "the part of a mug you hold"}, {"id": 2, "name": "mug"}]
-    anns = [
-        {"id": 1, "image_id": 139, "category_id": 1, "bbox": [1, 1, 4, 4]},
-        {"id": 2, "image_id": 139, "category_id": 2, "bbox": [0, 0, 10, 10]},
-    ]
-    rec = read_coco_instances(_coco_file(tmp_path, cats, anns))[0]
-    assert rec.source == "paco"
-    assert rec.regions[0].category == {"en": "handle of mug"} and rec.regions[0].extra["raw_category"] == "mug:handle"
-    assert rec.regions[0].definition == {"en": "the part of a mug you hold"}
-    assert rec.regions[1].category == {"en": "mug"} and rec.regions[1].masks == {}
-    explain = RegionDataset([rec], RegionDatasetConfig(tasks=("explain",)))
-    assert len(explain) == 1  # only the part has a definition
-
-
-def test_coco_missing_category_is_an_error(tmp_path):
-    anns = [{"id": 1, "image_id": 139, "category_id": 99, "bbox": [1, 1, 4, 4]}]
-    with pytest.raises(SchemaError, match=r"annotations\[0\].*`category_id`"):
-        read_coco_instances(_coco_file(tmp_path, [{"id": 1, "name": "a"}], anns))
 
 
 def test_prompt_config_from_mapping_rejects_typos():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from pam.data.readers import read_jsonl, write_jsonl
 from pam.data.masks import rle_string_to_runs
+from pam.data.readers import read_jsonl, write_jsonl
 from pam.data.schema import MaskAnnotation, Record, SchemaError
 
 

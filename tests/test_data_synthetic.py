@@ -52,7 +52,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 def test_every_line_is_valid_and_round_trips(default_data):
     out, files, _ = default_data
-    for split, path in files.items():
+    for path in files.values():
         for lineno, line in enumerate(open(path), start=1):
             data = json.loads(line)
             record = Record.from_dict(data, f"{path}:{lineno}")
@@ -148,10 +148,10 @@ def test_harder_knobs():
 def test_cli_writes_the_dataset(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts/make_quickstart_data.py"), "--out", str(out), "--num-train", "5", "--num-val", "2", "--num-test", "1",
+        [sys.executable, "-m", "pam.cli", "make-data", "--out", str(out), "--num-train", "5", "--num-val", "2", "--num-test", "1",
          "--num-train-videos", "1", "--num-val-videos", "1", "--num-test-videos", "1", "--seed", "3", "--max-rotation", "10"],
         capture_output=True, text=True, cwd=REPO, check=True,
     )
-    assert "wrote" in result.stdout
+    assert json.loads(result.stdout)["out"] == str(out)
     assert sum(1 for _ in open(out / "train.jsonl")) == 5
     assert json.loads((out / "info.json").read_text())["config"]["max_rotation"] == 10.0

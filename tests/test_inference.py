@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from pam.cli import main as pam_cli
 from pam.inference.events import BoundaryDetector, BoundaryRule

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from pam.modeling.config import ConfigError, PAMConfig, select_frames
 from pam.processing.chat import IGNORE_INDEX
 from pam.processing.collator import PAMCollator
 from pam.train.freeze import apply_trainable_patterns, parameter_table
 
-from .helpers import ROOT, image_sample, synthetic_image, video_sample
+from .helpers import group_config, image_sample, synthetic_image, video_sample
 
 
 def test_paper_token_layout():
@@ -67,16 +66,7 @@ def test_loss_labels_cover_only_assistant_reply(debug_bundle, three_region_sampl
 
 
 def _stage_patterns(name):
-    from omegaconf import OmegaConf
-
-    def load(n):
-        raw = yaml.safe_load((ROOT / "configs" / "stage" / f"{n}.yaml").read_text())
-        base = {}
-        for d in raw.pop("defaults", []):
-            base = load(d)
-        return OmegaConf.to_container(OmegaConf.merge(base, raw))
-
-    return load(name)["trainable"]
+    return group_config("stage", name)["trainable"]
 
 
 @pytest.mark.parametrize("stage, llm_trains", [("stage1", False), ("stage2", True)])
@@ -163,11 +153,11 @@ def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
 
 
 def test_config_typos_fail_with_field_name():
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
+    data = group_config("model", "debug")
     data["perceiver"]["num_semantic_token"] = 4
     with pytest.raises(ConfigError, match="perceiver.num_semantic_token"):
         PAMConfig.from_dict(data)
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
+    data = group_config("model", "debug")
     data["sam2"]["image_size"] = 250
     with pytest.raises(ConfigError, match="sam2.image_size"):
         PAMConfig.from_dict(data)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+from pam.api import build_sam2
 from pam.checkpoints.sam2 import load_sam2_checkpoint, save_sam2_checkpoint
 from pam.checkpoints.strict import CheckpointMismatchError
 from pam.modeling.config import SAM2Config
-from pam.api import build_sam2
 from pam.modeling.sam2_encoder import FrozenSAM2
 from pam.modeling.sam2_types import RegionPrompt, mask_input_from_binary
-from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from .helpers import region_mask, synthetic_image
 

@@ -6,6 +6,7 @@ Hydra's compose API and driven through ``pam.train.trainer.Trainer`` in this pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_every_config_group_composes_and_validates(group, choice, forget_hydra_c
     elif group == "data":
         if choice == "pam_release":  # mandatory file paths (???): compose only, do not resolve
             assert OmegaConf.is_missing(cfg.data, "image_root") and OmegaConf.is_missing(cfg.data.files, "lvis_label")
-            assert cfg.data.train._target_ == "pam.data.mixture.MixtureDataset"
+            assert cfg.data.train._target_ == "pam.data.mixture.build_mixture"
         else:
             data = resolve(cfg, "data")
             assert data["train"]["_target_"] and data["val"]["_target_"]
@@ -194,6 +195,7 @@ class SnapshotAfterStage(HookBase):
 
 def test_stage1_then_stage2(tmp_path, data_root):
     trainer = Trainer(tiny_cfg(tmp_path, data_root))
+    stages_before = [dataclasses.asdict(s) for s in trainer.stages]
     before = snapshot(trainer.model)
     probe = SnapshotAfterStage()
     trainer.hooks.append(probe)
@@ -219,6 +221,14 @@ def test_stage1_then_stage2(tmp_path, data_root):
     assert final == ckpts / "final-stage2"
     assert json.loads((ckpts / "final-stage2" / "meta.json").read_text())
     assert trainer.global_step == 5
+    assert [dataclasses.asdict(s) for s in trainer.stages] == stages_before, "the validated stage configs stay as given"
+
+
+def test_hooks_come_from_the_config_in_order():
+    cfg = build_trainer_config({"hooks": ["metrics_logger", "validation"]})
+    assert cfg.hooks == ["metrics_logger", "validation"]
+    with pytest.raises(ConfigError, match=r"trainer\.hooks"):
+        build_trainer_config({"hooks": ["validaton"]})
 
 
 # ----------------------------------------------------------------------------------------- resume

@@ -102,7 +102,7 @@ def test_collect_sweep_errors(tmp_path, sweep):
 
 def test_collect_sweep_script(sweep):
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "collect_sweep.py"), str(sweep)],
+        [sys.executable, "-m", "pam.cli", "collect-sweep", str(sweep)],
         capture_output=True, text=True, check=True,
     )
     assert "| 1 | incomplete |" in result.stdout

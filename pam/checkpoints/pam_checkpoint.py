@@ -21,7 +21,6 @@ from pathlib import Path
 
 from torch import nn
 
-from ..modeling.config import PAMConfig
 from ..modeling.pam import PAM
 from ..utils.frozen import trainable_parameter_names
 from .io import atomic_directory, atomic_write_text, load_tensors, save_tensors

@@ -15,7 +15,7 @@ import importlib
 import sys
 
 # verb modules, in the order their verbs appear in `pam --help`
-VERB_MODULES = ("pam.cli.data", "pam.cli.predict")
+VERB_MODULES = ("pam.cli.data", "pam.cli.predict", "pam.cli.eval", "pam.cli.serve")
 
 
 class UsageError(Exception):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 
 class ChatError(RuntimeError):

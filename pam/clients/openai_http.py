@@ -107,7 +107,7 @@ class OpenAIChatBackend(ChatBackend):
                     raise ChatHTTPError(err.code, f"{self.url}: {detail}") from err
                 retry_after = err.headers.get("Retry-After") if err.headers else None
                 last_error = f"HTTP {err.code}: {detail}"
-            except (TimeoutError, socket.timeout) as err:
+            except TimeoutError as err:
                 last_error = f"timeout after {self.timeout_s}s ({err})"
             except urllib.error.URLError as err:
                 if isinstance(err.reason, (TimeoutError, socket.timeout)):

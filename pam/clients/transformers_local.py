@@ -24,38 +24,48 @@ class TransformersChatBackend(ChatBackend):
     data-URL parts are decoded to PIL images and given to the processor.
 
     Greedy decoding unless ``temperature > 0``. Requests run one at a time (a lock guards
-    ``generate``), so the batch helper is safe but not parallel here.
+    ``generate``), so the batch helper is safe but not parallel here. With ``lazy=True`` the model
+    is loaded on the first request, so a run answered entirely from a cache never loads it.
     """
 
-    def __init__(self, path: str | os.PathLike, *, kind: str = "text", device: str = "cpu", dtype: str = "float32", max_tokens: int = 256):
+    def __init__(self, path: str | os.PathLike, *, kind: str = "text", device: str = "cpu", dtype: str = "float32", max_tokens: int = 256, lazy: bool = False):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"model folder not found: {path}")
-        import torch
-        import transformers
-
-        self.torch = torch
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json; expected a Hugging Face model folder")
         self.kind = kind
         self.path = path
         self.model = path.name
         self.device = device
+        self.dtype = dtype
         self.default_max_tokens = int(max_tokens)
         self.usage = Usage()
         self._lock = threading.Lock()
-        torch_dtype = getattr(torch, dtype)
+        self.net = None
+        if not lazy:
+            self._load()
+
+    def _load(self) -> None:
+        import torch
+        import transformers
+
+        kind, path = self.kind, self.path
+        self.torch = torch
+        torch_dtype = getattr(torch, self.dtype)
         if kind == "text":
-            self.processor = transformers.AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-            self.net = transformers.AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=False, dtype=torch_dtype)
-            template_owner = self.processor
+            processor = transformers.AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+            model_class = transformers.AutoModelForCausalLM
         else:
-            self.processor = transformers.AutoProcessor.from_pretrained(str(path), trust_remote_code=False)
-            self.net = transformers.AutoModelForImageTextToText.from_pretrained(str(path), trust_remote_code=False, dtype=torch_dtype)
-            template_owner = self.processor
-        if not getattr(template_owner, "chat_template", None):
+            processor = transformers.AutoProcessor.from_pretrained(str(path), trust_remote_code=False)
+            model_class = transformers.AutoModelForImageTextToText
+        if not getattr(processor, "chat_template", None):
             raise ValueError(f"{path}: the {'tokenizer' if kind == 'text' else 'processor'} has no chat_template")
-        self.net.to(device).eval()
+        net = model_class.from_pretrained(str(path), trust_remote_code=False, dtype=torch_dtype)
+        self.processor = processor
+        self.net = net.to(self.device).eval()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": f"transformers-{self.kind}", "model": self.model, "path": str(self.path)}
@@ -89,6 +99,9 @@ class TransformersChatBackend(ChatBackend):
         unknown = set(params) - PARAMS
         if unknown:
             raise ValueError(f"TransformersChatBackend does not support parameters {sorted(unknown)}; supported: {sorted(PARAMS)}")
+        with self._lock:
+            if self.net is None:
+                self._load()
         torch = self.torch
         converted = self._convert(messages)
         inputs = self.processor.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")

@@ -7,7 +7,7 @@ The schema is documented in :mod:`pam.data.schema`; the sample dict the datasets
 from pam.data.datasets import RegionDataset, RegionDatasetConfig, load_records, load_region_dataset, select_subset
 from pam.data.mixture import MixtureComponent, MixtureDataset
 from pam.data.prompt_sampling import PromptSamplingConfig
-from pam.data.readers import read_coco_instances, read_jsonl, read_upstream_jsonl, write_jsonl
+from pam.data.readers import read_jsonl, read_upstream_jsonl, write_jsonl
 from pam.data.sampler import RegionSampler
 from pam.data.schema import Event, MaskAnnotation, Record, Region, SchemaError
 from pam.data.skips import BadSample, NoGoodSample, SkipTracker, TooManyBadSamples
@@ -33,7 +33,6 @@ __all__ = [
     "generate_quickstart",
     "load_records",
     "load_region_dataset",
-    "read_coco_instances",
     "read_jsonl",
     "read_upstream_jsonl",
     "select_subset",

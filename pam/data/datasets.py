@@ -25,24 +25,25 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from pam.data.prompt_sampling import PromptSamplingConfig, frame_annotation, make_rng, sample_prompt
-from pam.data.readers import read_coco_instances, read_jsonl, read_upstream_jsonl
+from pam.data.readers import read_jsonl, read_upstream_jsonl
 from pam.data.schema import LANGUAGES, TEXT_FIELDS, Record
 from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
 from pam.data.video import BACKENDS, count_video_frames, read_frame_files, read_image, read_video
+from pam.utils.config import ConfigError, build_config, check
 from pam.utils.layout import TokenLayout, select_frames
 
 logger = logging.getLogger("pam.data")
 
 TASK_MODES = ("all", "random")
-FORMATS = ("pam", "upstream", "coco", "lvis", "paco")
+FORMATS = ("pam", "upstream")  # other formats: convert first with `python -m data_pipeline convert SOURCE ...`
 
 
 @dataclass
@@ -61,27 +62,17 @@ class RegionDatasetConfig:
         self.languages = tuple(self.languages)
         self.prompt = PromptSamplingConfig.from_any(self.prompt)
         bad = [t for t in self.tasks if t not in TASKS]
-        if bad or not self.tasks:
-            raise ValueError(f"data field `tasks` has unknown task(s) {bad}; expected a non-empty subset of {TASKS}")
+        check(not bad and bool(self.tasks), "data.tasks", f"has unknown task(s) {bad}; expected a non-empty subset of {TASKS}")
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
-        if bad or not self.languages:
-            raise ValueError(f"data field `languages` has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
-        if self.task_mode not in TASK_MODES:
-            raise ValueError(f"data field `task_mode` must be one of {TASK_MODES}, got {self.task_mode!r}")
-        if self.video_num_frames < 1:
-            raise ValueError(f"data field `video_num_frames` must be >= 1, got {self.video_num_frames}")
-        if self.video_backend not in BACKENDS:
-            raise ValueError(f"data field `video_backend` must be one of {BACKENDS}, got {self.video_backend!r}")
-        if self.max_tries < 1:
-            raise ValueError(f"data field `max_tries` must be >= 1, got {self.max_tries}")
+        check(not bad and bool(self.languages), "data.languages", f"has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
+        check(self.task_mode in TASK_MODES, "data.task_mode", f"must be one of {TASK_MODES}, got {self.task_mode!r}")
+        check(self.video_num_frames >= 1, "data.video_num_frames", f"must be >= 1, got {self.video_num_frames}")
+        check(self.video_backend in BACKENDS, "data.video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
+        check(self.max_tries >= 1, "data.max_tries", f"must be >= 1, got {self.max_tries}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RegionDatasetConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown dataset option(s) {unknown}; expected some of {sorted(names)}")
-        return cls(**{k: (list(v) if k in ("tasks", "languages") else v) for k, v in kwargs.items()})
+        return build_config(cls, dict(kwargs), "data.")
 
 
 @dataclass(frozen=True)
@@ -303,15 +294,15 @@ def load_records(
 ) -> list[Record]:
     """Read an annotation file in one of :data:`FORMATS`."""
     if format not in FORMATS:
-        raise ValueError(f"data field `format` must be one of {FORMATS}, got {format!r}")
+        hint = f"; convert it first: python -m data_pipeline convert {format} --annotations {path} --out OUT.jsonl" if format in ("coco", "lvis", "paco") else ""
+        raise ConfigError(f"config field `data.format` must be one of {FORMATS}, got {format!r}{hint}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file {path} does not exist")
     if format == "pam":
         return read_jsonl(path, root, on_error=on_error)
     if format == "upstream":
         prefix_map = dict(path_prefix_map) if path_prefix_map else None
-        return read_upstream_jsonl(path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map)
-    return read_coco_instances(path, root, flavor=format, source=source)
+    return read_upstream_jsonl(path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map)
 
 
 def load_region_dataset(

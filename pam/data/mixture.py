@@ -151,3 +151,36 @@ class MixtureDataset(Dataset):
                 lengths = np.asarray(c.dataset.approx_lengths(), dtype=np.int64)
                 out[self.offsets[k] : self.offsets[k + 1]] = lengths[self._local[k]]
         return out.tolist()
+
+
+def build_mixture(
+    components: Mapping[str, Mapping | None],
+    dataset_defaults: Mapping | None = None,
+    epoch_size: int | None = None,
+    seed: int = 0,
+) -> MixtureDataset:
+    """A mixture from a config mapping ``name -> {dataset: {...}, weight | num_samples}`` (the Hydra
+    ``_target_`` of configs/data/*.yaml).
+
+    Each ``dataset`` is the keyword arguments of :func:`pam.data.datasets.load_region_dataset` on top
+    of ``dataset_defaults`` (shared by every component), or an already built dataset. A component
+    set to ``None`` is left out, so an experiment can drop one.
+    """
+    from pam.data.datasets import load_region_dataset
+
+    if not isinstance(components, Mapping):
+        raise TypeError(f"mixture components must be a mapping name -> component, got {type(components).__name__}")
+    built = []
+    for name, spec in components.items():
+        if spec is None:
+            continue
+        if not isinstance(spec, Mapping) or "dataset" not in spec:
+            raise ValueError(f"mixture component {name}: expected a mapping with a `dataset`, got {spec!r}")
+        unknown = sorted(set(spec) - {"dataset", "weight", "num_samples"})
+        if unknown:
+            raise ValueError(f"mixture component {name}: unknown field(s) {unknown}; expected dataset, weight, num_samples")
+        dataset = spec["dataset"]
+        if isinstance(dataset, Mapping):
+            dataset = load_region_dataset(**{**(dataset_defaults or {}), **dataset})
+        built.append(MixtureComponent(name=name, dataset=dataset, weight=spec.get("weight"), num_samples=spec.get("num_samples")))
+    return MixtureDataset(built, epoch_size=epoch_size, seed=seed)

@@ -9,13 +9,14 @@ seeds from ``(seed, epoch, index)``, so a sample is the same every time it is re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from pam.utils.masks import mask_to_box
 from pam.data.schema import MaskAnnotation, Region
 from pam.data.skips import BAD_RLE, BOX_OUTSIDE_IMAGE, EMPTY_MASK, MASK_SIZE_MISMATCH, NO_PROMPT, POINTS_OUTSIDE_IMAGE, BadSample
+from pam.utils.config import build_config
+from pam.utils.masks import mask_to_box
 
 PROMPT_KINDS = ("points", "box", "mask")
 
@@ -49,12 +50,7 @@ class PromptSamplingConfig:
             return cls()
         if isinstance(value, cls):
             return value
-        data = dict(value.items())
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown prompt sampling field(s) {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
+        return build_config(cls, dict(value.items()), "data.prompt.")
 
 
 @dataclass

@@ -4,7 +4,9 @@
 - :func:`read_upstream_jsonl`: the released PAM-data files (``type``, ``image`` or ``image_root`` +
   ``frames``, ``bbox``, ``points``, ``labels``, ``conversations``, ``obj_id``, ...), read the way the
   upstream training code reads them, so the release trains as it is.
-- :func:`read_coco_instances`: COCO-style instance JSON (COCO, LVIS, PACO).
+
+Converters from other public formats (COCO, LVIS, PACO, RefCOCO, SA-V, ...) live in the top-level
+``data_pipeline`` package (``python -m data_pipeline convert ...``), which writes this schema.
 
 Relative media paths resolve against ``root`` (default: the annotation file's folder); the records
 returned carry absolute paths.
@@ -16,10 +18,10 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from pam.data.schema import LANGUAGES, MaskAnnotation, Record, Region, SchemaError
+from pam.data.schema import LANGUAGES, Record, Region, SchemaError
 from pam.processing.prompts import IMAGE_PLACEHOLDER, Task, task_prompt
 from pam.utils.jsonl import iter_jsonl_lines, write_jsonl_objects
 
@@ -246,84 +248,3 @@ def read_upstream_jsonl(
         return record.resolved(base)
 
     return _read_lines(path, convert, on_error)
-
-
-# --------------------------------------------------------------------------------------- COCO
-
-COCO_FLAVORS = ("auto", "coco", "lvis", "paco")
-
-
-def _name_text(name: str) -> str:
-    return name.replace("_", " ").strip()
-
-
-def category_texts(category: dict, flavor: str) -> tuple[str, str | None]:
-    """(category text, definition or None) for a COCO/LVIS/PACO category entry."""
-    name = category["name"]
-    if flavor == "paco" and ":" in name:
-        obj, part = name.split(":", 1)
-        text = f"{_name_text(part)} of {_name_text(obj)}"
-    else:
-        text = _name_text(name)
-    definition = category.get("def") if flavor in ("lvis", "paco") else None
-    return text, (definition.strip() if isinstance(definition, str) and definition.strip() else None)
-
-
-def read_coco_instances(
-    path: str, image_root: str | os.PathLike | None = None, *, flavor: str = "auto", source: str | None = None, include_crowd: bool = False
-) -> list[Record]:
-    """One record per annotated image of a COCO-style instance file, one region per annotation.
-
-    LVIS categories give ``def`` as the definition and keep ``synonyms`` in the region's extra;
-    PACO ``object:part`` names become "part of object", with the raw name kept. Images without a
-    ``file_name`` (LVIS) use the last two parts of ``coco_url`` (``train2017/....jpg``).
-    """
-    if flavor not in COCO_FLAVORS:
-        raise ValueError(f"flavor must be one of {COCO_FLAVORS}, got {flavor!r}")
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise SchemaError(f"{path}: field `{key}` must be a list")
-    categories = {c["id"]: c for c in data["categories"]}
-    if flavor == "auto":
-        names = [c.get("name", "") for c in data["categories"]]
-        flavor = "paco" if any(":" in n for n in names) else "lvis" if any("def" in c for c in data["categories"]) else "coco"
-    source = source or flavor
-    base = _default_root(path, image_root)
-    by_image: dict[Any, list[Region]] = {}
-    for k, ann in enumerate(data["annotations"]):
-        where = f"{path}: annotations[{k}] (id {ann.get('id')})"
-        if ann.get("iscrowd", 0) and not include_crowd:
-            continue
-        if ann.get("category_id") not in categories:
-            raise SchemaError(f"{where}: field `category_id` {ann.get('category_id')!r} is not among the categories")
-        cat = categories[ann["category_id"]]
-        text, definition = category_texts(cat, flavor)
-        region = Region(category={"en": text}, definition={"en": definition} if definition else None)
-        region.extra = {"annotation_id": ann.get("id"), "category_id": ann["category_id"], "raw_category": cat["name"]}
-        if flavor == "lvis" and cat.get("synonyms"):
-            region.extra["synonyms"] = list(cat["synonyms"])
-        seg = ann.get("segmentation")
-        if isinstance(seg, list):  # COCO has a few degenerate polygons of fewer than 3 points
-            seg = [p for p in seg if isinstance(p, list) and len(p) >= 6]
-        if seg:
-            region.masks[0] = MaskAnnotation.from_json(seg, where, "segmentation")
-        if ann.get("bbox") is not None:
-            region.boxes[0] = _xywh(ann["bbox"], where, "bbox")
-        if not region.masks and not region.boxes:
-            raise SchemaError(f"{where}: fields `segmentation` and `bbox` are both missing")
-        by_image.setdefault(ann["image_id"], []).append(region)
-    records = []
-    for k, img in enumerate(data["images"]):
-        regions = by_image.get(img.get("id"))
-        if not regions:
-            continue
-        where = f"{path}: images[{k}] (id {img.get('id')})"
-        file_name = img.get("file_name") or "/".join(str(img.get("coco_url", "")).split("/")[-2:])
-        if not file_name:
-            raise SchemaError(f"{where}: field `file_name` (or `coco_url`) is missing")
-        record = Record.from_dict({"id": f"{source}/{img['id']}", "image": file_name, "height": img.get("height"), "width": img.get("width"), "source": source, "regions": []}, where)
-        record.regions = regions
-        records.append(record.resolved(base))
-    return records

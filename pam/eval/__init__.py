@@ -1,37 +1,48 @@
-"""Evaluation: text metrics for region outputs and benchmarks scored from prediction files."""
+"""Evaluation: benchmarks behind one registry, resumable prediction files, metrics, results tables.
 
-from pam.eval.benchmarks import (
-    Benchmark,
-    RegionCaptionBenchmark,
-    RegionRecognitionBenchmark,
-    get_benchmark,
-    list_benchmarks,
+    pam eval --list
+    pam eval lvis --checkpoint CKPT --data lvis_val_1k_category.json --out runs/eval/lvis
+    pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
+    pam eval-table runs/eval/*
+"""
+
+from .config import BenchmarkConfig, GenerationConfig, JudgeConfig, load_config
+from .predictions import (
+    PredictionWriter,
+    merge_predictions,
     read_predictions,
-    register_benchmark,
-    score_file,
     write_predictions,
 )
-from pam.eval.metrics import (
-    caption_metrics,
-    category_accuracy,
-    normalize_answer,
-    semantic_iou,
-    semantic_similarity,
+from .registry import (
+    Benchmark,
+    benchmark_class,
+    get_benchmark,
+    list_benchmarks,
+    register,
 )
+from .results import PAPER_PAM_3B, checkpoint_hash, eval_table, write_results
+from .runner import evaluate, evaluate_dataset, generate_predictions, score_file
 
 __all__ = [
+    "PAPER_PAM_3B",
     "Benchmark",
-    "RegionCaptionBenchmark",
-    "RegionRecognitionBenchmark",
-    "caption_metrics",
-    "category_accuracy",
+    "BenchmarkConfig",
+    "GenerationConfig",
+    "JudgeConfig",
+    "PredictionWriter",
+    "benchmark_class",
+    "checkpoint_hash",
+    "eval_table",
+    "evaluate",
+    "evaluate_dataset",
+    "generate_predictions",
     "get_benchmark",
     "list_benchmarks",
-    "normalize_answer",
+    "load_config",
+    "merge_predictions",
     "read_predictions",
-    "register_benchmark",
+    "register",
     "score_file",
-    "semantic_iou",
-    "semantic_similarity",
     "write_predictions",
+    "write_results",
 ]

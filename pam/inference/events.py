@@ -30,7 +30,7 @@ class BoundaryRule:
     min_event_frames: int = 4
     max_event_frames: int = 64
 
-    def validate(self) -> "BoundaryRule":
+    def validate(self) -> BoundaryRule:
         if self.mode not in ("auto", "fixed"):
             raise ValueError(f"boundaries must be 'auto' or 'fixed', got {self.mode!r}")
         if self.window < 1 or self.min_event_frames < 1 or self.max_event_frames < self.min_event_frames:

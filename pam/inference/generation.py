@@ -33,10 +33,10 @@ class GenerationSettings:
     source: str = "upstream defaults"  # where the settings came from (reported, not used)
 
     @classmethod
-    def greedy(cls, max_new_tokens: int = 512) -> "GenerationSettings":
+    def greedy(cls, max_new_tokens: int = 512) -> GenerationSettings:
         return cls(do_sample=False, temperature=None, max_new_tokens=max_new_tokens, source="greedy")
 
-    def validate(self) -> "GenerationSettings":
+    def validate(self) -> GenerationSettings:
         if self.max_new_tokens < 1:
             raise ValueError(f"generation.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.do_sample and (self.temperature is None or self.temperature <= 0):

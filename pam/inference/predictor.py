@@ -63,9 +63,9 @@ def read_model_config(path: str | Path):
     if not path.is_file():
         raise FileNotFoundError(f"model config {path} not found")
     if path.suffix in (".yaml", ".yml"):
-        import yaml
+        from ..utils.config import load_group_yaml
 
-        return PAMConfig.from_dict(yaml.safe_load(path.read_text()))
+        return PAMConfig.from_dict(load_group_yaml(path, schema=PAMConfig().to_dict()))
     return PAMConfig.load(path)
 
 
@@ -126,7 +126,7 @@ class PAMPredictor:
         base_config=None,
         generation: dict | None = None,
         **kwargs,
-    ) -> "PAMPredictor":
+    ) -> PAMPredictor:
         """Load ``path`` (PAM checkpoint, export or released folder); decoding settings from the
         folder's generation_config.json (when present) under upstream's explicit values, then
         ``generation`` overrides; ``greedy=True`` decodes greedily."""
@@ -200,7 +200,7 @@ class PAMPredictor:
             texts.setdefault((j, i), {})[t] = res.text
             first.setdefault((j, i), res)
         out = []
-        for j, (rgb, rs) in enumerate(checked):
+        for j, (_rgb, rs) in enumerate(checked):
             preds = []
             for i, r in enumerate(rs):
                 fields: dict = {}

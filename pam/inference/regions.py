@@ -43,7 +43,7 @@ class Region:
     mask: Any = None
 
     @classmethod
-    def from_any(cls, obj: "Region | dict", name: str = "region") -> "Region":
+    def from_any(cls, obj: Region | dict, name: str = "region") -> Region:
         if isinstance(obj, Region):
             return obj
         if not isinstance(obj, dict):
@@ -55,7 +55,7 @@ class Region:
         labels = obj.get("labels", obj.get("point_labels"))
         return cls(points=obj.get("points"), labels=labels, box=obj.get("box"), mask=obj.get("mask"))
 
-    def checked(self, image_hw: tuple[int, int], name: str = "region") -> "Region":
+    def checked(self, image_hw: tuple[int, int], name: str = "region") -> Region:
         """A validated copy with numpy arrays (float32 points/box, int64 labels, bool mask)."""
         h, w = image_hw
         if self.points is None and self.box is None and self.mask is None:

@@ -10,7 +10,6 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..utils.config import ConfigError, build_config, check
 from ..utils.layout import TokenLayout, select_frames
@@ -106,7 +105,7 @@ class PAMConfig:
     image_token: str = "<image>"  # placeholder in the prompt, expanded to the visual tokens
     max_length: int = 12288  # longest LLM sequence; longer samples are truncated by the collator
 
-    def validate(self) -> "PAMConfig":
+    def validate(self) -> PAMConfig:
         self.sam2.validate()
         self.perceiver.validate()
         self.llm.validate()
@@ -146,14 +145,14 @@ class PAMConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PAMConfig":
+    def from_dict(cls, data: dict) -> PAMConfig:
         return _build(cls, data, "").validate()
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, path: str | Path) -> "PAMConfig":
+    def load(cls, path: str | Path) -> PAMConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

@@ -69,7 +69,7 @@ class PAM(nn.Module):
         self.frame_newline = nn.Parameter(torch.randn(hidden) * std)
 
     @classmethod
-    def from_config(cls, config: PAMConfig, *, image_token_id: int, sam2: FrozenSAM2 | None = None) -> "PAM":
+    def from_config(cls, config: PAMConfig, *, image_token_id: int, sam2: FrozenSAM2 | None = None) -> PAM:
         """A model with fresh perceiver and projectors. ``sam2`` defaults to a randomly initialised
         one; a config naming a SAM 2 checkpoint must be built by :func:`pam.api.build_pam`."""
         config.validate()
@@ -90,7 +90,7 @@ class PAM(nn.Module):
         self.sam2._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)
 
-    def train(self, mode: bool = True) -> "PAM":
+    def train(self, mode: bool = True) -> PAM:
         super().train(mode)
         self.sam2.train(False)
         return self

@@ -46,7 +46,7 @@ class _DecoderCapture:
         self.decoder = decoder
         self.calls: list[dict] = []
 
-    def __enter__(self) -> "_DecoderCapture":
+    def __enter__(self) -> _DecoderCapture:
         original = self.decoder.predict_masks
         pending: dict = {}
 
@@ -91,7 +91,7 @@ class FrozenSAM2(nn.Module):
         self.freeze()
 
     @classmethod
-    def from_config(cls, cfg: SAM2Config, *, num_mask_tokens: int = 2) -> "FrozenSAM2":
+    def from_config(cls, cfg: SAM2Config, *, num_mask_tokens: int = 2) -> FrozenSAM2:
         return cls(model=build_sam2_model(cfg), mask_selection=cfg.mask_selection, num_mask_tokens=num_mask_tokens)
 
     # ----- freezing ---------------------------------------------------------------------------
@@ -100,7 +100,7 @@ class FrozenSAM2(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "FrozenSAM2":
+    def train(self, mode: bool = True) -> FrozenSAM2:
         """SAM 2 stays in eval mode whatever the parent module does."""
         super().train(False)
         return self

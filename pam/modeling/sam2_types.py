@@ -57,7 +57,7 @@ class RegionPrompt:
         pts = self.sparse_points()
         return (0 if pts is None else pts[0].shape[0], self.mask_input is not None)
 
-    def to(self, device) -> "RegionPrompt":
+    def to(self, device) -> RegionPrompt:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return RegionPrompt(move(self.point_coords), move(self.point_labels), move(self.box), move(self.mask_input))
 
@@ -69,7 +69,7 @@ class ImageFeatures:
     image_embed: torch.Tensor  # (B, 256, E, E), with no_mem_embed added
     high_res_feats: list[torch.Tensor]  # [(B, 32, 4E, 4E), (B, 64, 2E, 2E)]
 
-    def select(self, index: torch.Tensor) -> "ImageFeatures":
+    def select(self, index: torch.Tensor) -> ImageFeatures:
         return ImageFeatures(self.image_embed[index], [f[index] for f in self.high_res_feats])
 
 

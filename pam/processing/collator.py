@@ -15,7 +15,6 @@ import torch
 from ..utils.layout import IGNORE_INDEX
 from .processor import PAMProcessor
 
-
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "region_image_index", "videos", "prompts")
 GENERATION_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_image_index", "videos", "prompts", "orig_sizes")
 
@@ -48,7 +47,7 @@ class PAMBatch(Mapping):
     def __len__(self) -> int:
         return len(self.model_inputs)
 
-    def replace_inputs(self, **changes) -> "PAMBatch":
+    def replace_inputs(self, **changes) -> PAMBatch:
         return PAMBatch({**self.model_inputs, **changes}, self.meta)
 
 

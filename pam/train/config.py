@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..utils.config import ConfigError, build_config as _build, check as _check
+from ..utils.config import ConfigError
+from ..utils.config import build_config as _build
+from ..utils.config import check as _check
 
 ENGINES = ("auto", "single", "ddp", "deepspeed")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 WANDB_MODES = ("offline", "online", "disabled")
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "betas": [0.9, 0.999], "eps": 1.0e-8}
 
 
 @dataclass
@@ -37,9 +40,11 @@ class StageConfig:
     lora: LoraConfig | None = None  # LoRA on the LLM instead of full fine-tuning
     max_steps: int = 100  # optimiser steps in this stage
     max_length: int | None = None  # overrides model.max_length for this stage
+    optimizer: dict = field(default_factory=lambda: dict(DEFAULT_OPTIMIZER))  # a `_partial_` Hydra entry, called with (param_groups, lr=lr)
 
     def validate(self) -> None:
         _check(bool(self.trainable), "stage.trainable", "must name at least one parameter pattern")
+        _check(isinstance(self.optimizer.get("_target_"), str) and self.optimizer.get("_partial_") is True, "stage.optimizer", "must be a Hydra entry with `_target_` and `_partial_: true`")
         _check(self.lr > 0, "stage.lr", "must be > 0")
         _check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}")
         _check(0 <= self.warmup_ratio < 1, "stage.warmup_ratio", "must be in [0, 1)")
@@ -78,6 +83,9 @@ class TrainerConfig:
     evaluate_at_end: bool = True  # generate on the test split and write metrics.json
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event: validation fills the
+    # step's metrics before the checkpoint and the log see them; the final evaluation runs last
+    hooks: list = field(default_factory=lambda: ["validation", "checkpointing", "skip_report", "metrics_logger", "curves_plot", "final_evaluation"])
 
     def validate(self) -> None:
         _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
@@ -86,6 +94,10 @@ class TrainerConfig:
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
         _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+        from .hooks import HOOKS
+
+        unknown = [h for h in self.hooks if h not in HOOKS]
+        _check(not unknown and len(set(self.hooks)) == len(self.hooks), "trainer.hooks", f"must name distinct hooks among {sorted(HOOKS)}, got unknown {unknown}")
         _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
 
     def accumulation(self, world_size: int) -> int:
@@ -123,3 +135,28 @@ def build_trainer_config(data: dict) -> TrainerConfig:
 
 def as_dict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+def register_config_defaults() -> None:
+    """Register the schemas' defaults with Hydra's ConfigStore as ``<group>/schema``, so the YAML
+    files of configs/ keep only what differs (``defaults: [schema, _self_]``). The dataclasses are
+    the one source of defaults; values are validated when the run starts (``build_config``), with
+    errors naming the field. Stored as plain mappings so that validation stays in one place. The
+model's weight paths (``sam2.checkpoint``, ``llm.name_or_path``) are stored as mandatory (``???``)."""
+    from hydra.core.config_store import ConfigStore
+
+    from ..data.prompt_sampling import PromptSamplingConfig
+    from ..modeling.config import PAMConfig
+
+    cs = ConfigStore.instance()
+    model = dataclasses.asdict(PAMConfig())
+    # paths to local weights have no usable default: a config must give them (or null them)
+    model["sam2"]["checkpoint"] = "???"
+    model["llm"]["name_or_path"] = "???"
+    cs.store(group="model", name="schema", node=model)
+    cs.store(group="trainer", name="schema", node=dataclasses.asdict(TrainerConfig()))
+    cs.store(group="stage", name="schema", node=dataclasses.asdict(StageConfig()))
+    cs.store(group="data", name="schema", node={"prompt": dataclasses.asdict(PromptSamplingConfig())})
+
+
+register_config_defaults()

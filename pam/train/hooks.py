@@ -131,6 +131,58 @@ class SkipReport(HookBase):
             log.warning("skipped samples in stage %s: %s", trainer.stage.name, trainer.skips.epoch_summary())
 
 
+class FinalEvaluation(HookBase):
+    """At the end of the run, on rank 0: generate on the test split and score it (pam.eval), write
+    metrics.json, report.md and summary.json. Without a test split (or with
+    ``trainer.evaluate_at_end=false``) metrics.json holds the last logged train/val metrics."""
+
+    def after_train(self, trainer) -> None:
+        if not trainer.dist.is_main:
+            return
+        from ..utils.jsonl import iter_jsonl_objects
+        from .data import has_split
+
+        run = Path(trainer.run_dir)
+        if trainer.cfg.evaluate_at_end and has_split(trainer.data_cfg, "test"):
+            from ..eval import evaluate_dataset
+            from .report import write_report
+
+            # the registry's `quickstart` benchmark: predictions.jsonl, results.json/.md in the run folder
+            metrics = evaluate_dataset(
+                trainer.bundle, trainer.dataset("test"), run, max_samples=trainer.cfg.eval_max_samples, checkpoint=trainer.final_checkpoint
+            )
+            (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+            write_report(trainer, trainer.final_checkpoint, metrics)
+            print(json.dumps(metrics, indent=2, sort_keys=True), flush=True)
+        else:
+            last: dict = {}
+            path = run / "metrics.jsonl"
+            if path.is_file():
+                for _, row in iter_jsonl_objects(path):
+                    last.update(row)
+            metrics = {k: v for k, v in last.items() if k.startswith(("train/", "val/"))}
+            (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        trainer.final_metrics = metrics
+
+
+# hooks by the names `trainer.hooks` lists; they run in that order at every event
+HOOKS = {
+    "validation": lambda trainer: Validation(),
+    "checkpointing": lambda trainer: Checkpointing(),
+    "skip_report": lambda trainer: SkipReport(),
+    "metrics_logger": MetricsLogger,
+    "curves_plot": lambda trainer: CurvesPlot(),
+    "final_evaluation": lambda trainer: FinalEvaluation(),
+}
+
+
+def build_hooks(names: list[str], trainer) -> list[HookBase]:
+    unknown = [n for n in names if n not in HOOKS]
+    if unknown:
+        raise ValueError(f"trainer.hooks: unknown hook(s) {unknown}; expected some of {sorted(HOOKS)}")
+    return [HOOKS[name](trainer) for name in names]
+
+
 def finite_or_raise(loss: float, step: int) -> None:
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss} at step {step}")

@@ -52,6 +52,8 @@ def build_optimizer(model: nn.Module, stage: StageConfig):
     groups = param_groups(model, stage)
     for g in groups:
         g.pop("names")
-    optimizer = torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.999), eps=1e-8)
+    from hydra.utils import instantiate
+
+    optimizer = instantiate(stage.optimizer, _convert_="all")(groups, lr=stage.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
     return optimizer, scheduler

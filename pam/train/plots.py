@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..utils.jsonl import iter_jsonl_objects
-
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..utils.jsonl import iter_jsonl_objects
 
 STEP_KEY = "step"
 TRAIN_LOSS_KEY = "train/loss"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..utils.visualize import overlay
 from ..processing.collator import PAMCollator
+from ..utils.visualize import overlay
 
 
 @torch.no_grad()
@@ -32,7 +32,7 @@ def draw_examples(bundle, dataset, out_dir: Path, n: int = 4) -> list[Path]:
 
 def write_report(trainer, final_checkpoint: Path, metrics: dict) -> Path:
     run = Path(trainer.run_dir)
-    examples = draw_examples(trainer.bundle, trainer._dataset("test"), run / "examples")
+    examples = draw_examples(trainer.bundle, trainer.dataset("test"), run / "examples")
     lines = [
         f"# PAM run: {run.name}",
         "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -30,31 +29,14 @@ def prepare_data(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    info = setup_distributed(cfg.trainer.engine)
+    """Prepare the data, train every stage; the hooks evaluate and write the report. Returns the
+    final metrics (also in metrics.json)."""
+    info = setup_distributed(cfg.trainer.engine)  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
     barrier(info)  # other ranks read the data only once rank 0 has written it
-    trainer = Trainer(cfg)
-    final = trainer.train()
-    metrics = {}
-    if trainer.cfg.evaluate_at_end and trainer.dist.is_main and "test" in cfg.data and cfg.data.test is not None:
-        from ..eval.region_eval import predict_dataset, score_predictions
-        from .report import write_report
-
-        preds = predict_dataset(
-            trainer.bundle, trainer._dataset("test"), trainer.run_dir / "predictions.jsonl", max_samples=trainer.cfg.eval_max_samples
-        )
-        metrics = score_predictions(preds)
-        (trainer.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        write_report(trainer, final, metrics)
-        print(json.dumps(metrics, indent=2, sort_keys=True), flush=True)
-    elif trainer.dist.is_main:
-        last = {}
-        path = trainer.run_dir / "metrics.jsonl"
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                last.update(json.loads(line))
-        metrics = {k: v for k, v in last.items() if k.startswith(("train/", "val/"))}
-        (trainer.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    trainer = Trainer(cfg, dist=info)
+    trainer.train()
+    metrics = trainer.final_metrics
     trainer.close()
     return metrics

@@ -23,13 +23,14 @@ from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
-from ..utils.layout import IGNORE_INDEX
 from ..processing.collator import PAMCollator
+from ..utils.layout import IGNORE_INDEX
 from .config import StageConfig, build_stage, build_trainer_config
-from .distributed import all_reduce_sum, barrier, setup_distributed, shutdown
+from .data import BatchStream, build_dataset, has_split
+from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
-from .hooks import Checkpointing, CurvesPlot, MetricsLogger, SkipReport, Validation, finite_or_raise
+from .hooks import build_hooks, finite_or_raise
 from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger("pam.train")
@@ -40,7 +41,7 @@ def _to_container(node):
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, *, dist: DistInfo | None = None):
         # ---- validate everything before any work ----
         self.resolved_config = _to_container(cfg)
         self.cfg = build_trainer_config(self.resolved_config["trainer"])
@@ -48,7 +49,7 @@ class Trainer:
         stages = [("stage.", self.resolved_config["stage"])] + ([("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else [])
         self.stages: list[StageConfig] = [build_stage(s, prefix) for prefix, s in stages]
         self.data_cfg = cfg.data
-        self.dist = setup_distributed(self.cfg.engine)
+        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine)  # set up once, by the caller when given
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         self.accum = self.cfg.accumulation(self.dist.world_size)
         self.run_dir = Path(self.cfg.output_dir)
@@ -62,10 +63,12 @@ class Trainer:
         # (LoRA parameter names exist only once a LoRA stage has started)
         for (prefix, _), stage in zip(stages, self.stages):
             check_patterns(self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix)
-        self.train_set = self._dataset("train")
-        self.val_set = self._dataset("val") if "val" in self.data_cfg and self.data_cfg.val is not None else None
+        self.train_set = self.dataset("train")
+        self.val_set = self.dataset("val") if has_split(self.data_cfg, "val") else None
         self.skips = self._skip_tracker()
-        self.hooks = [Validation(), Checkpointing(), SkipReport(), MetricsLogger(self), CurvesPlot()]
+        self.hooks = build_hooks(self.cfg.hooks, self)
+        self.final_checkpoint: Path | None = None
+        self.final_metrics: dict = {}
         self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
         self.global_step = 0
@@ -80,13 +83,9 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _dataset(self, split: str):
-        from hydra.utils import instantiate
-
-        dataset = instantiate(self.data_cfg[split], _convert_="all")
-        if hasattr(dataset, "set_token_layout"):
-            dataset.set_token_layout(self.model_cfg.token_layout())
-        return dataset
+    def dataset(self, split: str):
+        """The data config's ``split`` (train, val, test), built for this model's token layout."""
+        return build_dataset(self.data_cfg, split, self.model_cfg.token_layout())
 
     def _build_feature_cache(self):
         """Encode every training/validation image once (rank 0), then serve features from disk."""
@@ -138,16 +137,15 @@ class Trainer:
     def _collator(self, stage: StageConfig) -> PAMCollator:
         return PAMCollator(self.bundle.processor, max_length=stage.max_length or self.model_cfg.max_length)
 
-    def _loader(self, dataset, sampler, collate) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.cfg.micro_batch_size, sampler=sampler, collate_fn=collate, num_workers=self.cfg.num_workers, drop_last=False)
-
-    def _prepare_stage(self, stage: StageConfig) -> None:
-        if stage.init_from:
-            load_pam_weights(self.model, stage.init_from)
-            log.info("stage %s starts from %s", stage.name, stage.init_from)
+    def _prepare_stage(self, stage: StageConfig, init_from: str | Path | None) -> None:
+        if init_from:
+            load_pam_weights(self.model, init_from)
+            log.info("stage %s starts from %s", stage.name, init_from)
+        patterns = list(stage.trainable)
         if stage.lora is not None:
             self._apply_lora(stage)
-        trainable = apply_trainable_patterns(self.model, stage.trainable, stage.frozen)
+            patterns.append("llm.*lora_*")
+        trainable = apply_trainable_patterns(self.model, patterns, stage.frozen)
         if self.dist.is_main:
             print(f"== stage {stage.name}: {len(trainable)} trainable tensors\n" + parameter_table(self.model, {"sam2 (frozen)": self.model.sam2.model}), flush=True)
 
@@ -156,7 +154,6 @@ class Trainer:
 
         lora = stage.lora
         self.model.llm = get_peft_model(self.model.llm, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
-        stage.trainable = list(stage.trainable) + ["llm.*lora_*"]
 
     # ----- the loop -----------------------------------------------------------------------------
     def train(self) -> Path:
@@ -168,11 +165,12 @@ class Trainer:
         for i, stage in enumerate(self.stages):
             if i < start_stage:
                 continue
-            if i > 0 and final is not None and not stage.init_from:
-                stage.init_from = str(final)
             self.stage_index = i
-            final = self._run_stage(stage, resume if i == start_stage else None)
+            # a later stage starts from the previous stage's final weights unless it names its own
+            init_from = stage.init_from or (str(final) if i > 0 and final is not None else None)
+            final = self._run_stage(stage, init_from, resume if i == start_stage else None)
             resume = None
+        self.final_checkpoint = final
         for h in self.hooks:
             h.after_train(self)
         return final
@@ -188,37 +186,37 @@ class Trainer:
             raise FileNotFoundError(f"trainer.resume={mode}: not a training checkpoint (no trainer_state.pt)")
         return path
 
-    def _run_stage(self, stage: StageConfig, resume: Path | None) -> Path:
+    def stateful(self) -> dict:
+        """The objects whose state a checkpoint carries, by their key in trainer_state.pt."""
+        return {"engine": self.engine, "sampler": self.batches, "skips": self.skips}
+
+    def _run_stage(self, stage: StageConfig, init_from: str | None, resume: Path | None) -> Path:
         self.stage = stage
-        if resume is None:
-            self._prepare_stage(stage)
-        else:
-            stage.init_from = None
-            self._prepare_stage(stage)
+        self._prepare_stage(stage, None if resume is not None else init_from)
+        if resume is not None:
             load_pam_weights(self.model, resume / "model")
-        engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
-        sampler = self._train_sampler()
+        self.engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
         collate = self._collator(stage)
         self.val_loader = None
         if self.val_set is not None:
             val_sampler = RegionSampler(self.val_set, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-            self.val_loader = self._loader(self.val_set, val_sampler, collate)
-        self.stage_step, epoch, consumed = 0, 0, 0
-        self.engine = engine
+            self.val_loader = DataLoader(self.val_set, batch_size=self.cfg.micro_batch_size, sampler=val_sampler, collate_fn=collate, num_workers=self.cfg.num_workers)
+        self.batches = BatchStream(
+            self.train_set, self._train_sampler(), collate,
+            micro_batch_size=self.cfg.micro_batch_size, num_workers=self.cfg.num_workers, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch,
+        )
+        self.stage_step = 0
         if resume is not None:
             state = CheckpointManager.load_trainer_state(resume)
-            engine.load_state_dict(state["engine"], resume)
-            self.global_step, self.stage_step = state["global_step"], state["stage_step"]
-            epoch, consumed = state["sampler"]["epoch"], state["sampler"]["consumed"]
-            sampler.load_state_dict(state["sampler"])
+            self.engine.load_state_dict(state["engine"], resume)
+            self.batches.load_state_dict(state["sampler"])
             if "skips" in state:
                 self.skips.load_state_dict(state["skips"])
+            self.global_step, self.stage_step = state["global_step"], state["stage_step"]
             log.info("resumed from %s at step %d", resume, self.global_step)
-        else:
-            sampler.set_epoch(0)
         for h in self.hooks:
             h.before_stage(self)
-        iterator = iter(self._loader(self.train_set, sampler, collate))
+        self.batches.start()
         if resume is not None:
             # only now: creating a DataLoader iterator draws from the torch RNG, a draw the uninterrupted
             # run made at the stage's start; restoring before it would shift dropout masks after a resume
@@ -226,33 +224,14 @@ class Trainer:
         while self.stage_step < stage.max_steps:
             micro_batches = []
             for _ in range(self.accum):
-                batch = next(iterator, None)
-                if batch is None:  # end of an epoch: next permutation
-                    epoch, consumed = epoch + 1, 0
-                    sampler.set_epoch(epoch)
-                    self.skips.reset_epoch()
-                    iterator = iter(self._loader(self.train_set, sampler, collate))
-                    batch = next(iterator)
-                consumed += len(batch.meta["ids"]) * self.dist.world_size
+                batch = self.batches.next_batch()
                 self.skips.update(batch.meta["skipped"], num_samples=len(batch.meta["ids"]))
                 micro_batches.append(batch)
-            # the loss of a step is the mean over every label token of the global batch, however
-            # the batch is split over micro-batches and processes (so DDP == one process)
-            tokens = all_reduce_sum(float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)), self.dist)
-            scale = self.dist.world_size / max(tokens, 1.0)
-            loss_sum = 0.0
-            for micro, batch in enumerate(micro_batches):
-                with engine.no_sync(micro < self.accum - 1):
-                    loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
-            loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
-            finite_or_raise(loss, self.global_step + 1)  # before the update reaches the weights
-            lr = engine.lr()  # the rate this step trains at
-            grad_norm = engine.step()
+            metrics = self.train_step(micro_batches)
             self.stage_step += 1
             self.global_step += 1
             self.skips.check()
-            metrics = {"train/loss": loss, "lr": lr, "grad_norm": grad_norm, "stage_index": self.stage_index}
-            self._sampler_state = {"epoch": epoch, "consumed": consumed, "seed": sampler.seed, "world_size": self.dist.world_size}
+            metrics["stage_index"] = self.stage_index
             for h in self.hooks:
                 h.after_step(self, metrics)
         for h in self.hooks:
@@ -262,20 +241,34 @@ class Trainer:
         barrier(self.dist)
         return final
 
+    def train_step(self, micro_batches: list) -> dict:
+        """One optimiser step over ``micro_batches`` (this rank's share of the global batch).
+
+        The loss of a step is the mean over every label token of the global batch, however the
+        batch is split over micro-batches and processes (so DDP == one process). Returns
+        ``{"train/loss", "lr", "grad_norm"}``; ``lr`` is the rate this step trained at.
+        """
+        engine = self.engine
+        tokens = all_reduce_sum(float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)), self.dist)
+        scale = self.dist.world_size / max(tokens, 1.0)
+        loss_sum = 0.0
+        for micro, batch in enumerate(micro_batches):
+            with engine.no_sync(micro < len(micro_batches) - 1):
+                loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
+        loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
+        finite_or_raise(loss, self.global_step + 1)  # before the update reaches the weights
+        lr = engine.lr()
+        grad_norm = engine.step()
+        return {"train/loss": loss, "lr": lr, "grad_norm": grad_norm}
+
     def _write_model(self, folder: Path) -> None:
         with self.engine.gathered_parameters():
             if self.dist.is_main:
                 save_pam(self.model, self.bundle.tokenizer, folder, metadata={"stage": self.stage.name, "step": self.global_step})
 
     def save_checkpoint(self, metrics: dict) -> None:
-        state = {
-            "engine": self.engine.state_dict(),
-            "rng": rng_state(),
-            "global_step": self.global_step,
-            "stage_step": self.stage_step,
-            "sampler": self._sampler_state,
-            "skips": self.skips.state_dict(),
-        }
+        state = {name: obj.state_dict() for name, obj in self.stateful().items()}
+        state.update(rng=rng_state(), global_step=self.global_step, stage_step=self.stage_step)
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.dist.is_main:
             path = self.ckpt.save(self.global_step, self._write_model, state, metrics)

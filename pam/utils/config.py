@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 
@@ -51,6 +53,8 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     base = origin or hint
     if base is Any:
         return value
+    if base is tuple and isinstance(value, list):  # YAML has lists only
+        value = tuple(value)
     if base is bool and not isinstance(value, bool) or base is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"config field `{name}` must be {base.__name__}, got {value!r}")
     if not isinstance(value, base):
@@ -59,3 +63,42 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         raise ConfigError(f"config field `{name}` must be finite")
     return value
 
+
+
+def load_group_yaml(path: str | Path, *, schema: dict) -> dict:
+    """A Hydra group file (``configs/<group>/<name>.yaml``) as one plain dict, without Hydra.
+
+    The file's ``defaults`` list is applied in order: ``schema`` is the typed schema's defaults
+    (``schema``), ``_self_`` the file's own keys, any other name a sibling file of the same group
+    (itself resolved the same way). Mappings merge key by key; other values replace.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    defaults = data.pop("defaults", ["_self_"])
+    if "_self_" not in defaults:
+        defaults = [*defaults, "_self_"]
+    out: dict = {}
+    for entry in defaults:
+        if entry == "_self_":
+            part = data
+        elif entry == "schema":
+            part = copy.deepcopy(schema)
+        elif isinstance(entry, str):
+            part = load_group_yaml(path.with_name(f"{entry}.yaml"), schema=schema)
+        else:
+            raise ConfigError(f"{path}: unsupported defaults entry {entry!r}; use group-local names, `schema` or `_self_`")
+        out = _merge(out, part)
+    return out
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pam.modeling.config import PAMConfig
 from pam.processing.prompts import task_prompt
@@ -13,8 +12,20 @@ from pam.processing.prompts import task_prompt
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def group_config(group: str, name: str) -> dict:
+    """``configs/<group>/<name>.yaml`` composed by Hydra (schema defaults included), as a dict."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import pam.train.config  # noqa: F401  (registers the schema defaults)
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(overrides=[f"+{group}={name}"])
+    return OmegaConf.to_container(cfg[group], resolve=True)
+
+
 def debug_config(**overrides) -> PAMConfig:
-    data = yaml.safe_load((ROOT / "configs" / "model" / "debug.yaml").read_text())
+    data = group_config("model", "debug")
     for dotted, value in overrides.items():
         node = data
         *head, last = dotted.split(".")

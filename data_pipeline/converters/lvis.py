@@ -1,0 +1,27 @@
+"""LVIS v1 instances: the category ``def`` becomes the definition, ``synonyms`` go to the region's extra."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pam.data.schema import Record
+
+from ..records import Counts
+from .coco import convert_instances, name_text
+
+SOURCES = ("lvis",)
+
+
+def lvis_category(category: dict) -> dict[str, Any]:
+    definition = category.get("def")
+    out: dict[str, Any] = {"category": name_text(category["name"]), "extra": {"raw_category": category["name"]}}
+    if isinstance(definition, str) and definition.strip():
+        out["definition"] = definition.strip()
+    if category.get("synonyms"):
+        out["extra"]["synonyms"] = list(category["synonyms"])
+    return out
+
+
+def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
+    return convert_instances(annotations, images, counts, source=source or "lvis", category_text=lvis_category, include_crowd=include_crowd)

@@ -1,0 +1,95 @@
+"""Reading and writing region-schema JSONL, and the counts every step reports."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pam.data.schema import Record, SchemaError
+from pam.utils.jsonl import iter_jsonl_objects
+
+
+class ConvertError(SchemaError):
+    """An input file is not in the expected official format; the message names file and field."""
+
+
+@dataclass
+class Counts:
+    """Records and regions written, and what was skipped, by reason."""
+
+    records: int = 0
+    regions: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> number of regions/records skipped
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] += n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "regions": self.regions, "skipped": dict(sorted(self.skipped.items()))}
+
+
+def record_from(data: dict, where: str) -> Record:
+    """Validate ``data`` through the schema (raises SchemaError naming ``where`` and the field)."""
+    return Record.from_dict(data, where)
+
+
+def record_line(record: Record) -> str:
+    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def write_records(path: str | os.PathLike, records: Iterable[Record], counts: Counts | None = None) -> Counts:
+    """Write records as JSONL through ``Record.to_dict``; ids must be unique. Returns the counts."""
+    counts = counts or Counts()
+    seen: set[str] = set()
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            for record in records:
+                if record.id in seen:
+                    raise ConvertError(f"{path}: record id {record.id!r} would be written twice; ids must be unique")
+                seen.add(record.id)
+                f.write(record_line(record) + "\n")
+                counts.records += 1
+                counts.regions += len(record.regions)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return counts
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[Record]:
+    """Records of a region-schema JSONL file, paths as written (not resolved)."""
+    for lineno, data in iter_jsonl_objects(path):
+        yield Record.from_dict(data, f"{path}:{lineno}")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ConvertError(f"{path}: invalid JSON: {err.msg} at line {err.lineno}") from err
+
+
+def media_path(images: str | None, name: str) -> str:
+    """``name`` under the ``--images`` folder, or as given when there is none."""
+    return os.path.join(images, name) if images else name
+
+
+def require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``obj[key]``, checked to be a ``kind``; ConvertError naming ``where`` and ``key`` otherwise."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise ConvertError(f"{where}: field `{key}` is missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConvertError(f"{where}: field `{key}` must be {names}, got {type(value).__name__}")
+    return value

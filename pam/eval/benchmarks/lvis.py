@@ -1,0 +1,10 @@
+"""LVIS region recognition (Osprey's ``lvis_val_1k_category.json``; see :mod:`._osprey`)."""
+
+from ..registry import register
+from ._osprey import OspreyRecognition
+
+
+@register
+class LVIS(OspreyRecognition):
+    name = "lvis"
+    description = "LVIS recognition, Osprey val-1k: Semantic Similarity / Semantic IoU"

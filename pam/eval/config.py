@@ -1,0 +1,169 @@
+"""Typed benchmark configs: generation settings shared by all, plus each benchmark's own fields.
+
+``configs/eval/<name>.yaml`` holds a benchmark's config; :func:`load_config` reads it into the
+benchmark's dataclass, applies ``key=value`` overrides (dotted keys reach nested fields) and
+validates, so a typo fails at start-up naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "eval"
+
+
+@dataclass
+class GenerationConfig:
+    task: str | None = "detailed_caption"  # PAM task prompt (pam.processing.prompts.Task), None = the benchmark's own text
+    language: str = "en"  # prompt language
+    max_new_tokens: int = 512  # generated tokens per answer (detailed captions need hundreds)
+    do_sample: bool = False  # sampling off = greedy decoding
+    temperature: float = 1.0  # only with do_sample
+    top_p: float = 1.0  # only with do_sample
+    num_beams: int = 1  # beam search width
+    seed: int = 0  # each item is generated after torch.manual_seed(hash(seed, item id))
+    video_num_frames: int = 16  # frames per video clip: the first + evenly spaced ones
+    batch_size: int = 1  # items per generate call, where the benchmark batches
+
+    def validate(self, where: str = "generation") -> None:
+        from ..processing.prompts import LANGUAGES, Task
+
+        if self.task is not None and self.task not in {t.value for t in Task}:
+            raise ValueError(f"{where}.task: unknown task {self.task!r}; expected one of {[t.value for t in Task]} or null")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"{where}.language: expected one of {LANGUAGES}, got {self.language!r}")
+        for name in ("max_new_tokens", "num_beams", "video_num_frames", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"{where}: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+    def hf_kwargs(self) -> dict:
+        """Keyword arguments for Hugging Face ``generate`` (besides max_new_tokens)."""
+        kwargs: dict[str, Any] = {"do_sample": self.do_sample, "num_beams": self.num_beams}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class JudgeConfig:
+    backend: str = "openai"  # "openai" (any OpenAI-compatible endpoint) or "transformers" (a local model folder)
+    model: str = "gpt-4o"  # model name sent to the endpoint, or the local model folder
+    base_url: str | None = None  # endpoint, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = "OPENAI_API_KEY"  # environment variable holding the key; null = a server without keys
+    timeout_s: float = 60.0  # per request
+    max_tries: int = 5  # tries per request (429, 5xx, timeouts and connection errors are retried)
+    backoff_s: float = 1.0  # first retry delay, doubled each try
+    requests_per_minute: float | None = None  # client-side rate limit; null = none
+    temperature: float = 0.0  # judge sampling temperature
+    max_tokens: int = 512  # judge answer length
+    cache_dir: str | None = None  # on-disk response cache; None = <out>/judge_cache
+    max_workers: int = 4  # concurrent judge requests
+
+
+@dataclass
+class BenchmarkConfig:
+    """Fields every benchmark has; subclasses add their own."""
+
+    name: str = ""  # registry name; must equal the benchmark's
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # how PAM answers
+    judge: JudgeConfig | None = None  # the judge LLM, for benchmarks scored by one
+
+    def validate(self) -> None:
+        self.generation.validate(f"{self.name}.generation")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(value) if origin is tuple else list(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise naming the field."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        # a nested config starts from this class's default for it (a benchmark's own generation defaults)
+        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                value = _merge(dataclasses.asdict(default), value)
+        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    node = data
+    *head, last = dotted.split(".")
+    for key in head:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted}: {key} is not a mapping")
+    node[last] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """``["generation.max_new_tokens=64", ...]`` into a nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for text in overrides or []:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {text!r} must look like key=value")
+        _set_dotted(out, key.strip(), yaml.safe_load(raw))
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(name: str, config_class: type, overrides: dict | None = None, path: str | Path | None = None) -> Any:
+    """The benchmark's YAML (``configs/eval/<name>.yaml`` or ``path``) with overrides, typed and validated."""
+    path = Path(path) if path is not None else CONFIG_DIR / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    data = _merge(data or {}, overrides or {})
+    data.setdefault("name", name)
+    if data["name"] != name:
+        raise ValueError(f"{path}: name is {data['name']!r} but the benchmark is {name!r}")
+    config = from_dict(config_class, data, name)
+    config.validate()
+    return config
