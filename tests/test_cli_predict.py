@@ -73,26 +73,26 @@ def test_cli_bad_input_is_one_line_exit_2(checkpoint, image_path, capsys, args, 
 
 def test_video_and_stream_write_json_and_animation(checkpoint, tmp_path, capsys):
     rng = np.random.RandomState(0)
-    frames = (rng.rand(4, 64, 96, 3) * 60).astype(np.uint8)
-    for t in range(4):
+    frames = (rng.rand(3, 64, 96, 3) * 60).astype(np.uint8)
+    for t in range(3):
         frames[t, 16:40, 8 + 6 * t : 32 + 6 * t] = (230, 40, 40)
     video = tmp_path / "clip.mp4"
     write_video_mp4(str(video), frames)
     code, out, _ = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--stream", "--boundaries", "fixed", "--window", "2", "--out", str(tmp_path / "s"), *FAST])
     assert code == 0
     events = json.loads(out)["events"]
-    assert [(e["start_frame"], e["end_frame"]) for e in events] == [(0, 1), (2, 3)]
+    assert [(e["start_frame"], e["end_frame"]) for e in events] == [(0, 1), (2, 2)]
     with Image.open(tmp_path / "s" / "annotated.gif") as im:
-        assert im.n_frames == 4 and im.size == (96, 64)
+        assert im.n_frames == 3 and im.size == (96, 64)
     code, out, _ = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "1", "--max-frames", "2", "--format", "mp4", "--out", str(tmp_path / "v"), *FAST])
     assert code == 0
     res = json.loads(out)
-    assert res["frame_indices"] == [1, 3] and isinstance(res["text"], str)
+    assert res["frame_indices"] == [1, 2] and isinstance(res["text"], str)
     from pam.data.video import count_video_frames
 
     assert count_video_frames(str(tmp_path / "v" / "annotated.mp4")) == 2
     code, _, err = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "7"])
-    assert code == 2 and "frame_index 7 is outside the video's 4 frames" in err
+    assert code == 2 and "frame_index 7 is outside the video's 3 frames" in err
 
 
 def _write_released_folder(bundle, folder):
@@ -127,27 +127,27 @@ def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, c
     code, out, _ = _run(capsys, ["convert-upstream", str(src), str(tmp_path / "converted"), "--dtype", "float32", "--base-config", str(base)])
     assert code == 0 and "generation_config.json" in json.loads(out)["files"]
     converted = PAMPredictor.from_pretrained(tmp_path / "converted", device="cpu", greedy=True, generation={"max_new_tokens": 3})
-    direct = PAMPredictor.from_pretrained(src, device="cpu", greedy=True, generation={"max_new_tokens": 3}, base_config=base)
-    assert direct.bundle.model.llm_dtype == torch.bfloat16  # released default
-    sampled = PAMPredictor.from_pretrained(tmp_path / "converted", device="cpu")
-    assert sampled.generation.model_kwargs() == {"do_sample": True, "num_beams": 1, "temperature": 0.1, "top_p": 0.8, "top_k": 20}
+    from pam.inference.generation import resolve_generation
+
+    assert resolve_generation(tmp_path / "converted").model_kwargs() == {"do_sample": True, "num_beams": 1, "temperature": 0.1, "top_p": 0.8, "top_k": 20}
     ref = PAMPredictor(debug_bundle, max_new_tokens=3)
     regions = [{"box": [50, 40, 190, 130]}]
     a = converted.predict(synthetic_image(), regions, tasks=["category"])[0]
     b = ref.predict(synthetic_image(), regions, tasks=["category"])[0]
     assert a.texts == b.texts and np.array_equal(a.mask, b.mask) and a.score == pytest.approx(b.score, abs=1e-6)
-    assert np.array_equal(direct.predict(synthetic_image(), regions, tasks=["category"])[0].mask, b.mask)
-    # SAM 2 precedence: the folder's vision tower wins over sam2_checkpoint unless asked otherwise, and it is logged
+    # the released folder directly; SAM 2 precedence: its vision tower wins over sam2_checkpoint, logged
     torch.manual_seed(1)
     other = FrozenSAM2.from_config(debug_config().sam2)
     save_sam2_checkpoint(other.model, tmp_path / "other.pt")
-    key = "sam_mask_decoder.iou_token.weight"
     with caplog.at_level(logging.INFO, logger="pam.api"):
-        folder_first = load_released_pam(src, sam2_checkpoint=str(tmp_path / "other.pt"), dtype="float32", base=debug_config())
+        direct = PAMPredictor.from_pretrained(src, device="cpu", greedy=True, generation={"max_new_tokens": 3}, base_config=base, sam2_checkpoint=str(tmp_path / "other.pt"))
     assert "takes precedence over sam2_checkpoint" in caplog.text
-    assert torch.equal(folder_first.model.sam2.model.state_dict()[key], debug_bundle.model.sam2.model.state_dict()[key])
+    assert direct.bundle.model.llm_dtype == torch.bfloat16  # released default
+    assert np.array_equal(direct.predict(synthetic_image(), regions, tasks=["category"])[0].mask, b.mask)
+    key = "sam_mask_decoder.iou_token.weight"
     ckpt_first = load_released_pam(src, sam2_checkpoint=str(tmp_path / "other.pt"), dtype="float32", sam2_weights="checkpoint", base=debug_config())
     assert torch.equal(ckpt_first.model.sam2.model.state_dict()[key], other.model.state_dict()[key])
+    assert not torch.equal(other.model.state_dict()[key], debug_bundle.model.sam2.model.state_dict()[key])
 
 
 def test_model_yaml_read_without_hydra_equals_hydra_composition():

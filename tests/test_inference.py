@@ -146,7 +146,7 @@ def _video(num_frames: int, h: int = 64, w: int = 96) -> np.ndarray:
 def test_stream_carries_one_tracking_state_and_history(predictor, monkeypatch):
     """Fixed windows: one SAM 2 state for the whole clip (tracked masks equal a single track_video
     call), each event captioned with the previous caption in its prompt."""
-    frames = _video(4)
+    frames = _video(3)
     sam2 = predictor.model.sam2
     states = []
     original = sam2.model.init_state_from_frames
@@ -155,14 +155,14 @@ def test_stream_carries_one_tracking_state_and_history(predictor, monkeypatch):
     original_tokenize = predictor.processor.tokenize
     monkeypatch.setattr(predictor.processor, "tokenize", lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k))
     events = list(predictor.stream(frames, {"box": [8, 16, 32, 40]}, boundaries=BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=2)))
-    assert [(e.start_frame, e.end_frame) for e in events] == [(0, 1), (2, 3)]
-    assert states == [4]  # one tracking state over all 4 frames
+    assert [(e.start_frame, e.end_frame) for e in events] == [(0, 1), (2, 2)]
+    assert states == [3]  # one tracking state over all 3 frames
     assert prompts[0].endswith("Previous caption: None")
     assert [p.split("Previous caption: ")[1] for p in prompts[1:]] == [events[0].caption or "None"]
     proc = predictor.processor
     ref = sam2.track_video(proc.preprocess_video(frames), proc.region_prompt({"box": np.array([8.0, 16, 32, 40])}, (64, 96)), keep=[0])
     streamed = np.concatenate([e.masks for e in events])
-    for t in range(4):
+    for t in range(3):
         assert np.array_equal(streamed[t], (sam2.upscale_masks(ref["mask_logits"][t].reshape(1, 1, *ref["mask_logits"][t].shape[-2:]), (64, 96))[0, 0] > 0).numpy())
 
 

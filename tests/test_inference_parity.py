@@ -81,7 +81,7 @@ def test_tracking_presets_match_sam2_built_with_those_settings(tmp_path):
     assert (m.multimask_output_in_sam, m.fill_hole_area, m.sam_mask_decoder.dynamic_multimask_via_stability) == (False, 0, False)
     assert stock.model.multimask_output_in_sam and stock.model.sam_mask_decoder.dynamic_multimask_via_stability
     frames = []
-    for t in range(3):
+    for t in range(2):
         img = np.full((SIZE, SIZE, 3), 20, np.uint8)
         img[60:140, 40 + 15 * t : 120 + 15 * t] = (230, 40, 40)
         Image.fromarray(img).save(tmp_path / f"{t:05d}.jpg", quality=95)
@@ -99,12 +99,12 @@ def test_tracking_presets_match_sam2_built_with_those_settings(tmp_path):
         ref.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=point, labels=np.array([1], np.int32))
         theirs = {f: mk for f, _, mk in ref.propagate_in_video(state)}
         # frame 0 goes through the image path, whose mask follows sam2.mask_selection (token 0)
-        for f in range(3) if name == "upstream" else (1, 2):
+        for f in range(2) if name == "upstream" else (1,):
             a = sam.upscale_masks(ours["mask_logits"][f].reshape(1, 1, SIZE // 4, SIZE // 4), (SIZE, SIZE))[0]
             agree = ((a > 0) == (theirs[f][0] > 0)).float().mean().item()
             assert agree > 0.999, (name, f, agree)
         tracked[name] = ours["mask_logits"]
-    assert any(not torch.equal(tracked["upstream"][f], tracked["stock"][f]) for f in range(3))
+    assert not torch.equal(tracked["upstream"][1], tracked["stock"][1])  # the switch matters
 
 
 def test_generation_defaults_file_and_greedy(tmp_path):
@@ -145,34 +145,35 @@ def test_precision_default_and_bf16_visual_path(debug_bundle):
 
 def test_video_tracks_every_frame_then_selects_llm_frames(debug_bundle):
     rng = np.random.RandomState(0)
-    frames = (rng.rand(6, 64, 96, 3) * 60).astype(np.uint8)
-    for t in range(6):
+    frames = (rng.rand(5, 64, 96, 3) * 60).astype(np.uint8)
+    for t in range(5):
         frames[t, 16:40, 8 + 6 * t : 32 + 6 * t] = (230, 40, 40)
     pred = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(2))
     res = pred.predict_video(frames, {"box": [8, 16, 32, 40]})
     assert debug_bundle.model.config.video_num_frames == 4
-    assert res.masks.shape == (6, 64, 96) and res.frame_indices == list(range(6))
-    assert res.llm_frames == select_frames(6, 4) == [0, 1, 3, 5]
+    assert res.masks.shape == (5, 64, 96) and res.frame_indices == list(range(5))
+    assert res.llm_frames == select_frames(5, 4) == [0, 1, 2, 4]
     # max_tracked_frames spreads the tracked frames evenly from the prompted frame on
     assert even_indices(2, 11, 4) == [2, 5, 8, 11]
     sub, idx = load_video(frames, max_frames=3, start=1)
-    assert idx == [1, 3, 5] and np.array_equal(sub, frames[[1, 3, 5]])
+    assert idx == [1, 2, 4] and np.array_equal(sub, frames[[1, 2, 4]])
     with pytest.raises(ValueError, match="frame_index 9 is outside"):
         load_video(frames, start=9)
 
 
 def test_num_mask_tokens_is_used(debug_bundle):
+    """perceiver.num_mask_tokens picks how many of [stability-chosen, token 0] the perceiver gets."""
+    shared = debug_bundle.model.sam2
+    assert shared.num_mask_tokens == debug_bundle.model.config.perceiver.num_mask_tokens == 2  # wired by build_pam
+    one = FrozenSAM2(model=shared.model, num_mask_tokens=1)
+    proc = debug_bundle.processor
+    feats = shared.encode_images(proc.preprocess_image(synthetic_image())[None])
+    prompt = [proc.region_prompt({"box": np.array([50.0, 40, 190, 130])}, (200, 300))]
+    two_tok = shared.decode(feats, torch.tensor([0]), prompt)
+    one_tok = one.decode(feats, torch.tensor([0]), prompt)
+    assert two_tok.mask_tokens.shape == (1, 2, 256) and torch.equal(one_tok.mask_tokens, two_tok.mask_tokens[:, :1])
+    semantic, _ = debug_bundle.model.perceiver(one_tok.image_embedding, one_tok.mask_tokens)
+    assert semantic.shape == (1, debug_bundle.model.config.perceiver.num_semantic_tokens, 256)
     from pam.api import build_pam
 
-    torch.manual_seed(0)
-    one = build_pam(debug_config(**{"perceiver.num_mask_tokens": 1}))
-    one.model.sam2.model.load_state_dict(debug_bundle.model.sam2.model.state_dict())
-    assert one.model.sam2.num_mask_tokens == 1 and debug_bundle.model.sam2.num_mask_tokens == 2
-    proc = debug_bundle.processor
-    x = proc.preprocess_image(synthetic_image())[None]
-    prompt = [proc.region_prompt({"box": np.array([50.0, 40, 190, 130])}, (200, 300))]
-    two_tok = debug_bundle.model.sam2.decode(debug_bundle.model.sam2.encode_images(x), torch.tensor([0]), prompt).mask_tokens
-    one_tok = one.model.sam2.decode(one.model.sam2.encode_images(x), torch.tensor([0]), prompt).mask_tokens
-    assert two_tok.shape == (1, 2, 256) and torch.equal(one_tok, two_tok[:, :1])
-    [r] = PAMPredictor(one, generation=GenerationSettings.greedy(2)).predict(synthetic_image(), [{"box": [50, 40, 190, 130]}], tasks=["category"])
-    assert r.mask.shape == (200, 300)
+    assert build_pam(debug_config(**{"perceiver.num_mask_tokens": 1})).model.sam2.num_mask_tokens == 1

@@ -90,7 +90,14 @@ def _predictor(args, **kwargs):
 
     gen = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else None
     return PAMPredictor.from_pretrained(
-        args.checkpoint, device=args.device, greedy=args.greedy, generation=gen, sam2_checkpoint=args.sam2_checkpoint, base_config=args.base_config, **kwargs
+        args.checkpoint,
+        device=args.device,
+        greedy=args.greedy,
+        generation=gen,
+        sam2_checkpoint=args.sam2_checkpoint,
+        base_config=args.base_config,
+        progress=sys.stderr.isatty(),
+        **kwargs,
     )
 
 

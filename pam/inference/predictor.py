@@ -98,6 +98,7 @@ class PAMPredictor:
         max_tracked_frames: int | None = None,
         max_new_tokens: int | None = None,
         generation_kwargs: dict | None = None,
+        progress: bool = False,
     ):
         """``max_new_tokens`` / ``generation_kwargs`` are the earlier API: with either and no
         ``generation``, decoding is greedy (as it was) with those keywords on top."""
@@ -113,6 +114,7 @@ class PAMPredictor:
             raise ValueError("batch_size must be >= 1")
         self.batch_size = batch_size
         self.max_tracked_frames = max_tracked_frames
+        self.progress = progress  # tqdm bars on stderr for batched generation and tracking
         self.collate = PAMCollator(bundle.processor, for_generation=True)
 
     @classmethod
@@ -156,7 +158,12 @@ class PAMPredictor:
 
     def _generate(self, samples: list[dict]) -> list[RegionResult]:
         out: list[RegionResult] = []
-        for i in range(0, len(samples), self.batch_size):
+        starts = range(0, len(samples), self.batch_size)
+        if self.progress and len(starts) > 1:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="generating", unit="batch")
+        for i in starts:
             batch = self.collate(samples[i : i + self.batch_size])
             self._seed()
             with self.autocast():
@@ -245,12 +252,15 @@ class PAMPredictor:
         whole video; events are cut by :class:`~pam.inference.events.BoundaryRule` (automatic
         motion change points by default, or fixed windows) and each caption is conditioned on the
         previous one."""
+        from .events import BoundaryRule
         from .streaming import stream_events
 
+        if isinstance(boundaries, str):
+            boundaries = BoundaryRule(mode=boundaries)
         check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
         frames, indices = self._video_frames(video, frame_index)
         r = Region.from_any(region, "region").checked(frames.shape[1:3], "region")
-        yield from stream_events(self, frames, indices, r, language=language, rule=boundaries, progress=progress)
+        yield from stream_events(self, frames, indices, r, language=language, rule=boundaries, progress=progress or self.progress)
 
     # ----- the earlier API (kept for callers in pam.eval / pam.serve) --------------------------------
     @torch.no_grad()
