@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from pam.modeling.sam2_build import import_sam2
+
 from .helpers import debug_config, image_sample, region_mask
+
+# sam2's import initialises Hydra's global state; import it once here, the way pam does (and clears it),
+# so a test module that imports sam2 directly never leaves Hydra initialised for the next one
+import_sam2()
 
 
 @pytest.fixture(scope="session")
