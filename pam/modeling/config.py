@@ -104,6 +104,7 @@ class PAMConfig:
     video_num_frames: int = 16  # frames given to the LLM: frame 0 + evenly spaced later frames
     image_token: str = "<image>"  # placeholder in the prompt, expanded to the visual tokens
     max_length: int = 12288  # longest LLM sequence; longer samples are truncated by the collator
+    compile: bool = False  # torch.compile SAM 2's image encoder, the perceiver and projectors (for GPUs; see docs/performance.md)
 
     def validate(self) -> PAMConfig:
         self.sam2.validate()

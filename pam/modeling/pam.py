@@ -49,7 +49,15 @@ class RegionResult:
 class VisualOutputs:
     embeddings: list[torch.Tensor]  # per region: (N_r, hidden) in the LLM's dtype
     mask_logits: list[torch.Tensor]  # per region: (1, h, w) image, or (T, h, w) video, low-res
-    scores: list[float]
+    score_parts: list[float | torch.Tensor]  # per region: a 0-d tensor (image) or a float (video)
+
+    @property
+    def scores(self) -> list[float]:
+        """SAM 2's IoU score per region, read from the device on first use only (training never
+        reads it, so its forward pass makes no device->host copy for them)."""
+        tensors = [s for s in self.score_parts if isinstance(s, torch.Tensor)]
+        values = iter(torch.stack(tensors).tolist() if tensors else [])
+        return [next(values) if isinstance(s, torch.Tensor) else float(s) for s in self.score_parts]
 
 
 class PAM(nn.Module):
@@ -67,6 +75,8 @@ class PAM(nn.Module):
         self.image_newline = nn.Parameter(torch.randn(hidden) * std)
         self.semT_newline = nn.Parameter(torch.randn(hidden) * std)
         self.frame_newline = nn.Parameter(torch.randn(hidden) * std)
+        if config.compile:
+            self.compile_hot_path()
 
     @classmethod
     def from_config(cls, config: PAMConfig, *, image_token_id: int, sam2: FrozenSAM2 | None = None) -> PAM:
@@ -86,6 +96,14 @@ class PAM(nn.Module):
             llm=build_llm(config.llm),
             image_token_id=image_token_id,
         )
+
+    def compile_hot_path(self, **compile_kwargs) -> None:
+        """``torch.compile`` in place SAM 2's image encoder, the perceiver and the projectors
+        (``config.compile``). Parameter names and ``state_dict`` keys do not change; compilation
+        happens on the first call. The LLM is left to Hugging Face (``generation_config``'s
+        ``cache_implementation="static"`` compiles its decode step)."""
+        for module in (self.sam2.model.image_encoder, self.perceiver, self.image_projector, self.semantic_projector):
+            module.compile(**compile_kwargs)
 
     # ----- module plumbing ----------------------------------------------------------------------
     def _apply(self, fn, *args, **kwargs):
@@ -139,22 +157,24 @@ class PAM(nn.Module):
         r_total = len(prompts)
         embeddings: list[torch.Tensor | None] = [None] * r_total
         masks: list[torch.Tensor | None] = [None] * r_total
-        scores: list[float] = [0.0] * r_total
-        image_rows = [r for r in range(r_total) if int(region_image_index[r]) >= 0]
+        scores: list[float | torch.Tensor] = [0.0] * r_total
+        # one host read of the (usually CPU) index; no per-region device syncs below
+        index_list = region_image_index.tolist()
+        image_rows = [r for r, i in enumerate(index_list) if i >= 0]
         if image_rows:
             if image_features is None:
                 if pixel_values is None:
                     raise ValueError("image regions need pixel_values or image_features")
                 image_features = self.sam2.encode_images(pixel_values.to(self.device, self.sam2_dtype))
-            index = region_image_index[image_rows].to(image_features.image_embed.device)
+            index = torch.as_tensor([index_list[r] for r in image_rows], dtype=torch.long, device=image_features.image_embed.device)
             dec = self.sam2.decode(image_features, index, [prompts[r].to(self.device) for r in image_rows])
             tokens = self._region_tokens(dec.image_embedding, dec.mask_tokens, first_frame=True, last=True)
             for i, r in enumerate(image_rows):
                 embeddings[r] = tokens[i]
                 masks[r] = dec.mask_logits[i]
-                scores[r] = float(dec.iou_scores[i, 0])
+                scores[r] = dec.iou_scores[i, 0]  # stays on the device; see VisualOutputs.scores
         for r in range(r_total):
-            if int(region_image_index[r]) >= 0:
+            if index_list[r] >= 0:
                 continue
             if videos is None or videos[r] is None:
                 raise ValueError(f"region {r} is a video region (image index -1) but has no frames")
@@ -252,14 +272,7 @@ class PAM(nn.Module):
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device).bool()
         embeds = self.build_inputs_embeds(input_ids, visual.embeddings)
-        lengths = attention_mask.sum(dim=1)
-        width = int(lengths.max())
-        left = embeds.new_zeros(embeds.shape[0], width, embeds.shape[-1])
-        left_mask = torch.zeros(embeds.shape[0], width, dtype=torch.long, device=self.device)
-        for r in range(embeds.shape[0]):
-            n = int(lengths[r])
-            left[r, width - n :] = embeds[r][attention_mask[r]]
-            left_mask[r, width - n :] = 1
+        left, left_mask = left_pad(embeds, attention_mask)
         generate_kwargs = {"do_sample": False, **(generation_kwargs or {})}
         eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tokenizer.get_vocab()]
         out = self.llm.generate(
@@ -271,11 +284,30 @@ class PAM(nn.Module):
             **generate_kwargs,
         )
         results = []
-        for r in range(out.shape[0]):
-            ids = out[r].tolist()
+        index_list = region_image_index.tolist()
+        scores = visual.scores
+        for r, ids in enumerate(out.tolist()):  # one device->host copy of all generated ids
             cut = next((i for i, t in enumerate(ids) if t in eos), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True).strip()
             logits = self.sam2.upscale_masks(visual.mask_logits[r].unsqueeze(1), orig_sizes[r])[:, 0]
             mask = logits > 0.0
-            results.append(RegionResult(text=text, mask=mask[0] if int(region_image_index[r]) >= 0 else mask, score=visual.scores[r], token_ids=ids[:cut]))
+            results.append(RegionResult(text=text, mask=mask[0] if index_list[r] >= 0 else mask, score=scores[r], token_ids=ids[:cut]))
         return results
+
+
+def left_pad(embeds: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's attended positions to the right end (left padding), keeping their order.
+
+    ``embeds`` (R, L, D) and a bool ``attention_mask`` (R, L) -> (R, W, D) and a long mask (R, W),
+    W = the longest row. One gather, no per-row loop; the only host read is W.
+    """
+    lengths = attention_mask.sum(dim=1)
+    width = int(lengths.max()) if attention_mask.numel() else 0
+    rows, cols = attention_mask.nonzero(as_tuple=True)
+    rank = attention_mask.long().cumsum(dim=1)[rows, cols] - 1  # position among the row's kept tokens
+    target = width - lengths[rows] + rank
+    left = embeds.new_zeros(embeds.shape[0], width, embeds.shape[-1])
+    left[rows, target] = embeds[rows, cols]
+    left_mask = torch.zeros(embeds.shape[0], width, dtype=torch.long, device=embeds.device)
+    left_mask[rows, target] = 1
+    return left, left_mask
