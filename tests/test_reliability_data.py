@@ -91,7 +91,7 @@ def test_one_epoch_over_five_percent_bad_records_counts_each_kind(faulty_root, c
     print(f"injected {dict(INJECTED)}; skipped {dict(tracker.counts)} + {len(dropped)} dropped at read")
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_training_through_the_faulty_epoch_reaches_the_end(faulty_root, tmp_path, caplog):
     """The Trainer over the same data: 20 steps x 8 regions = exactly one epoch of the 160 samples."""
     from pam.train.trainer import Trainer

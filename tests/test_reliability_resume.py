@@ -3,7 +3,7 @@ weights file, then restarted with ``trainer.resume=auto``, logs the same per-ste
 uninterrupted run; half-written checkpoints are never picked; a damaged one is named and passed over.
 
 The killed runs are subprocesses (``tests/helpers/kill_run.py``); the reference runs in this process.
-The long variant (``-m slow``) kills at several random points of one run.
+The long variant (``-m soak``) kills at several random points of one run.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_pa
     assert latest_checkpoint(out).name == "step-000004"
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_many_random_kill_points(tmp_path, data_root, extra, caplog):  # noqa: F811
     """An 8-step run killed at 4 seeded random points (after a step, inside a save, half-way through a
     weights file), each later than the one before, then finished: the losses equal an uninterrupted run's."""
