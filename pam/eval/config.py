@@ -7,13 +7,13 @@ validates, so a typo fails at start-up naming the field.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..utils.config import build_config, merge_dicts
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "eval"
 
@@ -80,52 +80,10 @@ class BenchmarkConfig:
         self.generation.validate(f"{self.name}.generation")
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        return tuple(value) if origin is tuple else list(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
-        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
 def from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise naming the field."""
-    if isinstance(data, cls):
-        return data
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        # a nested config starts from this class's default for it (a benchmark's own generation defaults)
-        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-            if dataclasses.is_dataclass(default):
-                value = _merge(dataclasses.asdict(default), value)
-        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from a mapping with the project's one typed-config builder; unknown
+    keys and wrong types raise :class:`~pam.utils.config.ConfigError` naming the dotted field."""
+    return build_config(cls, data, f"{where}.")
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -149,18 +107,11 @@ def parse_overrides(overrides: list[str] | None) -> dict:
     return out
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def load_config(name: str, config_class: type, overrides: dict | None = None, path: str | Path | None = None) -> Any:
     """The benchmark's YAML (``configs/eval/<name>.yaml`` or ``path``) with overrides, typed and validated."""
     path = Path(path) if path is not None else CONFIG_DIR / f"{name}.yaml"
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    data = _merge(data or {}, overrides or {})
+    data = merge_dicts(data or {}, overrides or {})
     data.setdefault("name", name)
     if data["name"] != name:
         raise ValueError(f"{path}: name is {data['name']!r} but the benchmark is {name!r}")

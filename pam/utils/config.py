@@ -22,22 +22,45 @@ def check(ok: bool, name: str, message: str) -> None:
 
 
 def build_config(cls, data: Any, prefix: str = ""):
-    """An instance of dataclass ``cls`` from a mapping; nested dataclass fields are built recursively."""
+    """An instance of dataclass ``cls`` from a mapping; nested dataclass fields are built recursively.
+
+    A nested mapping starts from the field's own default when it has one (a benchmark's generation
+    defaults, say), so a YAML file or an override only names what differs. ``None`` builds the
+    defaults; an instance of ``cls`` passes through.
+    """
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config field `{prefix or cls.__name__}` must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"config field `{prefix.rstrip('.') or cls.__name__}` must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(names)}")
+        raise ConfigError(f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        hint, optional = _unwrap_optional(hints[key])
+        if value is None and optional:
+            kwargs[key] = None
+        elif dataclasses.is_dataclass(hint):
+            default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+            if isinstance(value, dict) and dataclasses.is_dataclass(default):
+                value = merge_dicts(dataclasses.asdict(default), value)
             kwargs[key] = build_config(hint, value, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+            kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0], type(None) in args
+    return hint, False
 
 
 def _coerce(value: Any, hint: Any, name: str) -> Any:
@@ -93,12 +116,13 @@ def load_group_yaml(path: str | Path, *, schema: dict) -> dict:
             part = load_group_yaml(path.with_name(f"{entry}.yaml"), schema=schema)
         else:
             raise ConfigError(f"{path}: unsupported defaults entry {entry!r}; use group-local names, `schema` or `_self_`")
-        out = _merge(out, part)
+        out = merge_dicts(out, part)
     return out
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge_dicts(base: dict, update: dict) -> dict:
+    """``update`` over ``base``: mappings merge key by key, other values replace (copies)."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
