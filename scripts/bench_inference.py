@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -48,6 +47,7 @@ from pam.api import build_pam
 from pam.modeling.config import PAMConfig
 from pam.processing.collator import PAMCollator
 from pam.processing.prompts import task_prompt
+from pam.utils.config import load_group_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ["debug", "fast_debug", "pam_1.5b", "pam_3b", "fast_1.5b", "fast_3b"]
@@ -59,7 +59,7 @@ STAGES = ["sam2_encode", "sam2_decoder", "perceiver", "projectors", "prefill", "
 
 
 def build_config(preset: str, dtype: str, compile_: bool = False) -> PAMConfig:
-    data = yaml.safe_load((ROOT / "configs" / "model" / f"{preset}.yaml").read_text())
+    data = load_group_yaml(ROOT / "configs" / "model" / f"{preset}.yaml", schema=PAMConfig().to_dict())
     size = preset.split("_")[-1]
     if size in QWEN25:
         data["sam2"]["checkpoint"] = None

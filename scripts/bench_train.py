@@ -1,0 +1,119 @@
+"""Training throughput: samples/s and peak RSS for stage 1 and stage 2, feature cache on/off, gradient checkpointing on/off.
+
+Each configuration is one ``scripts/train.py experiment=quickstart`` run (stage 1 then stage 2,
+``--steps`` steps each, no final evaluation) in a subprocess. Steady samples/s per stage comes from
+the run's ``metrics.jsonl`` (``samples_per_s`` is cumulative from the stage's start): the time
+between the end of the stage's first step and the end of its second-to-last step, which leaves out
+the first step's warm-up and the last step's validation and checkpoint. Peak RSS is the
+subprocess's maximum resident set over the whole run (both stages; stage 2, which trains the LLM
+too, sets it). The quick-start data and the SAM 2 feature cache are built once under ``--work``
+and reused; building them is not timed (the first run pays for it in its wall time).
+
+    python scripts/bench_train.py --model debug --steps 4 --out bench_train.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {  # name -> (feature cache, gradient checkpointing)
+    "cache_gc-off": (True, False),
+    "cache_gc-on": (True, True),
+    "nocache_gc-off": (False, False),
+    "nocache_gc-on": (False, True),
+}
+
+
+def steady_rate(rows: list[dict], batch: int) -> float:
+    """Samples/s from the end of the stage's first step to the end of its second-to-last step."""
+    if len(rows) < 3:
+        raise ValueError(f"need >= 3 logged steps per stage to time the steady state, got {len(rows)}; use --steps 3 or more")
+    first, last = rows[0], rows[-2]
+    # cumulative rate r after k steps means k * batch samples took k * batch / r seconds
+    elapsed = lambda row, k: k * batch / row["samples_per_s"]  # noqa: E731
+    k_last = len(rows) - 1
+    return (k_last - 1) * batch / (elapsed(last, k_last) - elapsed(first, 1))
+
+
+def run_one(name: str, cache: bool, gc: bool, args, work: Path) -> dict:
+    out = work / name
+    overrides = [
+        "experiment=quickstart",
+        f"model={args.model}",
+        f"trainer.output_dir={out}",
+        f"data.root={work / 'data'}",
+        f"stage.max_steps={args.steps}",
+        f"next_stage.max_steps={args.steps}",
+        f"trainer.global_batch_size={args.batch}",
+        f"trainer.micro_batch_size={args.batch}",
+        "trainer.log_every=1",
+        "trainer.evaluate_at_end=false",
+        "trainer.progress_bar=false",
+        "trainer.resume=never",
+        "trainer.wandb.mode=disabled",
+        f"trainer.feature_cache={work / 'feature_cache' if cache else 'null'}",
+        f"model.llm.gradient_checkpointing={str(gc).lower()}",
+    ]
+    t0 = time.time()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves: its own peak RSS, not all children's
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    wall = time.time() - t0
+    if code != 0:
+        raise RuntimeError(f"{name}: train.py exited {code}:\n{log[-3000:]}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    result = {"config": name, "feature_cache": cache, "gradient_checkpointing": gc, "wall_s": round(wall, 1)}
+    for stage in ("stage1", "stage2"):
+        stage_rows = sorted((r for r in rows if r.get("stage") == stage and "samples_per_s" in r), key=lambda r: r["step"])
+        result[f"{stage}_samples_per_s"] = round(steady_rate(stage_rows, args.batch), 3)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
+    return result
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| config | feature cache | grad. checkpointing | stage 1 samples/s | stage 2 samples/s | peak RSS MB (run) | wall s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {'on' if r['feature_cache'] else 'off'} | {'on' if r['gradient_checkpointing'] else 'off'} | "
+            f"{r['stage1_samples_per_s']:.2f} | {r['stage2_samples_per_s']:.2f} | {r['peak_rss_mb']} | {r['wall_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="debug", help="configs/model/<name>.yaml")
+    ap.add_argument("--steps", type=int, default=4, help="steps per stage (>= 3)")
+    ap.add_argument("--batch", type=int, default=8, help="regions per step (global = micro batch)")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {list(CONFIGS)}")
+    ap.add_argument("--work", default="/tmp/pam_bench_train", help="run folders, quick-start data and feature cache (reused)")
+    ap.add_argument("--out", default="bench_train.json")
+    args = ap.parse_args(argv)
+    if args.steps < 3:
+        ap.error("--steps must be >= 3")
+    names = args.configs.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown --configs {unknown}; choose from {list(CONFIGS)}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        rows.append(run_one(name, *CONFIGS[name], args, work))
+        print(json.dumps(rows[-1]), flush=True)
+    result = {"model": args.model, "steps_per_stage": args.steps, "batch": args.batch, "rows": rows, "markdown": markdown(rows)}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(result["markdown"])
+    return result
+
+
+if __name__ == "__main__":
+    main()
