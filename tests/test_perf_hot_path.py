@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pam.processing.collator import PAMCollator
 from pam.modeling.pam import left_pad
+from pam.processing.collator import PAMCollator
 
 from .helpers import image_sample, region_mask
 
