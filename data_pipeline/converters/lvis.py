@@ -14,8 +14,13 @@ SOURCES = ("lvis",)
 
 
 def lvis_category(category: dict) -> dict[str, Any]:
-    definition = category.get("def")
     out: dict[str, Any] = {"category": name_text(category["name"]), "extra": {"raw_category": category["name"]}}
+    return add_definition_and_synonyms(out, category)
+
+
+def add_definition_and_synonyms(out: dict[str, Any], category: dict) -> dict[str, Any]:
+    """LVIS-style ``def`` -> ``definition`` and ``synonyms`` -> ``extra.synonyms`` (PACO uses the same fields)."""
+    definition = category.get("def")
     if isinstance(definition, str) and definition.strip():
         out["definition"] = definition.strip()
     if category.get("synonyms"):

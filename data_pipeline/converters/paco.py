@@ -9,6 +9,7 @@ from pam.data.schema import Record
 
 from ..records import Counts
 from .coco import convert_instances, name_text
+from .lvis import add_definition_and_synonyms
 
 SOURCES = ("paco",)
 
@@ -22,12 +23,7 @@ def paco_category(category: dict) -> dict[str, Any]:
         out["extra"].update(object=name_text(obj), part=name_text(part))
     else:
         out["category"] = name_text(name)
-    definition = category.get("def")
-    if isinstance(definition, str) and definition.strip():
-        out["definition"] = definition.strip()
-    if category.get("synonyms"):
-        out["extra"]["synonyms"] = list(category["synonyms"])
-    return out
+    return add_definition_and_synonyms(out, category)
 
 
 def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
