@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,3 +93,20 @@ def require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> An
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ConvertError(f"{where}: field `{key}` must be {names}, got {type(value).__name__}")
     return value
+
+
+_ROLES = {"human": "user", "gpt": "assistant"}
+
+
+def chat_turns(turns_in: list, where: str, clean: Callable[[str], str]) -> list[dict] | None:
+    """LLaVA-style ``[{"from": "human"|"gpt", "value": str}]`` -> the schema's turns, each text passed
+    through ``clean``; None when they do not run user first and assistant last (the caller skips)."""
+    turns = []
+    for j, turn in enumerate(turns_in):
+        role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            raise ConvertError(f"{where}: field `conversations[{j}]` must be {{'from': 'human'|'gpt', 'value': str}}")
+        turns.append({"role": role, "content": clean(turn["value"])})
+    if not turns or turns[0]["role"] != "user" or turns[-1]["role"] != "assistant":
+        return None
+    return turns

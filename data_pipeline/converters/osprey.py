@@ -17,12 +17,11 @@ from typing import Any
 from pam.data.schema import Record
 from pam.processing.prompts import IMAGE_PLACEHOLDER
 
-from ..records import ConvertError, Counts, load_json, media_path, record_from, require
+from ..records import ConvertError, Counts, chat_turns, load_json, media_path, record_from, require
 
 SOURCES = ("osprey",)
 _DESC = re.compile(r"^\s*<region(\d+)>\s*:\s*(.+)$", re.S)
 _REGION = re.compile(r"<region(\d+)>")
-_ROLES = {"human": "user", "gpt": "assistant"}
 
 
 def _mask_and_box(ann: dict) -> dict[str, Any]:
@@ -72,14 +71,8 @@ def convert(annotations: str, images: str | None, counts: Counts, *, keep_prefix
             if not 0 <= idx < len(anns):
                 counts.skip("conversation_about_missing_region")
                 continue
-            turns = []
-            for j, turn in enumerate(turns_in):
-                role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-                if role is None or not isinstance(turn.get("value"), str):
-                    raise ConvertError(f"{where}: field `conversations[{j}]` must be {{'from': 'human'|'gpt', 'value': str}}")
-                text = _REGION.sub("the region", turn["value"]).replace("<image>", "").strip()
-                turns.append({"role": role, "content": text})
-            if not turns or turns[-1]["role"] != "assistant" or turns[0]["role"] != "user":
+            turns = chat_turns(turns_in, where, lambda v: _REGION.sub("the region", v).replace("<image>", "").strip())
+            if turns is None:
                 counts.skip("conversation_not_user_then_assistant")
                 continue
             turns[0]["content"] = f"{IMAGE_PLACEHOLDER}\n{turns[0]['content']}"

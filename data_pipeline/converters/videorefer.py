@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pam.data.schema import Record
 from pam.processing.prompts import IMAGE_PLACEHOLDER
 
-from ..records import ConvertError, Counts, load_json, media_path, record_from, require
+from ..records import ConvertError, Counts, chat_turns, load_json, media_path, record_from, require
 from .masklets import compact_rle, rle_area_and_box
 
 SOURCES = ("videorefer",)
-_ROLES = {"human": "user", "gpt": "assistant"}
 
 
 def convert(annotations: str, images: str | None, counts: Counts, *, source: str = "videorefer") -> Iterator[Record]:
@@ -46,14 +45,8 @@ def convert(annotations: str, images: str | None, counts: Counts, *, source: str
         if not masks:
             counts.skip("empty_mask")
             continue
-        turns = []
-        for j, turn in enumerate(turns_in):
-            role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-            if role is None or not isinstance(turn.get("value"), str):
-                raise ConvertError(f"{where}: field `conversations[{j}]` must be {{'from': 'human'|'gpt', 'value': str}}")
-            text = turn["value"].replace("<video>", "").replace("<image>", "").replace("<region>", "the region").strip()
-            turns.append({"role": role, "content": text})
-        if not turns or turns[0]["role"] != "user" or turns[-1]["role"] != "assistant":
+        turns = chat_turns(turns_in, where, lambda v: v.replace("<video>", "").replace("<image>", "").replace("<region>", "the region").strip())
+        if turns is None:
             counts.skip("conversation_not_user_then_assistant")
             continue
         turns[0]["content"] = f"{IMAGE_PLACEHOLDER}\n{turns[0]['content']}"
