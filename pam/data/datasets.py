@@ -82,6 +82,13 @@ class _Unit:
     choices: tuple[TaskChoice, ...]  # one in task_mode "all"; all of the region's in "random"
 
 
+def media_key(path: str) -> str:
+    """A media file's ``image_key`` part: its canonical path (symlinks and ``..`` resolved), so the
+    same file reached through another spelling of the data root keeps its key (feature cache,
+    encode sharing in the collator). One ``realpath`` per sample: no extra file reads."""
+    return os.path.realpath(path)
+
+
 def approx_text_tokens(text: str) -> int:
     """A cheap token estimate: about 4 characters per token, one per CJK character."""
     cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
@@ -199,7 +206,7 @@ class RegionDataset(Dataset):
             prompt_frame = frame_indices[0]
         else:
             assert record.image is not None
-            pixels, frame_indices, key, prompt_frame = read_image(record.image), None, record.image, 0
+            pixels, frame_indices, key, prompt_frame = read_image(record.image), None, media_key(record.image), 0
         height, width = pixels.shape[-3], pixels.shape[-2]
         ann = frame_annotation(region, prompt_frame, height, width)
         kind, prompt = sample_prompt(rng, ann, height, width, video=video, config=cfg.prompt)
@@ -256,10 +263,10 @@ class RegionDataset(Dataset):
             pixels = read_frame_files(record.frames, indices)
             chosen = [record.frames[i] for i in indices]
             common = os.path.commonpath(chosen) if len(chosen) > 1 else os.path.dirname(chosen[0])
-            key = common + "#" + ",".join(os.path.relpath(p, common) for p in chosen)
+            key = media_key(common) + "#" + ",".join(os.path.relpath(p, common) for p in chosen)
         else:
             pixels = read_video(record.video, indices, self.config.video_backend)
-            key = f"{record.video}#{','.join(map(str, indices))}"
+            key = f"{media_key(record.video)}#{','.join(map(str, indices))}"
         return pixels, indices, key
 
 

@@ -8,7 +8,8 @@ whose visual tokens alone do not fit is an error naming it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -49,6 +50,30 @@ class PAMBatch(Mapping):
 
     def replace_inputs(self, **changes) -> PAMBatch:
         return PAMBatch({**self.model_inputs, **changes}, self.meta)
+
+    def pin_memory(self) -> PAMBatch:
+        """The batch with its model inputs' tensors in page-locked memory (the DataLoader's
+        ``pin_memory`` protocol); ``meta`` stays as it is."""
+        return PAMBatch(map_tensors(self.model_inputs, torch.Tensor.pin_memory), self.meta)
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> PAMBatch:
+        """The batch with its model inputs' tensors on ``device`` (``non_blocking`` copies overlap
+        with compute when the source is pinned); ``meta`` stays on the host."""
+        return PAMBatch(map_tensors(self.model_inputs, lambda t: t.to(device, non_blocking=non_blocking)), self.meta)
+
+
+def map_tensors(obj, fn: Callable[[torch.Tensor], torch.Tensor]):
+    """``obj`` with ``fn`` applied to every tensor inside dicts, lists, tuples and dataclasses
+    (``RegionPrompt``, ``ImageFeatures``); anything else is returned as it is."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_tensors(v, fn) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 class PAMCollator:

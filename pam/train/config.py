@@ -69,7 +69,10 @@ class TrainerConfig:
     global_batch_size: int = 8  # regions per optimiser step, over all processes
     micro_batch_size: int = 4  # regions per forward pass per process
     grad_clip: float = 1.0  # max gradient norm; 0 disables
-    num_workers: int = 0  # DataLoader workers per process
+    num_workers: int = 0  # DataLoader worker processes per rank; 0 loads in the training process
+    pin_memory: bool | None = None  # page-locked batches, copied to the GPU without blocking; null: on when the device is CUDA
+    persistent_workers: bool | None = None  # keep workers alive across epochs and validations; null: on when num_workers > 0
+    prefetch_factor: int | None = None  # batches each worker loads ahead; null: 2 with workers; only with num_workers > 0
     log_every: int = 10  # steps between metric lines
     val_every: int = 0  # steps between validations; 0 = only at the end of each stage
     val_max_batches: int = 0  # cap on validation batches; 0 = the whole split
@@ -93,6 +96,10 @@ class TrainerConfig:
         _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
         _check(self.precision in PRECISIONS, "trainer.precision", f"must be one of {PRECISIONS}")
         _check(self.global_batch_size >= 1 and self.micro_batch_size >= 1, "trainer.global_batch_size", "and micro_batch_size must be >= 1")
+        _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(self.prefetch_factor is None or self.num_workers > 0, "trainer.prefetch_factor", "only applies with num_workers > 0 (set it to null, or add workers)")
+        _check(self.prefetch_factor is None or self.prefetch_factor >= 1, "trainer.prefetch_factor", f"must be >= 1, got {self.prefetch_factor}")
+        _check(not self.persistent_workers or self.num_workers > 0, "trainer.persistent_workers", "is true but num_workers is 0: there are no workers to keep (use null or false)")
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
         _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from ..api import build_pam
 from ..checkpoints.integrity import verify_manifest
@@ -27,7 +26,7 @@ from ..modeling.config import PAMConfig
 from ..processing.collator import PAMCollator
 from ..utils.layout import IGNORE_INDEX
 from .config import StageConfig, build_stage, build_trainer_config
-from .data import BatchStream, build_dataset, has_split
+from .data import BatchStream, build_dataset, has_split, loader_options, make_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
@@ -55,6 +54,7 @@ class Trainer:
         self.dist = dist if dist is not None else setup_distributed(self.cfg.engine)  # set up once, by the caller when given
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         self.accum = self.cfg.accumulation(self.dist.world_size)
+        self.loader_options = loader_options(self.cfg, self.dist.device)  # workers, pinning, prefetch
         self.run_dir = Path(self.cfg.output_dir)
         check_output_dir(self.run_dir, min_free_gb=self.cfg.min_free_disk_gb)  # writable, with room, before any work
         if self.dist.is_main:
@@ -113,9 +113,12 @@ class Trainer:
         feats = self.cache.lookup(batch.meta["image_keys"])
         if feats is None:  # an image the cache has not seen: SAM 2 encodes it live
             return batch
-        device = self.dist.device
-        feats = type(feats)(feats.image_embed.to(device), [f.to(device) for f in feats.high_res_feats])
         return batch.replace_inputs(image_features=feats, pixel_values=None)
+
+    def _on_device(self, batch):
+        """``batch`` with cached SAM 2 features swapped in, its inputs copied to this rank's device
+        (non-blocking: from pinned memory the copy overlaps with compute)."""
+        return self._with_cached_features(batch).to(self.dist.device, non_blocking=True)
 
     def _skip_tracker(self) -> SkipTracker:
         """The data config's ``skips`` tracker (``data.max_bad_fraction`` is the one knob), else
@@ -204,10 +207,10 @@ class Trainer:
         self.val_loader = None
         if self.val_set is not None:
             val_sampler = RegionSampler(self.val_set, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-            self.val_loader = DataLoader(self.val_set, batch_size=self.cfg.micro_batch_size, sampler=val_sampler, collate_fn=collate, num_workers=self.cfg.num_workers)
+            self.val_loader = make_loader(self.val_set, val_sampler, collate, batch_size=self.cfg.micro_batch_size, seed=self.cfg.seed, **self.loader_options)
         self.batches = BatchStream(
             self.train_set, self._train_sampler(), collate,
-            micro_batch_size=self.cfg.micro_batch_size, num_workers=self.cfg.num_workers, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch,
+            micro_batch_size=self.cfg.micro_batch_size, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch, **self.loader_options,
         )
         self.stage_step = 0
         if resume is not None:
@@ -224,8 +227,8 @@ class Trainer:
             h.before_stage(self)
         self.batches.start()
         if resume is not None:
-            # only now: creating a DataLoader iterator draws from the torch RNG, a draw the uninterrupted
-            # run made at the stage's start; restoring before it would shift dropout masks after a resume
+            # after the loader started: the loaders have their own generators (pam/train/data.py), but
+            # nothing done while starting may move the RNG stream the uninterrupted run continues
             set_rng_state(state["rng"])
         while self.stage_step < stage.max_steps:
             micro_batches = []
@@ -244,6 +247,8 @@ class Trainer:
                 h.after_step(self, metrics)
         for h in self.hooks:
             h.after_stage(self)
+        self.batches.close()  # the stage's loader workers end here
+        self.val_loader = None
         final = self.run_dir / "checkpoints" / f"final-{stage.name}"
         self._write_model(final)
         barrier(self.dist)
@@ -263,7 +268,7 @@ class Trainer:
         loss_sum = 0.0
         for micro, batch in enumerate(micro_batches):
             with engine.no_sync(micro < len(micro_batches) - 1):
-                loss_sum += engine.forward_backward(self._with_cached_features(batch), scale)
+                loss_sum += engine.forward_backward(self._on_device(batch), scale)
         loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
         if not self.guard.check(loss, engine, self.model, self.global_step + 1):  # before the update reaches the weights
             return None
@@ -300,7 +305,7 @@ class Trainer:
             if self.cfg.val_max_batches and i >= self.cfg.val_max_batches:
                 break
             with self.engine.autocast():
-                out = self.model(**self._with_cached_features(batch))
+                out = self.model(**self._on_device(batch))
             total += float(out.loss) * out.num_label_tokens
             tokens += out.num_label_tokens
         self.model.train()
