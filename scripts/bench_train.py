@@ -10,6 +10,13 @@ too, sets it). The quick-start data and the SAM 2 feature cache are built once u
 and reused; building them is not timed (the first run pays for it in its wall time).
 
     python scripts/bench_train.py --model debug --steps 4 --out bench_train.json
+
+``--data-loader`` times the data path alone instead (no model): batches/s of the training
+``BatchStream`` over the quick-start train split (decode, prompt draw, preprocessing, tokenising,
+collating), for each of ``--loader-configs`` (workers 0, 2 workers recreated each epoch, 2
+persistent workers), over ``--epochs`` epochs; pinned memory is on only with CUDA (``--device``).
+
+    python scripts/bench_train.py --data-loader --epochs 3 --out bench_loader.json
 """
 
 from __future__ import annotations
@@ -29,6 +36,84 @@ CONFIGS = {  # name -> (feature cache, gradient checkpointing)
     "nocache_gc-off": (False, False),
     "nocache_gc-on": (False, True),
 }
+
+
+LOADER_CONFIGS = {  # name -> (num_workers, persistent_workers)
+    "workers0": (0, False),
+    "workers2": (2, False),
+    "workers2_persistent": (2, True),
+}
+
+
+def loader_bench(args, work: Path) -> list[dict]:
+    """Batches/s of the training data path for each ``--loader-configs`` entry (see the docstring)."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pam.api import tokenizer_for
+    from pam.data.sampler import RegionSampler
+    from pam.modeling.config import PAMConfig
+    from pam.processing.collator import PAMCollator
+    from pam.processing.processor import PAMProcessor
+    from pam.train.config import TrainerConfig
+    from pam.train.data import BatchStream, build_dataset, loader_options
+    from pam.train.run import prepare_data
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=quickstart", f"model={args.model}", f"data.root={work / 'data'}"])
+    prepare_data(cfg)  # the quick-start data, as `pam make-data` writes it (once, not timed)
+    model_cfg = PAMConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    collate = PAMCollator(PAMProcessor(config=model_cfg, tokenizer=tokenizer_for(model_cfg)))
+    dataset = build_dataset(cfg.data, "train", model_cfg.token_layout())
+    device = torch.device(args.device)
+    rows = []
+    for name in args.loader_configs.split(","):
+        workers, persistent = LOADER_CONFIGS[name]
+        options = loader_options(TrainerConfig(num_workers=workers, persistent_workers=persistent), device)
+        stream = BatchStream(dataset, RegionSampler(dataset, seed=0, rank=0, world_size=1), collate, micro_batch_size=args.batch, world_size=1, **options)
+        first, rest, counts = [], [], []  # per epoch: seconds to its first batch, seconds for the others, batches
+        t = time.perf_counter()
+        start_epoch, n = 0, 0
+        while True:
+            batch = stream.next_batch()
+            if device.type == "cuda":
+                batch = batch.to(device, non_blocking=True)
+            now = time.perf_counter()
+            if stream.epoch != start_epoch:  # this batch opened a new epoch
+                counts.append(n)
+                start_epoch, n = stream.epoch, 0
+                if stream.epoch == args.epochs:
+                    break
+            if n == 0:
+                first.append(now - t)
+                rest.append(0.0)
+            else:
+                rest[-1] += now - t
+            n += 1
+            t = now
+        stream.close()
+        total_batches, total_s = sum(counts), sum(first) + sum(rest)
+        rows.append({
+            "config": name, "num_workers": workers, "persistent_workers": options["persistent_workers"], "pin_memory": options["pin_memory"],
+            "prefetch_factor": options["prefetch_factor"], "epochs": args.epochs, "batches": total_batches,
+            "batches_per_s": round(total_batches / total_s, 2),
+            "steady_batches_per_s": round((total_batches - len(counts)) / sum(rest), 2),
+            "first_batch_s_epoch0": round(first[0], 3),
+            "first_batch_s_later_epochs": round(sum(first[1:]) / max(len(first) - 1, 1), 3),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def loader_markdown(rows: list[dict]) -> str:
+    lines = ["| config | workers | persistent | pinned | batches/s (all) | batches/s (within epochs) | first batch s, epoch 0 | first batch s, later epochs |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['num_workers']} | {'on' if r['persistent_workers'] else 'off'} | {'on' if r['pin_memory'] else 'off'} | "
+            f"{r['batches_per_s']:.2f} | {r['steady_batches_per_s']:.2f} | {r['first_batch_s_epoch0']:.3f} | {r['first_batch_s_later_epochs']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def steady_rate(rows: list[dict], batch: int) -> float:
@@ -96,7 +181,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {list(CONFIGS)}")
     ap.add_argument("--work", default="/tmp/pam_bench_train", help="run folders, quick-start data and feature cache (reused)")
     ap.add_argument("--out", default="bench_train.json")
+    ap.add_argument("--data-loader", action="store_true", help="time the data path alone (no model), see --loader-configs")
+    ap.add_argument("--loader-configs", default=",".join(LOADER_CONFIGS), help=f"comma list of {list(LOADER_CONFIGS)}")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per loader config (--data-loader)")
+    ap.add_argument("--device", default="cpu", help="--data-loader: cuda pins batches and copies them to the GPU")
     args = ap.parse_args(argv)
+    if args.data_loader:
+        unknown = [n for n in args.loader_configs.split(",") if n not in LOADER_CONFIGS]
+        if unknown or args.epochs < 2:
+            ap.error(f"--loader-configs must be among {list(LOADER_CONFIGS)} (got unknown {unknown}) and --epochs >= 2")
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = loader_bench(args, work)
+        result = {"model": args.model, "batch": args.batch, "epochs": args.epochs, "device": args.device, "rows": rows, "markdown": loader_markdown(rows)}
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(result["markdown"])
+        return result
     if args.steps < 3:
         ap.error("--steps must be >= 3")
     names = args.configs.split(",")

@@ -2,7 +2,10 @@
 
 SAM 2 is frozen, so an image's encoder output never changes during training. ``build`` walks a
 dataset once, encodes every distinct image (by the sample's ``image_key``) and writes the
-features into sharded safetensors files; ``lookup`` then serves a batch's images from disk.
+features into sharded safetensors files; ``lookup`` then serves a batch's images from disk. Dataset
+keys are the image file's real path (:func:`pam.data.datasets.media_key`), so the same data reached
+through a symlink or a path with ``..`` finds its features; a file rewritten in place at the same
+path is not detected (use a new cache folder after regenerating data).
 
 The cache folder is keyed by everything that changes the features: the SAM 2 variant, the image
 size and a fingerprint of the weights themselves. Features are stored in float32 by default, so cached and uncached training
