@@ -39,7 +39,9 @@ def clip(tmp_path_factory):
         frame[30:54, max(x, 0) : x + 24] = (220, 60, 30)
         Image.fromarray(frame).save(root / "frames" / f"{t:05d}.png")
     record = {
-        "id": "clip", "frames": [f"{t:05d}.png" for t in range(T)], "frames_root": "frames",
+        "id": "clip",
+        "frames": [f"{t:05d}.png" for t in range(T)],
+        "frames_root": "frames",
         "regions": [{"boxes": {str(PROMPT_FRAME): BOX_XYWH}, "category": "square"}],
     }
     (root / "clip.jsonl").write_text(json.dumps(record) + "\n")
