@@ -83,7 +83,7 @@ def test_samples_are_reproducible_and_epochs_differ(quick):
 
 
 def test_video_samples_clip_and_streaming_history(quick):
-    ds = load_region_dataset(quick["train_video"], tasks=["video_caption", "category"], video_num_frames=6)
+    ds = load_region_dataset(quick["train_video"], tasks=["video_caption", "category"], track_frames=6)
     records = read_jsonl(quick["train_video"])
     seen_mp4 = seen_frames = 0
     for i in range(len(ds)):

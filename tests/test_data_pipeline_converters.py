@@ -245,7 +245,7 @@ def test_ytvis_frames(tmp_path, capsys):
     counts, records, out = convert(tmp_path, capsys, "ytvis", data, images=tmp_path)
     rec = records[0]
     assert rec.frames == names and rec.frames_root == str(tmp_path) and sorted(rec.regions[0].masks) == [0, 2, 3]
-    sample = load_region_dataset(str(out), tasks=["category"], video_num_frames=2)[0]
+    sample = load_region_dataset(str(out), tasks=["category"], track_frames=2)[0]
     assert sample["media_type"] == "video" and sample["pixels"].shape == (2, 32, 48, 3) and sample["meta"]["answer"] == "person"
 
 
@@ -260,7 +260,7 @@ def test_videorefer_single_object(tmp_path, capsys):
     assert counts["records"] == 1 and counts["skipped"] == {"multi_object": 1}
     region = records[0].regions[0]
     assert sorted(region.masks) == [0, 3] and region.conversations[0]["content"] == f"{IMAGE_PLACEHOLDER}\nWhat is the region doing in the video?"
-    sample = load_region_dataset(str(out), tasks=["conversation"], video_num_frames=2)[0]
+    sample = load_region_dataset(str(out), tasks=["conversation"], track_frames=2)[0]
     assert sample["pixels"].shape == (2, 32, 48, 3) and sample["turns"][-1]["content"] == "It slides to the right."
 
 

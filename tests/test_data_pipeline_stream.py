@@ -109,7 +109,7 @@ def train_few_steps(tmp_path: Path, records: Path) -> list[float]:
         for suffix in ("", "_video"):
             shutil.copy(records, tmp_path / f"{name}{suffix}.jsonl")
     overrides = [
-        "experiment=quickstart", "data=quickstart_video", f"data.root={tmp_path}", "data.tasks=[video_caption]", "data.video_num_frames=2",
+        "experiment=quickstart", "data=quickstart_video", f"data.root={tmp_path}", "data.tasks=[video_caption]", "data.track_frames=2", "model.video_num_frames=2",
         "data.train.epoch_size=2", "~next_stage", "stage.max_steps=2", "trainer.global_batch_size=1", "trainer.micro_batch_size=1",
         f"trainer.output_dir={tmp_path / 'run'}", "trainer.feature_cache=null", "trainer.wandb.mode=disabled", "trainer.progress_bar=false",
         "trainer.evaluate_at_end=false", "trainer.log_every=1", "trainer.val_every=1000",

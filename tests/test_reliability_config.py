@@ -31,7 +31,7 @@ OUT_OF_RANGE = [
     ("next_stage.lr", -1e-4, "next_stage.lr"), ("model.sam2.image_size", 100, "sam2.image_size"), ("model.sam2.variant", "sam3", "sam2.variant"),
     ("model.perceiver.depth", 0, "perceiver.depth"), ("model.perceiver.num_heads", 7, "perceiver.num_heads"),
     ("model.perceiver.num_mask_tokens", 3, "perceiver.num_mask_tokens"), ("model.llm.dtype", "float8", "llm.dtype"),
-    ("data.dataset.video_num_frames", 0, "video_num_frames"), ("data.dataset.task_mode", "sometimes", "task_mode"),
+    ("data.dataset.track_frames", -1, "track_frames"), ("data.dataset.task_mode", "sometimes", "task_mode"),
     ("data.dataset.tasks", ["caption"], "tasks"), ("data.dataset.languages", ["fr"], "languages"), ("data.dataset.format", "csv", "format"),
     ("data.dataset.on_error", "ignore", "on_error"), ("data.max_bad_fraction", 2.0, "max_bad_fraction"),
     ("data.prompt.box_jitter", 1.5, "box_jitter"), ("data.prompt.point_weight", "half", "prompt.point_weight"),

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="image file")
     _common(p)
     p.add_argument("--task", action="append", choices=TASKS, help="repeatable; default detailed_caption")
+    p.add_argument("--prompt", default=None, help="ask this free-text question about the region instead of --task (raw answer in texts.prompt)")
     p.set_defaults(func=_predict)
 
     v = sub.add_parser("video", help="caption a region tracked through a video (or --stream events)", description="Track a region given on frame K and caption it; --stream captions events one after another.")
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--window", type=int, default=32, help="--stream: longest event in frames (fixed: window length)")
     v.add_argument("--max-frames", type=int, default=None, help="track at most this many frames, spread evenly")
     v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
+    v.add_argument("--prompt", default=None, help="ask this free-text question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
 
     c = sub.add_parser("convert-upstream", help="write a released PAM folder out in PAM's format", description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.")
@@ -102,14 +104,24 @@ def _predictor(args, **kwargs):
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from ..inference.predictor import PROMPT_KEY, prompt_turn
     from ..inference.regions import Region, check_tasks, load_rgb
     from ..utils.visualize import overlay
 
-    tasks = check_tasks(args.task or ["detailed_caption"], args.language)
+    if args.prompt is not None:
+        if args.task:
+            raise UsageError("give --task or --prompt, not both")
+        prompt_turn(args.prompt)  # an empty prompt fails before loading the model
+        tasks = [PROMPT_KEY]
+    else:
+        tasks = check_tasks(args.task or ["detailed_caption"], args.language)
     image = load_rgb(args.image, args.image)
     region = _region(args)
     Region.from_any(region).checked(image.shape[:2])  # fail before loading the model
-    [result] = _predictor(args).predict(image, [region], tasks=tasks, language=args.language)
+    if args.prompt is not None:
+        [result] = _predictor(args).predict(image, [region], language=args.language, prompt=args.prompt)
+    else:
+        [result] = _predictor(args).predict(image, [region], tasks=tasks, language=args.language)
     out = {"image": args.image, "checkpoint": args.checkpoint, **result.to_json()}
     if args.out:
         folder = Path(args.out)
@@ -131,6 +143,12 @@ def _video(args: argparse.Namespace) -> int:
 
     if args.window < 1:
         raise UsageError("--window must be >= 1")
+    if args.prompt is not None:
+        if args.stream:
+            raise UsageError("--prompt asks one question about the clip; it does not go with --stream")
+        from ..inference.predictor import prompt_turn
+
+        prompt_turn(args.prompt)  # an empty prompt fails before any decoding
     frames, indices = load_video(args.video, max_frames=args.max_frames, start=args.frame)
     region = _region(args)
     Region.from_any(region).checked(frames.shape[1:3])  # fail before loading the model
@@ -143,7 +161,7 @@ def _video(args: argparse.Namespace) -> int:
         masks = np.concatenate([e.masks for e in events])
         captions = [e.caption for e in events for _ in range(len(e.masks))]
     else:
-        result = predictor.predict_video(frames, region, language=args.language)
+        result = predictor.predict_video(frames, region, language=args.language, prompt=args.prompt)
         out = {"video": args.video, "text": result.text, "score": result.score, "frame_indices": indices, "llm_frames": [indices[k] for k in result.llm_frames]}
         masks, captions = result.masks, [result.text] * len(result.masks)
     if args.out:

@@ -9,10 +9,13 @@ Each sample is a dict::
      "gt_mask": bool (H, W) | None, "turns": [{"role", "content"}, ...],
      "task": str, "language": "en" | "zh", "meta": dict, "skipped": [(sample_id, reason), ...]}
 
-Prompts and masks refer to the image or to the first sampled video frame, in original pixels. A
-video clip spans the whole video, or one event for ``video_caption``; it starts at the region's
-first annotated frame in that span and takes ``video_num_frames`` frames with
-:func:`pam.utils.layout.select_frames` (that frame, then evenly spaced ones to the end).
+Prompts and masks refer to the image or to the first video frame of the clip, in original pixels.
+A video clip spans the whole video, or one event for ``video_caption``; it starts at the region's
+first annotated frame in that span (the prompt frame) and holds the frames SAM 2 will track:
+every frame to the end of the span, or ``track_frames`` of them spread evenly
+(:func:`pam.utils.layout.spread_frames`, the prompt frame first). The model tracks them all and
+gives the LLM ``select_frames(len(frame_indices), model.video_num_frames)`` of them, as inference
+does. ``frame_indices`` are the clip's frames in the video's numbering.
 Decoding is lazy (in ``__getitem__``). A bad sample is skipped: the next index is tried, the skip is
 logged on the ``pam.data`` logger and listed in the returned sample's ``skipped``. Randomness (the
 prompt, and the task in ``task_mode="random"``) is seeded from ``(seed, epoch, index)``; call
@@ -38,7 +41,7 @@ from pam.data.skips import CORRUPT_VIDEO, NO_PROMPT, BadSample, NoGoodSample
 from pam.data.turns import TASKS, TaskChoice, available_choices, build_turns
 from pam.data.video import BACKENDS, count_video_frames, read_frame_files, read_image, read_video
 from pam.utils.config import ConfigError, build_config, check
-from pam.utils.layout import TokenLayout, select_frames
+from pam.utils.layout import TokenLayout, spread_frames
 
 logger = logging.getLogger("pam.data")
 
@@ -52,7 +55,7 @@ class RegionDatasetConfig:
     languages: tuple[str, ...] = ("en",)  # languages to emit
     task_mode: str = "all"  # "all": a sample per (region, task, language[, event]); "random": one per region, task drawn per visit
     prompt: PromptSamplingConfig = field(default_factory=PromptSamplingConfig)  # point / box / mask prompt draws
-    video_num_frames: int = 16  # frames sampled per video clip (frame 0 + evenly spaced)
+    track_frames: int = 32  # frames of a video clip SAM 2 tracks, from the prompt frame on: 0 = every frame; N = N spread evenly (first and last kept); must be 0 or >= model.video_num_frames (the LLM's frames, selected among the tracked ones). 32 tracks every frame of the released *_sampled_32f_* video files, as upstream does, and of the quick-start's 16-32-frame clips, while bounding the cost of long raw videos
     video_backend: str = "auto"  # "auto" (decord, PyAV fallback), "decord" or "pyav"
     seed: int = 0  # base seed of every random draw
     max_tries: int = 20  # consecutive bad samples tolerated before raising NoGoodSample
@@ -66,13 +69,27 @@ class RegionDatasetConfig:
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
         check(not bad and bool(self.languages), "data.languages", f"has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
         check(self.task_mode in TASK_MODES, "data.task_mode", f"must be one of {TASK_MODES}, got {self.task_mode!r}")
-        check(self.video_num_frames >= 1, "data.video_num_frames", f"must be >= 1, got {self.video_num_frames}")
+        check(self.track_frames >= 0, "data.track_frames", f"must be 0 (every frame) or a number of frames >= model.video_num_frames, got {self.track_frames}")
         check(self.video_backend in BACKENDS, "data.video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
         check(self.max_tries >= 1, "data.max_tries", f"must be >= 1, got {self.max_tries}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RegionDatasetConfig:
+        if "video_num_frames" in kwargs:
+            raise ConfigError(
+                "config field `data.video_num_frames` was replaced by `data.track_frames` (the frames SAM 2 tracks per clip; "
+                "the frames the LLM sees are model.video_num_frames, selected among the tracked ones)"
+            )
         return build_config(cls, dict(kwargs), "data.")
+
+    def check_llm_frames(self, video_num_frames: int) -> None:
+        """``track_frames`` against the model's ``video_num_frames`` (called when the model's layout is set)."""
+        check(
+            self.track_frames == 0 or self.track_frames >= video_num_frames,
+            "data.track_frames",
+            f"is {self.track_frames}, fewer than the {video_num_frames} frames the LLM sees (model.video_num_frames); "
+            "use 0 (every frame) or a value >= model.video_num_frames",
+        )
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,9 @@ class RegionDataset(Dataset):
         return f"{base}/{choice.task}{event}/{choice.language}"
 
     def set_token_layout(self, layout: TokenLayout) -> None:
-        """The model's visual-token layout (``PAMConfig.token_layout()``), used by ``approx_lengths``."""
+        """The model's visual-token layout (``PAMConfig.token_layout()``), used by ``approx_lengths``;
+        ``data.track_frames`` is checked against its ``video_num_frames`` here (ConfigError)."""
+        self.config.check_llm_frames(layout.video_num_frames)
         self.token_layout = layout
         self._lengths = None
 
@@ -165,7 +184,8 @@ class RegionDataset(Dataset):
             elif record.media_type == "image":
                 visual = layout.image_region_tokens()
             else:
-                t = min(self.config.video_num_frames, len(record.frames) if record.frames else self.config.video_num_frames)
+                # the LLM sees at most layout.video_num_frames of the tracked frames
+                t = len(record.frames) if record.frames else layout.video_num_frames
                 visual = layout.video_region_tokens(t)
             text = sum(sum(approx_text_tokens(turn["content"]) for turn in build_turns(region, c)) for c in unit.choices)
             out.append(visual + round(text / len(unit.choices)))
@@ -258,7 +278,7 @@ class RegionDataset(Dataset):
                 raise BadSample(CORRUPT_VIDEO, f"the video has {total} frames; annotations or events lie beyond")
             raise BadSample(NO_PROMPT, f"no annotated frame in frames {start}..{end}")
         first = annotated[0]
-        indices = [first + k for k in select_frames(end - first + 1, self.config.video_num_frames)]
+        indices = spread_frames(first, end, self.config.track_frames)
         if record.frames is not None:
             pixels = read_frame_files(record.frames, indices)
             chosen = [record.frames[i] for i in indices]

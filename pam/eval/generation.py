@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..processing.prompts import IMAGE_PLACEHOLDER, Task
+from ..processing.prompts import Task
 from .config import GenerationConfig
 
 
@@ -56,9 +56,6 @@ class PAMGenerator:
     def seed(self, item_id) -> None:
         torch.manual_seed(item_seed(self.generation.seed, item_id))
 
-    def _text_turns(self, text: str) -> list[dict]:
-        return [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{text}"}]
-
     def describe_regions(self, image: np.ndarray, regions: list[dict], *, text: str | None = None, task: str | None = None) -> list[str]:
         """One answer per region of ``image``: the task prompt, or ``text`` as the user turn."""
         if text is None:
@@ -67,19 +64,14 @@ class PAMGenerator:
                 raise ValueError("describe_regions needs a task or a text prompt")
             results = self.predictor.describe_image(np.asarray(image), regions, task=task, language=self.generation.language)
         else:
-            samples = [
-                {"id": f"region{i}", "media_type": "image", "image_key": "image", "pixels": np.asarray(image), "prompt": _full_prompt(r), "turns": self._text_turns(text)}
-                for i, r in enumerate(regions)
-            ]
-            results = self.predictor._generate(samples)
+            results = self.predictor.describe_image(np.asarray(image), [_full_prompt(r) for r in regions], prompt=text)
         return [r.text for r in results]
 
     def describe_video(self, frames: np.ndarray, region: dict, *, text: str | None = None, history: str | None = None) -> str:
         """Caption (``text`` None) or answer ``text`` about a region given on frame 0 of ``frames``."""
         if text is None:
             return self.predictor.describe_video(np.asarray(frames), region, language=self.generation.language, history=history).text
-        sample = {"id": "video", "media_type": "video", "image_key": "video", "pixels": np.asarray(frames), "prompt": _full_prompt(region), "turns": self._text_turns(text)}
-        return self.predictor._generate([sample])[0].text
+        return self.predictor.describe_video(np.asarray(frames), _full_prompt(region), prompt=text).text
 
     def generate_samples(self, samples: list[dict]):
         """RegionResults for dataset samples (their last assistant turn is dropped)."""
@@ -89,7 +81,7 @@ class PAMGenerator:
             if turns and turns[-1]["role"] == "assistant":
                 turns = turns[:-1]
             prepared.append({**s, "turns": turns})
-        return self.predictor._generate(prepared)
+        return self.predictor.generate_samples(prepared)
 
 
 VIDEO_TASK = Task.VIDEO_CAPTION.value

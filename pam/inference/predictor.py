@@ -3,6 +3,7 @@
     predictor = PAMPredictor.from_pretrained("checkpoints/pam-export")   # or a released folder
     [r] = predictor.predict(image, [{"box": [x0, y0, x1, y1]}], tasks=["category", "short_caption"])
     r.mask, r.rle, r.score, r.texts, r.fields
+    [r] = predictor.predict(image, [{"box": [...]}], prompt="What is this region used for?")   # r.texts["prompt"]
     video = predictor.predict_video("clip.mp4", {"box": [...]}, frame_index=0)
     for event in predictor.stream("clip.mp4", {"box": [...]}): ...
 
@@ -26,17 +27,46 @@ import torch
 from ..api import load_pam, load_released_pam
 from ..modeling.pam import RegionResult
 from ..processing.collator import PAMCollator
-from ..processing.prompts import Task, task_prompt
+from ..processing.prompts import IMAGE_PLACEHOLDER, LANGUAGES, Task, task_prompt
 from ..utils.layout import select_frames
 from ..utils.masks import mask_to_box
 from .generation import GenerationSettings, resolve_generation
-from .regions import Region, check_tasks, load_rgb
+from .regions import Region, TaskError, check_tasks, load_rgb
 from .results import RegionPrediction, StreamEvent, VideoPrediction, parse_fields
 from .video_input import load_video
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAMPredictor", "StreamEvent", "mask_to_box", "resolve_vision_dtype"]
+__all__ = ["PAMPredictor", "PromptError", "StreamEvent", "mask_to_box", "prompt_turn", "resolve_vision_dtype"]
+
+PROMPT_KEY = "prompt"  # the key of a free-text answer in RegionPrediction.texts
+
+
+class PromptError(TaskError):
+    """A free-text prompt is empty, malformed, or given together with tasks / a caption history."""
+
+
+def prompt_turn(prompt) -> str:
+    """The user turn for a free-text ``prompt``: the image placeholder on its own line, then the
+    text, as the task prompts are laid out; a prompt holding the placeholder once keeps it where it is."""
+    if not isinstance(prompt, str):
+        raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise PromptError("prompt is empty; give the question to ask about the region")
+    n = prompt.count(IMAGE_PLACEHOLDER)
+    if n > 1:
+        raise PromptError(f"prompt holds the image placeholder {IMAGE_PLACEHOLDER!r} {n} times; at most once (where the region's visual tokens go)")
+    return prompt if n == 1 else f"{IMAGE_PLACEHOLDER}\n{prompt}"
+
+
+def _tasks_or_prompt(tasks, prompt, default=("detailed_caption",)):
+    """``(tasks, None)`` or ``(None, user turn)``: tasks and a prompt exclude each other; with
+    neither, the default task."""
+    if prompt is not None:
+        if tasks is not None:
+            raise PromptError(f"give tasks or a prompt, not both (tasks={list(tasks) if not isinstance(tasks, str) else tasks!r})")
+        return None, prompt_turn(prompt)
+    return (default if tasks is None else tasks), None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -172,17 +202,37 @@ class PAMPredictor:
                 )
         return out
 
+    @torch.no_grad()
+    def generate_samples(self, samples: list[dict]) -> list[RegionResult]:
+        """Text, mask and score for sample dicts in the dataset/collator format (``media_type``,
+        ``pixels``, ``prompt``, ``turns`` ending with the user turn), ``batch_size`` at a time: for
+        harnesses that build their own turns (evaluation of dataset samples)."""
+        for s in samples:
+            if not s.get("turns") or s["turns"][-1]["role"] != "user":
+                raise ValueError(f"sample {s.get('id')!r}: turns must end with the user turn to answer")
+        return self._generate(samples)
+
     # ----- images ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, image, regions, tasks=("detailed_caption",), language: str = "en") -> list[RegionPrediction]:
-        """Mask, score, text per task and parsed fields for each region of one image."""
-        return self.predict_batch([(image, regions)], tasks=tasks, language=language)[0]
+    def predict(self, image, regions, tasks=None, language: str = "en", *, prompt: str | None = None) -> list[RegionPrediction]:
+        """Mask, score, text per task and parsed fields for each region of one image.
+
+        ``tasks`` (default ``["detailed_caption"]``) or a free-text ``prompt`` (not both): a prompt's
+        raw answer is ``texts["prompt"]`` and ``fields`` stays empty."""
+        return self.predict_batch([(image, regions)], tasks=tasks, language=language, prompt=prompt)[0]
 
     @torch.no_grad()
-    def predict_batch(self, items, tasks=("detailed_caption",), language: str = "en") -> list[list[RegionPrediction]]:
+    def predict_batch(self, items, tasks=None, language: str = "en", *, prompt: str | None = None) -> list[list[RegionPrediction]]:
         """:meth:`predict` over many ``(image, regions)`` pairs, batched ``batch_size`` sequences
         at a time. Everything is validated before the first model call."""
-        tasks = check_tasks(tasks, language)
+        tasks, user = _tasks_or_prompt(tasks, prompt)
+        if user is None:
+            tasks = check_tasks(tasks, language)
+            turns = {t: task_prompt(t, language) for t in tasks}
+        else:
+            if language not in LANGUAGES:
+                raise TaskError(f"unknown language {language!r}; expected one of {list(LANGUAGES)}")
+            tasks, turns = [PROMPT_KEY], {PROMPT_KEY: user}
         checked = []
         for j, (image, regions) in enumerate(items):
             name = "image" if len(items) == 1 else f"image {j}"
@@ -198,7 +248,7 @@ class PAMPredictor:
         for j, (rgb, rs) in enumerate(checked):
             for i, r in enumerate(rs):
                 for t in tasks:
-                    samples.append(self._image_sample(f"{j}/{i}/{t}", f"image{j}", rgb, r, task_prompt(t, language)))
+                    samples.append(self._image_sample(f"{j}/{i}/{t}", f"image{j}", rgb, r, turns[t]))
                     where.append((j, i, t))
         results = self._generate(samples)
         texts: dict[tuple[int, int], dict[str, str]] = {}
@@ -212,6 +262,8 @@ class PAMPredictor:
             for i, r in enumerate(rs):
                 fields: dict = {}
                 for t, text in texts[(j, i)].items():
+                    if t == PROMPT_KEY:
+                        continue  # free text: nothing to parse
                     fields.update({k: v for k, v in parse_fields(t, text, language).items() if v is not None or k not in fields})
                 res = first[(j, i)]
                 preds.append(RegionPrediction(mask=res.mask.cpu().numpy(), score=res.score, texts=texts[(j, i)], fields=fields, region=r.to_json()))
@@ -228,11 +280,16 @@ class PAMPredictor:
         return frames, indices
 
     @torch.no_grad()
-    def predict_video(self, video, region, *, frame_index: int = 0, language: str = "en", history: str | None = None) -> VideoPrediction:
+    def predict_video(
+        self, video, region, *, frame_index: int = 0, language: str = "en", history: str | None = None, prompt: str | None = None
+    ) -> VideoPrediction:
         """Caption one region given on frame ``frame_index`` and tracked by SAM 2 through the rest of
         the clip (all of it, or ``max_tracked_frames`` spread evenly); the LLM then sees frame 0
-        and ``video_num_frames - 1`` frames spread over the tracked ones, as upstream."""
-        check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
+        and ``video_num_frames - 1`` frames spread over the tracked ones, as upstream.
+
+        ``prompt``: ask this free-text question instead of the caption task (``text`` is the raw
+        answer); it excludes ``history``, which belongs to the caption prompt."""
+        user = self._video_turn(language, history, prompt)
         frames, indices = self._video_frames(video, frame_index)
         r = Region.from_any(region, "region").checked(frames.shape[1:3], "region")
         sample = {
@@ -241,11 +298,20 @@ class PAMPredictor:
             "image_key": "video",
             "pixels": frames,
             "prompt": r.prompt_dict(),
-            "turns": [{"role": "user", "content": task_prompt(Task.VIDEO_CAPTION, language, history=history)}],
+            "turns": [{"role": "user", "content": user}],
         }
         res = self._generate([sample])[0]
         llm = select_frames(len(indices), self.model.config.video_num_frames)
         return VideoPrediction(text=res.text, masks=res.mask.cpu().numpy(), frame_indices=indices, llm_frames=[indices[k] for k in llm], score=res.score)
+
+    @staticmethod
+    def _video_turn(language: str, history: str | None, prompt: str | None) -> str:
+        check_tasks([Task.VIDEO_CAPTION.value], language, allowed=(Task.VIDEO_CAPTION.value,))
+        if prompt is None:
+            return task_prompt(Task.VIDEO_CAPTION, language, history=history)
+        if history is not None:
+            raise PromptError("give a prompt or a caption history, not both (the history belongs to the caption prompt)")
+        return prompt_turn(prompt)
 
     def stream(self, video, region, *, frame_index: int = 0, language: str = "en", boundaries=None, progress: bool = False):
         """Yield :class:`StreamEvent` s for one region tracked with a single SAM 2 state over the
@@ -264,26 +330,35 @@ class PAMPredictor:
 
     # ----- the earlier API (kept for callers in pam.eval / pam.serve) --------------------------------
     @torch.no_grad()
-    def describe_image(self, image: np.ndarray, regions: list[dict], task: str = "detailed_caption", language: str = "en") -> list[RegionResult]:
-        """Text, mask and score for each region of one RGB ``image`` (one SAM 2 encode)."""
+    def describe_image(
+        self, image: np.ndarray, regions: list[dict], task: str | None = None, language: str = "en", *, prompt: str | None = None
+    ) -> list[RegionResult]:
+        """Text, mask and score for each region of one RGB ``image`` (one SAM 2 encode): the
+        ``task`` (default detailed_caption) or a free-text ``prompt``, not both. Regions are not
+        checked against the image (benchmark boxes may touch its border)."""
         image = np.asarray(image)
-        user = task_prompt(task, language)
+        task, user = _tasks_or_prompt(task, prompt, default="detailed_caption")
+        user = user or task_prompt(task, language)
         samples = [self._image_sample(f"region{i}", "image", image, Region.from_any(r, f"region {i}"), user) for i, r in enumerate(regions)]
         for s in samples:
             s["prompt"] = {k: None if v is None else np.asarray(v) for k, v in s["prompt"].items()}
         return self._generate(samples)
 
     @torch.no_grad()
-    def describe_video(self, frames: np.ndarray, prompt: dict, language: str = "en", history: str | None = None) -> RegionResult:
-        """Caption one region tracked from frame 0 through ``frames`` (T, H, W, 3)."""
-        region = Region.from_any(prompt, "region")
+    def describe_video(
+        self, frames: np.ndarray, region: dict, language: str = "en", history: str | None = None, *, prompt: str | None = None
+    ) -> RegionResult:
+        """Caption one region tracked from frame 0 through ``frames`` (T, H, W, 3), or answer a
+        free-text ``prompt`` about it (not with ``history``)."""
+        user = self._video_turn(language, history, prompt)
+        region = Region.from_any(region, "region")
         sample = {
             "id": "video",
             "media_type": "video",
             "image_key": "video",
             "pixels": np.asarray(frames),
             "prompt": {k: None if v is None else np.asarray(v) for k, v in region.prompt_dict().items()},
-            "turns": [{"role": "user", "content": task_prompt(Task.VIDEO_CAPTION, language, history=history)}],
+            "turns": [{"role": "user", "content": user}],
         }
         return self._generate([sample])[0]
 

@@ -187,6 +187,9 @@ class PAM(nn.Module):
         return self.sam2.model.no_mem_embed.dtype
 
     def _encode_video(self, frames: torch.Tensor, prompt: RegionPrompt):
+        """Track the region through every given frame with one SAM 2 state (prompted on frame 0);
+        the perceiver and the LLM get ``select_frames(T, config.video_num_frames)`` of them, the
+        selection inference and streaming use. Returns (visual tokens, all T mask logits, score)."""
         frames = frames.to(self.device, self.sam2_dtype)
         keep = select_frames(frames.shape[0], self.config.video_num_frames)
         track = self.sam2.track_video(frames, prompt.to(self.device), keep)

@@ -1,5 +1,9 @@
 """Token layout of a region and frame selection: what both the data pipeline and the model read.
 
+Video frames are chosen twice, the same way in training and inference: :func:`spread_frames`
+picks the frames SAM 2 tracks (all of a clip, or a number spread evenly), then
+:func:`select_frames` picks, among the tracked ones, those the LLM sees.
+
 A still image (or a video's first frame) gives ``[image tokens, image_newline, semantic tokens,
 semT_newline]``; in a video every frame adds a ``frame_newline`` after that.
 """
@@ -23,6 +27,19 @@ def select_frames(num_frames: int, num_selected: int) -> list[int]:
         return [0]
     # as upstream: np.linspace(1, T - 1, n - 1) truncated to int
     return [0] + np.linspace(1, num_frames - 1, num_selected - 1).astype(int).tolist()
+
+
+def spread_frames(first: int, last: int, max_frames: int | None) -> list[int]:
+    """The frames SAM 2 tracks: ``first..last`` (inclusive), or ``max_frames`` of them spread
+    evenly with the first and the last kept (``None`` or 0 = all)."""
+    if last < first:
+        raise ValueError(f"no frames between {first} and {last}")
+    n = last - first + 1
+    if not max_frames or n <= max_frames:
+        return list(range(first, last + 1))
+    if max_frames < 2:
+        return [first]
+    return sorted(set(np.linspace(first, last, max_frames).round().astype(int).tolist()))
 
 
 @dataclass(frozen=True)
