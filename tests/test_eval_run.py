@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -210,21 +209,22 @@ def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle)
 
 
 def test_video_benchmarks_stream_with_history(tmp_path, debug_bundle, monkeypatch):
-    bench = get_benchmark("activitynet_stream", overrides={"generation": {"do_sample": True, "max_new_tokens": 4, "video_num_frames": 2}})
+    bench = get_benchmark("activitynet_stream", overrides={"generation": {"do_sample": True, "max_new_tokens": 4, "track_frames": 0}})
     items = bench.read_items(write_activitynet(tmp_path))
     gen = PAMGenerator(debug_bundle, bench.config.generation)
-    calls = []
-    original = gen.predictor.describe_video
-
-    def spy(frames, prompt, language="en", history=None):
-        calls.append((np.asarray(frames).shape[0], history))
-        return original(frames, prompt, language=language, history=history)
-
-    monkeypatch.setattr(gen.predictor, "describe_video", spy)
+    sam2, proc = debug_bundle.model.sam2, gen.predictor.processor
+    tracked, prompts = [], []
+    iter_track, tokenize = sam2.iter_track, proc.tokenize
+    monkeypatch.setattr(sam2, "iter_track", lambda frames, prompt: tracked.append(frames.shape[0]) or iter_track(frames, prompt))
+    monkeypatch.setattr(proc, "tokenize", lambda turns, **k: prompts.append((turns[0]["content"], k["num_frames"])) or tokenize(turns, **k))
     (row,) = bench.predict(items[:1], gen)
     assert [e["event_id"] for e in row["events"]] == [1, 2]
-    # event 1 has 3 frames -> 2 sampled; event 2 has 2 frames; the second sees the first's caption
-    assert calls == [(2, None), (2, row["events"][0]["pred"])]
+    # one SAM 2 state through event 1's 3 frames and event 2's 2; each event captioned from its own
+    # frames (the debug model's LLM sees up to 4), the second with the first's caption
+    assert tracked == [5]
+    assert [n for _, n in prompts] == [3, 2]
+    assert prompts[0][0].endswith("Previous caption: None")
+    assert prompts[1][0].split("Previous caption: ")[1] == (row["events"][0]["pred"] or "None")
 
 
 def test_trainer_evaluation_goes_through_the_quickstart_benchmark(tmp_path, quick_data, debug_bundle, monkeypatch):

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..utils.config import build_config, merge_dicts
+from ..utils.config import ConfigError, build_config, merge_dicts
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "eval"
 
@@ -28,7 +28,7 @@ class GenerationConfig:
     top_p: float = 1.0  # only with do_sample
     num_beams: int = 1  # beam search width
     seed: int = 0  # each item is generated after torch.manual_seed(hash(seed, item id))
-    video_num_frames: int = 16  # frames per video clip: the first + evenly spaced ones
+    track_frames: int = 32  # frames of a video clip SAM 2 tracks, from the prompt frame on: 0 = every frame; N = N spread evenly (spread_frames, first and last kept); 0 or >= the model's video_num_frames, the LLM's frames, selected among the tracked ones. 32 tracks every frame of upstream's *_sampled_32f_* clips (upstream tracks every frame it is given), as training's data.track_frames
     batch_size: int = 1  # items per generate call, where the benchmark batches
 
     def validate(self, where: str = "generation") -> None:
@@ -38,11 +38,21 @@ class GenerationConfig:
             raise ValueError(f"{where}.task: unknown task {self.task!r}; expected one of {[t.value for t in Task]} or null")
         if self.language not in LANGUAGES:
             raise ValueError(f"{where}.language: expected one of {LANGUAGES}, got {self.language!r}")
-        for name in ("max_new_tokens", "num_beams", "video_num_frames", "batch_size"):
+        for name in ("max_new_tokens", "num_beams", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.track_frames < 0:
+            raise ValueError(f"{where}.track_frames must be 0 (every frame) or a number of frames >= the model's video_num_frames, got {self.track_frames}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"{where}: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+    def check_llm_frames(self, video_num_frames: int, where: str = "generation") -> None:
+        """``track_frames`` against the model's ``video_num_frames`` (checked when the model is known)."""
+        if self.track_frames != 0 and self.track_frames < video_num_frames:
+            raise ValueError(
+                f"{where}.track_frames is {self.track_frames}, fewer than the {video_num_frames} frames the LLM sees "
+                "(the model's video_num_frames); use 0 (every frame) or a value >= video_num_frames"
+            )
 
     def hf_kwargs(self) -> dict:
         """Keyword arguments for Hugging Face ``generate`` (besides max_new_tokens)."""
@@ -112,6 +122,11 @@ def load_config(name: str, config_class: type, overrides: dict | None = None, pa
     path = Path(path) if path is not None else CONFIG_DIR / f"{name}.yaml"
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     data = merge_dicts(data or {}, overrides or {})
+    if isinstance(data.get("generation"), dict) and "video_num_frames" in data["generation"]:
+        raise ConfigError(
+            f"{name}.generation.video_num_frames was replaced by {name}.generation.track_frames (the frames SAM 2 tracks per "
+            "clip; the LLM sees the model's video_num_frames of them, selected by the predictor)"
+        )
     data.setdefault("name", name)
     if data["name"] != name:
         raise ValueError(f"{path}: name is {data['name']!r} but the benchmark is {name!r}")

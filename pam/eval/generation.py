@@ -49,6 +49,7 @@ class PAMGenerator:
         from ..inference.predictor import PAMPredictor
 
         generation.validate()
+        generation.check_llm_frames(bundle.model.config.video_num_frames)
         self.bundle = bundle
         self.generation = generation
         self.predictor = PAMPredictor(bundle, max_new_tokens=generation.max_new_tokens, generation_kwargs=generation.hf_kwargs())
@@ -68,10 +69,22 @@ class PAMGenerator:
         return [r.text for r in results]
 
     def describe_video(self, frames: np.ndarray, region: dict, *, text: str | None = None, history: str | None = None) -> str:
-        """Caption (``text`` None) or answer ``text`` about a region given on frame 0 of ``frames``."""
+        """Caption (``text`` None) or answer ``text`` about a region given on frame 0 of ``frames``:
+        SAM 2 tracks every given frame, the LLM sees the model's ``video_num_frames`` of them."""
         if text is None:
             return self.predictor.describe_video(np.asarray(frames), region, language=self.generation.language, history=history).text
         return self.predictor.describe_video(np.asarray(frames), _full_prompt(region), prompt=text).text
+
+    def describe_events(self, frames: np.ndarray, region: dict, ends: list[int]) -> list[str]:
+        """Streamed captions of consecutive events of ``frames`` (event k ends at position
+        ``ends[k]``): one SAM 2 tracking state from the region on frame 0, each event captioned
+        from its own frames with the previous caption as history (:func:`~pam.inference.streaming.stream_events`)."""
+        from ..inference.regions import Region
+        from ..inference.streaming import stream_events
+
+        frames = np.asarray(frames)
+        events = stream_events(self.predictor, frames, list(range(len(frames))), Region.from_any(region, "region"), language=self.generation.language, ends=ends)
+        return [e.caption for e in events]
 
     def generate_samples(self, samples: list[dict]):
         """RegionResults for dataset samples (their last assistant turn is dropped)."""

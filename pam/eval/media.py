@@ -11,7 +11,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..data.video import count_video_frames, read_frame_files, read_image, read_video
-from ..modeling.config import select_frames
+from ..utils.layout import spread_frames
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -82,9 +82,11 @@ def frame_files(folder: str | Path) -> list[str]:
     return files
 
 
-def load_clip(video: str | Path | Sequence[str], start: int, end: int | None, num_frames: int) -> np.ndarray:
-    """``num_frames`` frames (the first + evenly spaced) of frames ``start..end`` (inclusive) of a
-    video file, a frame folder or a list of frame files."""
+def load_clip(video: str | Path | Sequence[str], start: int, end: int | None, track_frames: int) -> np.ndarray:
+    """The frames SAM 2 tracks of frames ``start..end`` (inclusive; ``end`` None = the last) of a video
+    file, a frame folder or a list of frame files: all of them (``track_frames`` 0), or
+    ``track_frames`` spread evenly with ``start`` and ``end`` kept (:func:`spread_frames`). The
+    predictor then gives the LLM the model's ``video_num_frames`` of them."""
     files: list[str] | None = None
     if isinstance(video, (list, tuple)):
         files = [str(f) for f in video]
@@ -96,7 +98,7 @@ def load_clip(video: str | Path | Sequence[str], start: int, end: int | None, nu
     end = total - 1 if end is None else min(end, total - 1)
     if not 0 <= start <= end:
         raise ValueError(f"video {video}: frames {start}..{end} are not inside its {total} frames")
-    indices = [start + k for k in select_frames(end - start + 1, num_frames)]
+    indices = spread_frames(start, end, track_frames)
     if files is not None:
         return read_frame_files(files, indices)
     return read_video(str(video), indices)

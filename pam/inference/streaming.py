@@ -47,10 +47,20 @@ def caption_from_tracked(predictor, per_frame: list[tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def stream_events(predictor, frames: np.ndarray, indices: list[int], region: Region, *, language: str = "en", rule: BoundaryRule | None = None, progress: bool = False):
-    """Yield :class:`StreamEvent` s (frame numbers are ``indices``, i.e. the input video's)."""
+def stream_events(
+    predictor, frames: np.ndarray, indices: list[int], region: Region, *, language: str = "en", rule: BoundaryRule | None = None,
+    progress: bool = False, ends: list[int] | None = None,
+):
+    """Yield :class:`StreamEvent` s (frame numbers are ``indices``, i.e. the input video's).
+    ``ends``: the last position in ``frames`` of each event, given (a benchmark's annotated events)
+    instead of found by ``rule``; increasing, the last one ``len(frames) - 1``."""
     model, proc = predictor.model, predictor.processor
     hw = tuple(frames.shape[1:3])
+    if ends is not None:
+        ends = [int(e) for e in ends]
+        if not ends or any(b <= a for a, b in zip(ends, ends[1:])) or ends[0] < 0 or ends[-1] != len(frames) - 1:
+            raise ValueError(f"event ends must increase from 0 and end at the last frame ({len(frames) - 1}), got {ends}")
+    given = list(ends) if ends is not None else None
     detector = BoundaryDetector(rule)
     prompt = proc.region_prompt(region.prompt_dict(), hw).to(model.device)
     pixels = proc.preprocess_video(frames).to(model.device, model.sam2_dtype)
@@ -80,13 +90,19 @@ def stream_events(predictor, frames: np.ndarray, indices: list[int], region: Reg
         for idx, low, embedding, tokens, _score in model.sam2.iter_track(pixels, prompt):
             features[idx] = (embedding, tokens)
             logits[idx] = low.float()
-            detector.push((low[0, 0] > 0).cpu().numpy())
             if bar is not None:
                 bar.update(1)
+            if given is not None:
+                if idx == given[0]:
+                    given.pop(0)
+                    yield close(idx, None)
+                continue
+            detector.push((low[0, 0] > 0).cpu().numpy())
             for start, score in detector.pop():
                 yield close(start - 1, score)
-        for start, score in detector.finish():
-            yield close(start - 1, score)
+        if given is None:
+            for start, score in detector.finish():
+                yield close(start - 1, score)
         if state["start"] < len(frames):
             yield close(len(frames) - 1, None)
     if bar is not None:

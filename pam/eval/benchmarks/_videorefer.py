@@ -1,7 +1,8 @@
 """VideoRefer-Bench's JSON: a list of entries with ``video`` (an mp4 or a frame folder, relative to
 ``video_root``) and ``annotation``: one dict per object, ``{frame index: {"segmentation": RLE}}``.
 PAM is prompted with the first object's mask on its first annotated frame; the clip runs from that
-frame to the end of the video."""
+frame to the end of the video, and SAM 2 tracks ``generation.track_frames`` of its frames (0 = all),
+starting with the prompt frame."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def first_object_region(entry: dict, where: str) -> tuple[int, dict]:
     return frame_index, seg
 
 
-def load_item_clip(item: dict, num_frames: int) -> tuple[np.ndarray, dict]:
-    frames = load_clip(Path(item["root"]) / item["video"], item["frame"], None, num_frames)
+def load_item_clip(item: dict, track_frames: int) -> tuple[np.ndarray, dict]:
+    """The frames to track (from the prompt frame on) and the prompt mask, which is on frame 0 of them."""
+    frames = load_clip(Path(item["root"]) / item["video"], item["frame"], None, track_frames)
     mask = decode_segmentation(item["segmentation"], frames.shape[1], frames.shape[2], f"item {item['id']!r}")
     return frames, {"mask": mask}

@@ -4,8 +4,13 @@ Data: JSON objects one after another (JSON lines, or pretty-printed objects span
 each ``{"type": "video", "image_root": folder, "annotations": [{"event_id", "frames": [file
 names], "gt": caption, "box": [[x, y, w, h]]}]}``; the box is on the event's first frame. A
 relative ``image_root`` resolves against ``frames_root`` (default: the data file's folder).
-Each video is one item: its events are captioned in order, each with the previous caption as
-history. Scores: METEOR and CIDEr (x100) pooled over all events after PTB tokenisation, and
+Each video is one item, streamed as :meth:`PAMPredictor.stream` does: one SAM 2 tracking state
+for the whole video, prompted with the first event's box on its first frame, tracks each event's
+frames in annotation order (``generation.track_frames`` of each event's frames, spread evenly, 0 =
+all), so SAM 2's memory carries across events; each event is captioned from its own tracked frames
+(the LLM sees the model's ``video_num_frames`` of them) with the previous caption as history. The
+later events' boxes are read and checked but not used as prompts (upstream's notebook restarts
+tracking per segment from a box; see README). Scores: METEOR and CIDEr (x100) pooled over all events after PTB tokenisation, and
 G-STDC, the judge's 0-5 continuity score per video, averaged over videos (with a judge).
 
 Upstream's ``eval/eval.py`` bugs, fixed here:
@@ -17,8 +22,8 @@ Upstream's ``eval/eval.py`` bugs, fixed here:
 4. Its JSON-lines fallback reads line by line, so pretty-printed multi-line objects (like its own
    ``output_tmp.jsonl``) are silently skipped: here a stream of whole JSON objects is decoded.
 5. Events with fewer than 16 frames: an event is captioned from all of its frames when it has
-   fewer than ``video_num_frames`` (nothing is padded or dropped); an event without frames is an
-   error naming the video and event.
+   fewer than the model's ``video_num_frames`` (nothing is padded or dropped); an event without
+   frames is an error naming the video and event.
 Also: a failed or unparsable judge answer scores 0 silently upstream; here it raises (failed
 request) or is counted in ``g_stdc_unparsed`` and scored 0.
 """
@@ -30,6 +35,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ..config import BenchmarkConfig, GenerationConfig, JudgeConfig
 from ..judge import ask_all, user
@@ -129,13 +136,16 @@ class ActivityNetStream(Benchmark):
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
         rows = []
         for it in items:
-            history, preds = None, []
-            for ev in it["events"]:
-                frames = load_clip([str(Path(it["root"]) / f) for f in ev["frames"]], 0, None, self.config.generation.video_num_frames)
-                history = generator.describe_video(frames, {"box": ev["box"]}, history=history)
-                preds.append({"event_id": ev["event_id"], "pred": history})
-            rows.append({"id": it["id"], "events": preds})
+            frames, ends = self.video_frames(it)
+            captions = generator.describe_events(frames, {"box": it["events"][0]["box"]}, ends)
+            rows.append({"id": it["id"], "events": [{"event_id": ev["event_id"], "pred": c} for ev, c in zip(it["events"], captions)]})
         return rows
+
+    def video_frames(self, item: dict) -> tuple[np.ndarray, list[int]]:
+        """The frames one tracking state runs through (each event's tracked frames, events in
+        order) and the position of each event's last frame among them."""
+        clips = [load_clip([str(Path(item["root"]) / f) for f in ev["frames"]], 0, None, self.config.generation.track_frames) for ev in item["events"]]
+        return np.concatenate(clips), (np.cumsum([len(c) for c in clips]) - 1).tolist()
 
     def score(self, predictions: Sequence[dict], items: Sequence[dict] | None, judge=None) -> dict[str, float]:
         rows = match_predictions(predictions, [it["id"] for it in items], self.name)

@@ -4,7 +4,9 @@ Data: the official annotation JSON, a mapping ``video name -> {"English" (or "ca
 "st_frame": int, "ed_frame": int, "bbox": [[x, y, w, h], ...]}`` with one box per frame from
 ``st_frame`` on. Videos (mp4 files or frame folders named like the keys, extension optional) live
 in ``video_root`` (default: a ``videos`` folder beside the file, else the file's folder). PAM
-captions the person boxed on ``st_frame`` over frames ``st_frame..ed_frame``.
+captions the person boxed on ``st_frame`` over frames ``st_frame..ed_frame``: SAM 2 tracks
+``generation.track_frames`` of them (0 = all; ``st_frame`` first), the LLM sees the model's
+``video_num_frames`` of those.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class HCSTVG(Benchmark):
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
         rows = []
         for it in items:
-            frames = load_clip(find_video(Path(it["root"]), it["id"]), it["start"], it["end"], self.config.generation.video_num_frames)
+            frames = load_clip(find_video(Path(it["root"]), it["id"]), it["start"], it["end"], self.config.generation.track_frames)
             rows.append({"id": it["id"], "prediction": generator.describe_video(frames, {"box": it["box"]})})
         return rows
 

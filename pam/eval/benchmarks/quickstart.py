@@ -59,11 +59,15 @@ class Quickstart(Benchmark):
         if not path.is_file():
             raise FileNotFoundError(f"quickstart data {path} does not exist (write it with `pam make-data --out DIR`)")
         cfg = self.config
-        dataset = load_region_dataset(str(path), tasks=list(cfg.tasks), languages=list(cfg.languages), task_mode="all", seed=cfg.data_seed, name="quickstart")
+        dataset = load_region_dataset(
+            str(path), tasks=list(cfg.tasks), languages=list(cfg.languages), task_mode="all", seed=cfg.data_seed, name="quickstart",
+            track_frames=cfg.generation.track_frames,
+        )
         return self.use_dataset(dataset)
 
     def use_dataset(self, dataset) -> list[dict]:
-        """Evaluate an already built dataset of region samples (the trainer's test split)."""
+        """Evaluate an already built dataset of region samples (the trainer's test split; its video
+        clips are tracked as its own ``track_frames`` says)."""
         self.dataset = dataset
         return [{"id": dataset_item_id(dataset, i), "index": i} for i in range(len(dataset))]
 

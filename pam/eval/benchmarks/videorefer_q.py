@@ -71,7 +71,7 @@ class VideoReferQ(Benchmark):
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
         rows = []
         for it in items:
-            frames, region = load_item_clip(it, self.config.generation.video_num_frames)
+            frames, region = load_item_clip(it, self.config.generation.track_frames)
             rows.append({"id": it["id"], "prediction": generator.describe_video(frames, region, text=it["text"])})
         return rows
 
