@@ -84,6 +84,11 @@ def test_video_and_stream_write_json_and_animation(checkpoint, tmp_path, capsys)
     assert [(e["start_frame"], e["end_frame"]) for e in events] == [(0, 1), (2, 2)]
     with Image.open(tmp_path / "s" / "annotated.gif") as im:
         assert im.n_frames == 3 and im.size == (96, 64)
+    # `pam stream` is `pam video --stream`; a bad boundary rule is a usage error
+    code, out_stream, _ = _run(capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--boundaries", "fixed", "--window", "2", *FAST])
+    assert code == 0 and [(e["start_frame"], e["end_frame"], e["caption"]) for e in json.loads(out_stream)["events"]] == [(e["start_frame"], e["end_frame"], e["caption"]) for e in events]
+    code, _, err = _run(capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--threshold", "0"])
+    assert code == 2 and "threshold must be > 0" in err and "Traceback" not in err
     code, out, _ = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "1", "--max-frames", "2", "--format", "mp4", "--out", str(tmp_path / "v"), *FAST])
     assert code == 0
     res = json.loads(out)

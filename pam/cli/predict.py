@@ -1,5 +1,5 @@
-"""Verbs for users: ``predict`` (image regions), ``video`` (a tracked region, or ``--stream``
-events), ``convert-upstream`` (a released folder written out in PAM's format)."""
+"""Verbs for users: ``predict`` (image regions), ``video`` (a tracked region) and ``stream``
+(its events, also ``video --stream``), ``convert-upstream`` (a released folder written out in PAM's format)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
     v = sub.add_parser("video", help="caption a region tracked through a video (or --stream events)", description="Track a region given on frame K and caption it; --stream captions events one after another.")
-    v.add_argument("video", help="video file or folder of frames")
-    _common(v)
-    v.add_argument("--frame", type=int, default=0, help="frame the region is given on (default 0)")
-    v.add_argument("--stream", action="store_true", help="caption events one after another")
-    v.add_argument("--boundaries", choices=("auto", "fixed"), default="auto", help="--stream: motion change points or fixed windows")
-    v.add_argument("--window", type=int, default=32, help="--stream: longest event in frames (fixed: window length)")
-    v.add_argument("--max-frames", type=int, default=None, help="track at most this many frames, spread evenly")
-    v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
+    _video_args(v)
+    v.add_argument("--stream", action="store_true", help="caption events one after another (as `pam stream`)")
     v.add_argument("--prompt", default=None, help="ask this free-text question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
+
+    s = sub.add_parser("stream", help="stream event captions of a region tracked through a video", description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.")
+    _video_args(s)
+    s.set_defaults(func=_video, stream=True, prompt=None)
 
     c = sub.add_parser("convert-upstream", help="write a released PAM folder out in PAM's format", description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.")
     c.add_argument("src")
@@ -40,6 +38,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="LLM dtype of the export")
     c.add_argument("--base-config", default=None, help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)")
     c.set_defaults(func=_convert)
+
+
+def _video_args(v: argparse.ArgumentParser) -> None:
+    from ..inference.events import BoundaryRule
+
+    rule = BoundaryRule()
+    v.add_argument("video", help="video file or folder of frames")
+    _common(v)
+    v.add_argument("--frame", type=int, default=0, help="frame the region is given on (default 0)")
+    v.add_argument("--boundaries", choices=("auto", "fixed"), default="auto", help="streaming: motion change points or fixed windows")
+    v.add_argument("--window", type=int, default=32, help="streaming: longest event in frames (fixed: window length)")
+    v.add_argument("--threshold", type=float, default=rule.threshold, help="streaming, auto: smallest change of the mask's mean velocity (frame fractions per frame) that ends an event")
+    v.add_argument("--motion-window", type=int, default=rule.window, help="streaming, auto: frames averaged on each side of a boundary")
+    v.add_argument("--min-event-frames", type=int, default=None, help="streaming: shortest event (default min(4, --window))")
+    v.add_argument("--max-frames", type=int, default=None, help="track at most this many frames, spread evenly")
+    v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -154,7 +168,11 @@ def _video(args: argparse.Namespace) -> int:
     Region.from_any(region).checked(frames.shape[1:3])  # fail before loading the model
     predictor = _predictor(args, max_tracked_frames=args.max_frames)
     if args.stream:
-        rule = BoundaryRule(mode=args.boundaries, max_event_frames=args.window, min_event_frames=min(4, args.window))
+        shortest = min(4, args.window) if args.min_event_frames is None else args.min_event_frames
+        try:
+            rule = BoundaryRule(mode=args.boundaries, window=args.motion_window, threshold=args.threshold, min_event_frames=shortest, max_event_frames=args.window).validate()
+        except ValueError as err:
+            raise UsageError(f"event boundaries: {err}") from None
         events = list(predictor.stream(frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty()))
         # stream() numbers frames within the clip it was given; map them to the input video
         out = {"video": args.video, "events": [{**e.to_json(), "start_frame": indices[e.start_frame], "end_frame": indices[e.end_frame]} for e in events]}
