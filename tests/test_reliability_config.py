@@ -34,6 +34,7 @@ OUT_OF_RANGE = [
     ("data.dataset.track_frames", -1, "track_frames"), ("data.dataset.task_mode", "sometimes", "task_mode"),
     ("data.dataset.tasks", ["caption"], "tasks"), ("data.dataset.languages", ["fr"], "languages"), ("data.dataset.format", "csv", "format"),
     ("data.dataset.on_error", "ignore", "on_error"), ("data.max_bad_fraction", 2.0, "max_bad_fraction"),
+    ("stage.optimizer.beta", [0.9, 0.99], "stage.optimizer.beta"), ("stage.optimizer._target_", "torch.optim.AdamWW", "stage.optimizer._target_"),
     ("data.prompt.box_jitter", 1.5, "box_jitter"), ("data.prompt.point_weight", "half", "prompt.point_weight"),
 ]
 

@@ -45,10 +45,36 @@ class StageConfig:
     def validate(self) -> None:
         _check(bool(self.trainable), "stage.trainable", "must name at least one parameter pattern")
         _check(isinstance(self.optimizer.get("_target_"), str) and self.optimizer.get("_partial_") is True, "stage.optimizer", "must be a Hydra entry with `_target_` and `_partial_: true`")
+        _check_optimizer_entry(self.optimizer)
         _check(self.lr > 0, "stage.lr", "must be > 0")
         _check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}")
         _check(0 <= self.warmup_ratio < 1, "stage.warmup_ratio", "must be in [0, 1)")
         _check(self.max_steps >= 1, "stage.max_steps", "must be >= 1")
+
+
+def _check_optimizer_entry(entry: dict) -> None:
+    """The optimiser class must import and take every key given (it is called later with
+    ``(param_groups, lr=...)``), so a misspelt keyword fails at start-up, not after the model build."""
+    import difflib
+    import inspect
+
+    from hydra.utils import get_class
+
+    target = entry["_target_"]
+    try:
+        cls = get_class(target)
+    except Exception:  # hydra raises ImportError or ValueError, depending on the part missing
+        raise ConfigError(f"stage.optimizer._target_: cannot import the class {target!r}") from None
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n not in ("self", "params")]
+    for key in entry:
+        if key.startswith("_") or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; {cls.__name__} takes {known}"
+        raise ConfigError(f"stage.optimizer.{key}: {cls.__name__} has no argument {key!r}{hint}")
 
 
 @dataclass
