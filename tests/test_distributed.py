@@ -79,7 +79,8 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root, single_process
     assert single_process[-1] < single_process[0]
 
 
-@pytest.mark.parametrize("zero", ["zero2", "zero3", "zero2_offload", "zero3_offload"])
+# zero2_offload runs with `-m soak` only (suite time): zero2 and zero3_offload cover its two parts
+@pytest.mark.parametrize("zero", ["zero2", "zero3", pytest.param("zero2_offload", marks=pytest.mark.soak), "zero3_offload"])
 def test_deepspeed_zero_matches_one_process(tmp_path, data_root, single_process, zero):
     pytest.importorskip("deepspeed")
     env = _env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29544 + ["zero2", "zero3", "zero2_offload", "zero3_offload"].index(zero)))

@@ -42,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as err:
         print(f"pam {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        from ..clients import ChatError
+
+        if not isinstance(err, ChatError):
+            raise
+        # a judge/VLM endpoint failed after its retries: not a usage error, and answers already
+        # received stay in the client's cache, so a re-run asks only for the rest
+        print(f"pam {args.command}: chat endpoint failed: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
