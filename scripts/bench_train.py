@@ -106,14 +106,22 @@ def loader_bench(args, work: Path) -> list[dict]:
     return rows
 
 
+def md_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def on_off(flag) -> str:
+    return "on" if flag else "off"
+
+
 def loader_markdown(rows: list[dict]) -> str:
-    lines = ["| config | workers | persistent | pinned | batches/s (all) | batches/s (within epochs) | first batch s, epoch 0 | first batch s, later epochs |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['config']} | {r['num_workers']} | {'on' if r['persistent_workers'] else 'off'} | {'on' if r['pin_memory'] else 'off'} | "
-            f"{r['batches_per_s']:.2f} | {r['steady_batches_per_s']:.2f} | {r['first_batch_s_epoch0']:.3f} | {r['first_batch_s_later_epochs']:.3f} |"
-        )
-    return "\n".join(lines)
+    headers = ["config", "workers", "persistent", "pinned", "batches/s (all)", "batches/s (within epochs)", "first batch s, epoch 0", "first batch s, later epochs"]
+    return md_table(headers, [
+        [r["config"], r["num_workers"], on_off(r["persistent_workers"]), on_off(r["pin_memory"]), f"{r['batches_per_s']:.2f}",
+         f"{r['steady_batches_per_s']:.2f}", f"{r['first_batch_s_epoch0']:.3f}", f"{r['first_batch_s_later_epochs']:.3f}"]
+        for r in rows
+    ])
 
 
 def steady_rate(rows: list[dict], batch: int) -> float:
@@ -164,13 +172,12 @@ def run_one(name: str, cache: bool, gc: bool, args, work: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| config | feature cache | grad. checkpointing | stage 1 samples/s | stage 2 samples/s | peak RSS MB (run) | wall s |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['config']} | {'on' if r['feature_cache'] else 'off'} | {'on' if r['gradient_checkpointing'] else 'off'} | "
-            f"{r['stage1_samples_per_s']:.2f} | {r['stage2_samples_per_s']:.2f} | {r['peak_rss_mb']} | {r['wall_s']} |"
-        )
-    return "\n".join(lines)
+    headers = ["config", "feature cache", "grad. checkpointing", "stage 1 samples/s", "stage 2 samples/s", "peak RSS MB (run)", "wall s"]
+    return md_table(headers, [
+        [r["config"], on_off(r["feature_cache"]), on_off(r["gradient_checkpointing"]), f"{r['stage1_samples_per_s']:.2f}",
+         f"{r['stage2_samples_per_s']:.2f}", r["peak_rss_mb"], r["wall_s"]]
+        for r in rows
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict:
