@@ -32,6 +32,14 @@ def debug_bundle():
     return bundle
 
 
+@pytest.fixture(scope="session")
+def debug_checkpoint(debug_bundle, tmp_path_factory):
+    """The debug bundle exported once as a PAM checkpoint folder (read-only for tests)."""
+    from pam.checkpoints.pam_checkpoint import export_pam
+
+    return export_pam(debug_bundle.model, debug_bundle.tokenizer, tmp_path_factory.mktemp("ckpt") / "pam-debug")
+
+
 @pytest.fixture
 def three_region_samples():
     return [

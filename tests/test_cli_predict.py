@@ -13,7 +13,6 @@ from PIL import Image
 
 from pam.api import load_released_pam
 from pam.checkpoints.io import save_tensors
-from pam.checkpoints.pam_checkpoint import export_pam
 from pam.checkpoints.sam2 import save_sam2_checkpoint
 from pam.cli import main as pam_cli
 from pam.data.video import write_video_mp4
@@ -26,8 +25,8 @@ FAST = ["--greedy", "--max-new-tokens", "3", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(debug_bundle, tmp_path_factory):
-    return export_pam(debug_bundle.model, debug_bundle.tokenizer, tmp_path_factory.mktemp("ckpt") / "pam-debug")
+def checkpoint(debug_checkpoint):
+    return debug_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,8 @@ CATEGORY = ["--set", "tasks=[category]"]  # 3 items, no caption metrics (no Java
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, debug_bundle):
-    from pam.checkpoints.pam_checkpoint import export_pam
-
-    return export_pam(debug_bundle.model, debug_bundle.tokenizer, tmp_path_factory.mktemp("eval") / "ckpt")
+def checkpoint(debug_checkpoint):
+    return debug_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +73,7 @@ def test_quickstart_eval_score_and_table(tmp_path, checkpoint, quick_data, debug
     (other / "results.json").write_text(json.dumps({"benchmark": "lvis", "scores": {"semantic_similarity": 80.123, "semantic_iou": 70.0, "num_items": 3}, "model": result["model"]}))
     assert pam_cli(["eval-table", str(out), str(other), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text().splitlines()
-    label = f"ckpt ({result['model']['sha256'][:8]})"
+    label = f"{checkpoint.name} ({result['model']['sha256'][:8]})"  # the checkpoint folder's name
     assert table[0] == f"| benchmark | metric | PAM-3B (paper) | {label} |"
     assert table[2] == "| lvis | semantic_similarity | 88.60 | 80.12 |" and table[3] == "| lvis | semantic_iou | 78.30 | 70.00 |"
     assert f"| quickstart | category_accuracy |  | {result['scores']['category_accuracy']:.2f} |" in table

@@ -19,7 +19,7 @@ from pam.modeling.sam2_types import RegionPrompt
 from pam.processing.processor import PAMProcessor
 from pam.utils.layout import select_frames
 
-from .helpers import debug_config, synthetic_image
+from .helpers import debug_config, synthetic_image, write_square_jpegs
 
 SIZE = 256
 
@@ -80,12 +80,7 @@ def test_tracking_presets_match_sam2_built_with_those_settings(tmp_path):
     m = up.model
     assert (m.multimask_output_in_sam, m.fill_hole_area, m.sam_mask_decoder.dynamic_multimask_via_stability) == (False, 0, False)
     assert stock.model.multimask_output_in_sam and stock.model.sam_mask_decoder.dynamic_multimask_via_stability
-    frames = []
-    for t in range(2):
-        img = np.full((SIZE, SIZE, 3), 20, np.uint8)
-        img[60:140, 40 + 15 * t : 120 + 15 * t] = (230, 40, 40)
-        Image.fromarray(img).save(tmp_path / f"{t:05d}.jpg", quality=95)
-        frames.append(np.array(Image.open(tmp_path / f"{t:05d}.jpg").convert("RGB")))
+    frames = write_square_jpegs(tmp_path, 2, SIZE)
     cfg = debug_config()
     from pam.processing.tokenizer import build_debug_tokenizer
 

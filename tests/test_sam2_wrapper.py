@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from pam.api import build_sam2
@@ -15,7 +14,7 @@ from pam.modeling.config import SAM2Config
 from pam.modeling.sam2_encoder import FrozenSAM2
 from pam.modeling.sam2_types import RegionPrompt, mask_input_from_binary
 
-from .helpers import region_mask, synthetic_image
+from .helpers import region_mask, synthetic_image, write_square_jpegs
 
 SIZE = 256
 
@@ -155,12 +154,7 @@ def test_official_checkpoint_loads_strictly(tmp_path, sam):
 
 def test_video_tracking_matches_sam2_video_predictor(sam, tmp_path):
     """Masks tracked through PAM's path equal sam2's own video predictor on the same frames."""
-    frames = []
-    for t in range(4):
-        img = np.full((SIZE, SIZE, 3), 20, np.uint8)
-        img[60:140, 40 + 15 * t : 120 + 15 * t] = (230, 40, 40)
-        Image.fromarray(img).save(tmp_path / f"{t:05d}.jpg", quality=95)
-        frames.append(np.array(Image.open(tmp_path / f"{t:05d}.jpg").convert("RGB")))
+    frames = write_square_jpegs(tmp_path, 4, SIZE)
     from sam2.utils.transforms import SAM2Transforms
 
     tr = SAM2Transforms(resolution=SIZE, mask_threshold=0.0)

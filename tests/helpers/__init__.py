@@ -74,3 +74,17 @@ def video_sample(sample_id: str = "v", num_frames: int = 6, seed: int = 0) -> di
     sample.update(media_type="video", pixels=frames)
     sample["turns"][0]["content"] = task_prompt("video_caption")
     return sample
+
+
+def write_square_jpegs(folder: Path, num_frames: int, size: int) -> list[np.ndarray]:
+    """A red square moving 15 px right per frame, written as ``00000.jpg`` ... (sam2's video-folder
+    layout); returns the frames as read back from the JPEGs."""
+    from PIL import Image
+
+    frames = []
+    for t in range(num_frames):
+        img = np.full((size, size, 3), 20, np.uint8)
+        img[60:140, 40 + 15 * t : 120 + 15 * t] = (230, 40, 40)
+        Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=95)
+        frames.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
+    return frames
