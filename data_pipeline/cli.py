@@ -48,15 +48,55 @@ def _backend(args, out: str):
     ))
 
 
-def cmd_convert(args) -> int:
-    from .converters import convert
+def _relative_to(folder: str):
+    """A record -> the same record with its absolute media paths made relative to ``folder``."""
+    import os
 
+    def rel(path: str | None) -> str | None:
+        return os.path.relpath(path, folder) if path is not None and os.path.isabs(path) else path
+
+    def apply(record):
+        record.image, record.video, record.frames_root = rel(record.image), rel(record.video), rel(record.frames_root)
+        return record
+
+    return apply
+
+
+def cmd_convert(args) -> int:
+    import os
+
+    from .converters import convert
+    from .records import ConvertError
+
+    if args.skip_bad < 0:
+        raise ValueError(f"--skip-bad must be >= 0, got {args.skip_bad}")
     options = {k: v for k, v in {
         "instances": args.instances, "split": args.split, "image_data": args.image_data, "frame_stride": args.frame_stride,
         "language": args.language, "include_crowd": args.include_crowd or None, "source": args.source_name,
     }.items() if v is not None}
-    counts = Counts()
-    write_records(args.out, convert(args.source, args.annotations, args.images, counts, **options), counts)
+    # media paths are written absolute (a relative --images means the current directory's), so the
+    # output loads from anywhere; --relative-paths writes them relative to the output's folder, which
+    # is what the loader resolves relative paths against.
+    images = os.path.abspath(args.images) if args.images else None
+    counts = Counts(skip_bad=args.skip_bad)
+    records = convert(args.source, args.annotations, images, counts, **options)
+    if args.relative_paths:
+        records = map(_relative_to(os.path.dirname(os.path.abspath(args.out))), records)
+    try:
+        write_records(args.out, records, counts)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:  # file-level structure none of the checks named
+        raise ConvertError(f"{args.annotations}: unexpected structure ({type(err).__name__}: {err})") from None
+    manifest = Manifest(command="convert", settings={"source": args.source, "options": options, "images": images, "skip_bad": args.skip_bad,
+                                                       "relative_paths": args.relative_paths})
+    for path in [args.annotations, options.get("instances"), options.get("image_data")]:
+        if path and os.path.isfile(path):
+            manifest.add_input(path)
+    manifest.outputs.append(args.out)
+    step = manifest.step("convert")
+    step.kept, step.dropped = counts.records, counts.skipped
+    manifest.counts.update(records=counts.records, regions=counts.regions)
+    manifest.problems = list(counts.bad)
+    manifest.write(manifest_path(args.out))
     _print({"source": args.source, "out": args.out, **counts.as_dict()})
     return 0
 
@@ -174,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a public dataset's official files to the region schema")
     p.add_argument("source", choices=sorted(CONVERTERS))
-    p.add_argument("--annotations", required=True, help="the official annotation file (or folder, for sav)")
+    p.add_argument("--annotations", required=True, help="the official annotation file (for sav: a file or the release folder)")
     p.add_argument("--images", help="folder the images / videos / frames live in")
     p.add_argument("--out", required=True)
     p.add_argument("--instances", help="refcoco*: the dataset's instances.json (default: beside the refs file)")
@@ -184,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=("en", "zh"), help="pam-release: the file's language")
     p.add_argument("--include-crowd", action="store_true", help="coco-style: keep iscrowd annotations")
     p.add_argument("--source-name", help="the records' `source` and id prefix (default: the source)")
+    p.add_argument("--skip-bad", type=int, default=0, metavar="N",
+                   help="skip up to N malformed entries (each counted, its message in the manifest) instead of stopping")
+    p.add_argument("--relative-paths", action="store_true",
+                   help="write media paths relative to the output file's folder (default: absolute)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("refine", help="fill missing region texts with a VLM over Set-of-Mark overlays")

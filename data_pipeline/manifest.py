@@ -41,6 +41,7 @@ class Manifest:
     steps: dict[str, StepCounts] = field(default_factory=dict)  # e.g. "regions", "filter:length"
     counts: Counter = field(default_factory=Counter)  # free counters: records_in, resumed, ...
     usage: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # one line per malformed input entry skipped
     started: float = field(default_factory=time.time)
 
     def add_input(self, path: str) -> None:
@@ -61,6 +62,7 @@ class Manifest:
             "steps": {k: v.as_dict() for k, v in self.steps.items()},
             "counts": dict(sorted(self.counts.items())),
             "usage": self.usage,
+            "problems": self.problems,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "seconds": round(time.time() - self.started, 3),
         }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,17 +21,46 @@ class ConvertError(SchemaError):
 
 @dataclass
 class Counts:
-    """Records and regions written, and what was skipped, by reason."""
+    """Records and regions written, what was skipped by reason, and the malformed entries skipped
+    under ``skip_bad`` (each with its one-line message)."""
 
     records: int = 0
     regions: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> number of regions/records skipped
+    skip_bad: int = 0  # malformed entries that may be skipped before the run stops (0: stop on the first)
+    bad: list[str] = field(default_factory=list)  # messages of the malformed entries skipped
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] += n
 
+    @contextmanager
+    def entry(self, where: str) -> Iterator[None]:
+        """Guard the conversion of one entry (an annotation, image, ref, video ...) named ``where``.
+
+        A malformed entry raises :class:`ConvertError` naming file, entry and field; any other
+        error of the entry's data (a wrong type deep inside it) is turned into one naming ``where``.
+        Within the ``skip_bad`` limit the entry is skipped and counted (``malformed``); past it,
+        or with no limit, the error stops the run."""
+        try:
+            yield
+        except SchemaError as err:
+            self._malformed(str(err))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
+            self._malformed(f"{where}: unexpected value ({type(err).__name__}: {err})")
+
+    def _malformed(self, message: str) -> None:
+        message = " ".join(message.split())
+        if len(self.bad) >= self.skip_bad:
+            hint = f" (more than --skip-bad {self.skip_bad} malformed entries)" if self.skip_bad else ""
+            raise ConvertError(message + hint)
+        self.bad.append(message)
+        self.skipped["malformed"] += 1
+
     def as_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "regions": self.regions, "skipped": dict(sorted(self.skipped.items()))}
+        out = {"records": self.records, "regions": self.regions, "skipped": dict(sorted(self.skipped.items()))}
+        if self.bad:
+            out["malformed"] = list(self.bad)
+        return out
 
 
 def record_from(data: dict, where: str) -> Record:
@@ -45,10 +76,11 @@ def write_records(path: str | os.PathLike, records: Iterable[Record], counts: Co
     """Write records as JSONL through ``Record.to_dict``; ids must be unique. Returns the counts."""
     counts = counts or Counts()
     seen: set[str] = set()
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             for record in records:
                 if record.id in seen:
                     raise ConvertError(f"{path}: record id {record.id!r} would be written twice; ids must be unique")
@@ -80,8 +112,28 @@ def load_json(path: str | os.PathLike) -> Any:
 
 
 def media_path(images: str | None, name: str) -> str:
-    """``name`` under the ``--images`` folder, or as given when there is none."""
+    """``name`` under the ``--images`` folder, or as given when there is none (the CLI passes the
+    folder absolute, so the path written does not depend on where the output is read from)."""
     return os.path.join(images, name) if images else name
+
+
+def number(value: Any) -> bool:
+    """A JSON number (not a bool, not a numeric string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def size_int(value: Any) -> int | None:
+    """A positive pixel size given as an int or an integral float (SA-V writes ``848.0``), else None."""
+    if number(value) and value > 0 and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def xywh(value: Any, where: str, name: str = "bbox") -> list[float]:
+    """``[x, y, w, h]`` of four JSON numbers, as floats; ConvertError naming the field otherwise."""
+    if not (isinstance(value, list) and len(value) == 4 and all(number(c) for c in value)):
+        raise ConvertError(f"{where}: field `{name}` must be [x, y, w, h] (4 numbers), got {value!r}")
+    return [float(c) for c in value]
 
 
 def require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -113,9 +113,12 @@ def test_paco_part_names(tmp_path, capsys):
     assert len(load_region_dataset(str(out), tasks=["explain"])) == 1  # only the part has a definition
 
 
-@pytest.mark.parametrize("source,file_name", [("objects365", "images/v1/patch8/objects365_v1_00420917.jpg"), ("v3det", "Images/a00000066/1.jpg")])
-def test_detection_boxes(tmp_path, capsys, source, file_name):
-    png(tmp_path / file_name)
+@pytest.mark.parametrize("source,file_name,on_disk", [
+    ("objects365", "images/v1/patch8/objects365_v1_00420917.jpg", "patch8/objects365_v1_00420917.jpg"),  # mmdet's rewrite
+    ("v3det", "images/a00000066/1.jpg", "images/a00000066/1.jpg"),
+])
+def test_detection_boxes(tmp_path, capsys, source, file_name, on_disk):
+    png(tmp_path / on_disk)
     cats = [{"id": 3, "name": "Sneakers"}, {"id": 4, "name": "Chair"}]
     anns = [
         {"id": 1, "image_id": 7, "category_id": 3, "bbox": [2.5, 3.0, 10.0, 8.0], "area": 80.0, "iscrowd": 0, "isfake": 0},
@@ -195,7 +198,7 @@ def test_osprey_descriptions_and_conversations(tmp_path, capsys):
          "conversations": [{"from": "human", "value": "Compare <region1> and <region2>."}, {"from": "gpt", "value": "..."}]},
     ]
     counts, records, out = convert(tmp_path, capsys, "osprey", data, images=tmp_path)
-    assert counts["records"] == 2 and counts["regions"] == 3 and counts["skipped"] == {"multi_region_conversation": 1}
+    assert counts["records"] == 2 and counts["regions"] == 3 and counts["skipped"] == {"multi_region_turn": 1}
     assert records[0].image == str(tmp_path / "000000000042.jpg")
     assert [r.detailed_caption["en"] for r in records[0].regions] == ["A small dark square in the corner.", "A wide bright patch near the middle."]
     conv = records[1].regions[0].conversations
@@ -257,7 +260,7 @@ def test_videorefer_single_object(tmp_path, capsys):
     two = {"id": 1, "video": "videos/a.mp4", "conversations": [{"from": "human", "value": "<video>\nCompare <region> and <region>."}, {"from": "gpt", "value": "..."}],
            "annotation": [{"0": {"segmentation": rle(masks[0])}}, {"0": {"segmentation": rle(masks[1])}}]}
     counts, records, out = convert(tmp_path, capsys, "videorefer", [one, two], images=tmp_path)
-    assert counts["records"] == 1 and counts["skipped"] == {"multi_object": 1}
+    assert counts["records"] == 1 and counts["skipped"] == {"multi_region_turn": 1}
     region = records[0].regions[0]
     assert sorted(region.masks) == [0, 3] and region.conversations[0]["content"] == f"{IMAGE_PLACEHOLDER}\nWhat is the region doing in the video?"
     sample = load_region_dataset(str(out), tasks=["conversation"], track_frames=2)[0]

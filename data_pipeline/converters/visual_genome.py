@@ -40,31 +40,32 @@ def convert(annotations: str, images: str | None, counts: Counts, *, image_data:
             sizes[entry.get("image_id", entry.get("id"))] = (entry.get("height"), entry.get("width"))
     for k, entry in enumerate(data):
         where = f"{annotations}: [{k}]"
-        regions_in = require(entry, "regions", list, where)
-        image_id = entry.get("id", entry.get("image_id"))
-        if image_id is None:
-            raise ConvertError(f"{where}: field `id` (the image id) is missing")
-        path = _find_image(images, image_id)
-        if path is None:
-            counts.skip("image_not_found", len(regions_in))
-            continue
-        regions = []
-        for j, reg in enumerate(regions_in):
-            at = f"{where}.regions[{j}]"
-            phrase = reg.get("phrase")
-            if not isinstance(phrase, str) or not phrase.strip():
-                counts.skip("no_phrase")
+        with counts.entry(where):
+            regions_in = require(entry, "regions", list, where)
+            image_id = entry.get("id", entry.get("image_id"))
+            if image_id is None:
+                raise ConvertError(f"{where}: field `id` (the image id) is missing")
+            path = _find_image(images, image_id)
+            if path is None:
+                counts.skip("image_not_found", len(regions_in))
                 continue
-            box = [require(reg, key, (int, float), at) for key in ("x", "y", "width", "height")]
-            if box[2] <= 0 or box[3] <= 0:
-                counts.skip("empty_box")
+            regions = []
+            for j, reg in enumerate(regions_in):
+                at = f"{where}.regions[{j}]"
+                phrase = reg.get("phrase")
+                if not isinstance(phrase, str) or not phrase.strip():
+                    counts.skip("no_phrase")
+                    continue
+                box = [require(reg, key, (int, float), at) for key in ("x", "y", "width", "height")]
+                if box[2] <= 0 or box[3] <= 0:
+                    counts.skip("empty_box")
+                    continue
+                regions.append({"box": [float(c) for c in box], "short_caption": phrase.strip(), "extra": {"region_id": reg.get("region_id")}})
+            if not regions:
+                counts.skip("image_without_regions")
                 continue
-            regions.append({"box": [float(c) for c in box], "short_caption": phrase.strip(), "extra": {"region_id": reg.get("region_id")}})
-        if not regions:
-            counts.skip("image_without_regions")
-            continue
-        rec = {"id": f"{source}/{image_id}", "image": path, "source": source, "regions": regions}
-        h, w = sizes.get(image_id, (None, None))
-        if isinstance(h, int) and isinstance(w, int):
-            rec.update(height=h, width=w)
-        yield record_from(rec, where)
+            rec = {"id": f"{source}/{image_id}", "image": path, "source": source, "regions": regions}
+            h, w = sizes.get(image_id, (None, None))
+            if isinstance(h, int) and isinstance(w, int):
+                rec.update(height=h, width=w)
+            yield record_from(rec, where)
