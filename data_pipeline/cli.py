@@ -52,8 +52,16 @@ def _relative_to(folder: str):
     """A record -> the same record with its absolute media paths made relative to ``folder``."""
     import os
 
+    from .records import ConvertError
+
     def rel(path: str | None) -> str | None:
-        return os.path.relpath(path, folder) if path is not None and os.path.isabs(path) else path
+        if path is None or not os.path.isabs(path):
+            return path
+        out = os.path.relpath(path, folder)
+        if out == ".." or out.startswith(".." + os.sep):
+            raise ConvertError(f"--relative-paths: {path} is outside the output's folder {folder}, and the loader refuses "
+                               "relative paths that leave it; write the output above the media, or drop --relative-paths")
+        return out
 
     def apply(record):
         record.image, record.video, record.frames_root = rel(record.image), rel(record.video), rel(record.frames_root)
