@@ -272,8 +272,8 @@ def test_pam_release_lines(tmp_path, capsys):
     good = {"id": "a", "type": "image", "image": "coco/1.jpg", "bbox": [1, 1, 5, 5], "points": None, "labels": None,
             "conversations": [{"from": "human", "value": "<image>\nWhat is the category of the region?"}, {"from": "gpt", "value": "cup"}]}
     lines = json.dumps(good) + "\n" + '{"type": "image", "image": "coco/1.jpg"}\n' + "{broken\n"
-    counts, records, out = convert(tmp_path, capsys, "pam-release", lines.encode(), name="release_en.jsonl", images=tmp_path)
-    assert counts["records"] == 1 and counts["skipped"] == {"invalid_line": 2}
+    counts, records, out = convert(tmp_path, capsys, "pam-release", lines.encode(), "--skip-bad", "2", name="release_en.jsonl", images=tmp_path)
+    assert counts["records"] == 1 and counts["skipped"] == {"malformed": 2} and len(counts["malformed"]) == 2
     assert records[0].image == str(tmp_path / "coco" / "1.jpg") and records[0].regions[0].conversations[-1]["content"] == "cup"
     assert load_region_dataset(str(out), tasks=["conversation"])[0]["turns"][-1]["content"] == "cup"
 
