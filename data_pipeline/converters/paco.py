@@ -11,7 +11,7 @@ from typing import Any
 
 from pam.data.schema import Record
 
-from ..records import ConvertError, Counts, load_json
+from ..records import ConvertError, Counts, load_json, require
 from .coco import Flavour, convert_instances, name_text
 from .lvis import add_definition_and_synonyms
 
@@ -30,9 +30,15 @@ def paco_category(category: dict) -> dict[str, Any]:
     return add_definition_and_synonyms(out, category)
 
 
-def attribute_reader(data: Any) -> Any:
+def attribute_reader(data: Any, path: str) -> Any:
     """annotation -> ``{"attribute_ids", "attributes"}`` (names from the file's ``attributes`` list)."""
-    names = {a.get("id"): a.get("name") for a in data.get("attributes", []) if isinstance(a, dict)} if isinstance(data, dict) else {}
+    attributes = data.get("attributes", []) if isinstance(data, dict) else []
+    if not isinstance(attributes, list):
+        raise ConvertError(f"{path}: field `attributes` must be a list of {{'id', 'name'}}, got {type(attributes).__name__}")
+    names = {}
+    for k, a in enumerate(attributes):
+        at = f"{path}: attributes[{k}]"
+        names[require(a, "id", int, at)] = require(a, "name", str, at)
 
     def read(ann: dict, at: str) -> dict[str, Any]:
         ids = ann.get("attribute_ids")
@@ -50,5 +56,5 @@ def attribute_reader(data: Any) -> Any:
 
 def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
     data = load_json(annotations)
-    flavour = Flavour(category_text=paco_category, annotation_extra=attribute_reader(data), empty_segmentation_skips=True)
+    flavour = Flavour(category_text=paco_category, annotation_extra=attribute_reader(data, annotations), empty_segmentation_skips=True)
     return convert_instances(annotations, images, counts, source=source or "paco", flavour=flavour, include_crowd=include_crowd, data=data)
