@@ -58,8 +58,8 @@ class Counts:
 
     def as_dict(self) -> dict[str, Any]:
         out = {"records": self.records, "regions": self.regions, "skipped": dict(sorted(self.skipped.items()))}
-        if self.bad:
-            out["malformed"] = list(self.bad)
+        if self.bad:  # the first few; the manifest's `problems` lists them all
+            out["malformed"] = self.bad[:20] + ([f"... and {len(self.bad) - 20} more"] if len(self.bad) > 20 else [])
         return out
 
 

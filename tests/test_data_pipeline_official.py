@@ -359,6 +359,8 @@ def _malformed_cases():
         ("ytvis", lambda p: (dump(p / "instances.json", {"videos": [], "categories": [{"id": 1, "name": "cat"}],
                                                           "annotations": [{"id": 4, "category_id": 1, "segmentations": [None]}]}), []),
          ["annotations[0]", "(id 4)", "`video_id`"]),
+        ("ytvis", lambda p: (dump(p / "instances.json", {"videos": [], "categories": [{"id": 1, "name": ["cat"]}], "annotations": []}), []),
+         ["categories[0]", "`name`"]),
         ("videorefer", lambda p: (dump(p / "vr.json", [{"id": 9, "video": "a.mp4", "conversations": [{"from": "human", "value": "<region>?"}, {"from": "gpt", "value": "x"}],
                                                         "annotation": [{"0": {"segmentation": rle_bad}}]}]), []),
          ["[0]", "(id 9)", "`annotation[0][0].segmentation.size`"]),
@@ -366,7 +368,7 @@ def _malformed_cases():
     ]
 
 
-@pytest.mark.parametrize("source,build,parts", _malformed_cases(), ids=[c[0] for c in _malformed_cases()])
+@pytest.mark.parametrize("source,build,parts", _malformed_cases(), ids=[f"{c[0]}-{k}" for k, c in enumerate(_malformed_cases())])
 def test_malformed_input_is_one_line_and_nothing_written(tmp_path, capsys, source, build, parts):
     ann, extra = build(tmp_path)
     out = tmp_path / "out" / f"{source}.jsonl"
