@@ -88,6 +88,9 @@ def write_records(path: str | os.PathLike, records: Iterable[Record], counts: Co
                 f.write(record_line(record) + "\n")
                 counts.records += 1
                 counts.regions += len(record.regions)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the output gets the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
