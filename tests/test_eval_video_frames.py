@@ -95,7 +95,7 @@ def test_videorefer_tracks_from_the_prompt_frame(tmp_path, debug_bundle, monkeyp
     """The mask is given on frame 3 of a 6-frame clip: SAM 2 tracks frames 3..5, starting there."""
     write_frames(tmp_path / "videos" / "clip1", 6)
     entry = {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions",
-             "options": ["(A) sliding right", "(B) jumping"], "Answer": "(A) sliding right", "annotation": [{"3": {"segmentation": _rle()}}]}
+             "options": ["(A) sliding right", "(B) jumping"], "Answer": "(A) sliding right", "frame_idx": "3", "annotation": [{"3": {"segmentation": _rle()}}]}
     (tmp_path / "VideoRefer-Bench-Q.json").write_text(json.dumps([entry]))
     bench = get_benchmark("videorefer_q", overrides={"generation": {**SAMPLED, "track_frames": 0}})
     (item,) = bench.read_items(tmp_path / "VideoRefer-Bench-Q.json")
