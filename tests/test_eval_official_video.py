@@ -95,3 +95,254 @@ def test_absent_object_is_blanked_on_the_image_path_and_frame_0(debug_bundle, tm
     assert not (ref_logits > 0).any()
     # frame 0 of a tracked clip (our image-path decode) is blanked as sam2 blanks every later frame
     assert torch.equal(tracked["mask_logits"][0], torch.full_like(tracked["mask_logits"][0], NO_OBJ_SCORE))
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: scores against the official logic, written here independently
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pam.eval.predictions import write_predictions  # noqa: E402
+from pam.eval.runner import score_file  # noqa: E402
+
+from .helpers.chat_server import ChatServer, last_user_text  # noqa: E402
+from .test_eval_readers import _rle, write_frames  # noqa: E402
+
+
+def official_q_accuracy(records: list[dict]) -> dict[str, float]:
+    """eval_videorefer_bench_q.py's main(), on records {Answer, pred, type}; an empty pred, which
+    stops the official script, counts wrong."""
+    total, right = {}, {}
+    for d in records:
+        gt = d["Answer"]
+        m = re.search(r"\(([A-Z])\)", gt)
+        if m:
+            gt = m.group(1)
+        m = re.search(r"\(([A-Z])\)", d["pred"]) or re.search(r"([A-Z])\)", d["pred"])
+        stripped = d["pred"].replace(".", "")
+        answer = m.group(1) if m else (stripped[0] if stripped else None)
+        total[d["type"]] = total.get(d["type"], 0) + 1
+        right[d["type"]] = right.get(d["type"], 0) + (answer is not None and answer.lower() == gt.lower())
+    out = {t: right[t] / total[t] for t in total}
+    out["all"] = sum(right.values()) / sum(total.values())
+    return out
+
+
+Q_PREDS = ["(B)", "The answer is (C) because", "b", "A.", "D) a watch", "", "(a) lower case is not a letter", "C"]
+
+
+def _q_fixture(tmp: Path) -> Path:
+    write_frames(tmp / "DAVIS" / "JPEGImages" / "480p" / "aerobatics", 4)
+    options = ["(A) A helmet", "(B) A hat", "(C) Sunglasses", "(D) A watch"]
+    entries = []
+    for k, answer in enumerate("BCBADAAC"):
+        two = k in (2, 5)
+        ann = [{"1": {"segmentation": _rle()}, "3": {"segmentation": None}}]
+        if two:
+            ann.append({"1": {"segmentation": None}, "2": {"segmentation": _rle((0, 0, 10, 10))}})
+        question = "What is <object3><region> doing" + (" with <object7><region>?" if two else "?")
+        entries.append({"id": k, "video": "DAVIS/JPEGImages/480p/aerobatics", "Question": question,
+                        "type": "Basic Questions" if k < 5 else "Sequential Questions", "options": options,
+                        "Answer": options["ABCD".index(answer)], "frame_idx": "1", "annotation": ann})
+    path = tmp / "VideoRefer-Bench-Q.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_videorefer_q_reproduces_the_official_script(tmp_path):
+    data = _q_fixture(tmp_path)
+    entries = json.loads(data.read_text())
+    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": e["id"], "prediction": p} for e, p in zip(entries, Q_PREDS)])
+    scores = score_file("videorefer_q", pred, data=data)
+    ref = official_q_accuracy([{"Answer": e["Answer"], "pred": p, "type": e["type"]} for e, p in zip(entries, Q_PREDS)])
+    assert scores["accuracy"] == pytest.approx(100 * ref["all"], abs=1e-6)
+    for t in ("Basic Questions", "Sequential Questions"):
+        assert scores[f"accuracy/{t}"] == pytest.approx(100 * ref[t], abs=1e-6)
+    single = [k for k, e in enumerate(entries) if len(e["annotation"]) == 1]
+    ref_single = official_q_accuracy([{"Answer": entries[k]["Answer"], "pred": Q_PREDS[k], "type": "x"} for k in single])
+    assert scores["accuracy/single_object"] == pytest.approx(100 * ref_single["all"], abs=1e-6)
+    assert scores["empty_answers"] == 1 and scores["num_multi_object"] == 2
+
+    from pam.eval import get_benchmark
+
+    items = get_benchmark("videorefer_q").read_items(data)
+    assert items[2]["text"].startswith("What is the subject doing with object 7? (A) A helmet (B) A hat (C) Sunglasses (D) A watch. Answer")
+    union = get_benchmark("videorefer_q", overrides={"multi_object": "union"}).read_items(data)
+    assert union[2]["text"].startswith("What is the subject doing with the subject?")
+
+
+def official_d_scores(answers: list[str]) -> dict[str, float]:
+    """2.extract_re.py then 3.analyze_score.py on the judge answers."""
+    data = []
+    for a in answers:
+        d = {"gpt": a}
+        try:
+            matches = re.findall(r"\d+\.\s+(.*?):\s+([\d.]+)", a)
+            d.update({desc: float(s) for desc, s in matches})
+        except ValueError:
+            pass
+        data.append(d)
+    out, total = {}, 0.0
+    for tp in ("Subject Correspondence", "Appearance Description", "Temporal Description", "Hallucination Detection"):
+        vals = [d[tp] for d in data if tp in d]
+        out[tp] = sum(vals) / len(vals)
+        total += out[tp]
+    out["all"] = total / 4
+    return out
+
+
+D_ANSWERS = [
+    "1. Subject Correspondence: 5\nExplanation: same.\n2. Appearance Description: 4\nExplanation: x\n"
+    "3. Temporal Description: 3\nExplanation: y\n4. Hallucination Detection: 2\nExplanation: z",
+    "1. **Subject Correspondence**: 1\n2. **Appearance Description**: 1\n3. Temporal Description: 4\n4. Hallucination Detection: 4",
+    "1. Subject Correspondence: 3\n2. Appearance Description: 2.5\n3. Temporal Description: 1\n4. Hallucination Detection: .",
+    "I cannot judge this.",
+]
+
+
+def _d_fixture(tmp: Path) -> Path:
+    from pam.data.video import write_video_mp4
+
+    rng = np.random.RandomState(0)
+    frames = (rng.rand(5, 48, 64, 3) * 50).astype(np.uint8)
+    frames[:, 10:30, 10:40] = (220, 40, 40)
+    (tmp / "Panda-70M-part").mkdir()
+    write_video_mp4(str(tmp / "Panda-70M-part" / "clip.mp4"), frames, fps=5)
+    entries = [{"id": k, "video": "clip.mp4", "caption": f"A red block number {k}.", "frame_idx": "2",
+                "annotation": [{"2": {"segmentation": _rle()}}]} for k in range(len(D_ANSWERS))]
+    path = tmp / "VideoRefer-Bench-D.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_videorefer_d_reproduces_the_official_scripts_with_a_replay_judge(tmp_path):
+    data = _d_fixture(tmp_path)
+    preds = [{"id": k, "prediction": f"prediction {k}"} for k in range(len(D_ANSWERS))]
+    pred = write_predictions(tmp_path / "pred.jsonl", preds)
+
+    def reply(request, _index):
+        k = int(re.search(r"prediction (\d+)", last_user_text(request)).group(1))
+        return D_ANSWERS[k]
+
+    with ChatServer(reply) as server:
+        over = {"judge": {"base_url": server.base_url, "api_key_env": None, "max_tries": 1}}
+        scores = score_file("videorefer_d", pred, data=data, overrides=over, out_dir=tmp_path / "out")
+    ref = official_d_scores(D_ANSWERS)
+    for key, label in (("subject_correspondence", "Subject Correspondence"), ("appearance", "Appearance Description"),
+                       ("temporal", "Temporal Description"), ("hallucination", "Hallucination Detection")):
+        assert scores[key] == pytest.approx(ref[label], abs=1e-6)
+    assert scores["average"] == pytest.approx(ref["all"], abs=1e-6)
+    # the official request: system prompt, user message, sampling parameters
+    req = sorted(server.requests, key=lambda r: last_user_text(r))[0]
+    assert req["temperature"] == 0.7 and req["max_tokens"] == 800 and req["top_p"] == 0.95
+    assert req["messages"][1]["content"] == "##Correct answer: A red block number 0.\n##Predicted answer: prediction 0\n"
+    official_system_sha256 = "39596092750e8982c35c54f2ac0116772741f116410f99f5e4d7d051b9d3b088"  # system.txt @ cbd4207
+    assert req["messages"][0]["role"] == "system"
+    assert hashlib.sha256(req["messages"][0]["content"].encode()).hexdigest() == official_system_sha256
+
+
+def _stream_fixture(tmp: Path) -> Path:
+    f1 = write_frames(tmp / "frames" / "V_aaa", 5)
+    f2 = write_frames(tmp / "frames" / "V_bbb", 3)
+    lines = [
+        {"type": "video", "image_root": "/home/someone/frames/V_aaa", "annotations": [
+            {"event_id": 1, "frames": f1[:3], "gt": "A boy plays on a swing set.", "box": [[5, 10, 40, 30]]},
+            {"event_id": 2, "frames": f1[3:], "gt": "The boy jumps off, and runs away.", "box": [[9, 10, 40, 0.0]]}]},
+        {"type": "video", "image_root": "frames/V_bbb", "annotations": [
+            {"event_id": 1, "frames": f2, "gt": "A man lays Tiles on the floor.", "box": [[5, 10, 40, 30]]}]},
+        # like line 268 of the official input_full.jsonl: the prompt box has height 0
+        {"type": "video", "image_root": "frames/V_bbb", "annotations": [
+            {"event_id": 1, "frames": f2, "gt": "A drum.", "box": [[640.0, 687.7, 6.8, 0.0]]}]},
+    ]
+    path = tmp / "input_full.jsonl"
+    path.write_text("".join(json.dumps(v) + "\n" for v in lines))
+    return path
+
+
+STREAM_PREDS = {"0:V_aaa": ["a boy swings on a swing.", "The boy jumps off and runs away"], "1:V_bbb": ["A man lays tiles on the floor."]}
+
+
+def test_stream_degenerate_box_is_counted_and_named(tmp_path, caplog):
+    from pam.eval import get_benchmark
+
+    bench = get_benchmark("activitynet_stream")
+    with caplog.at_level("WARNING", logger="pam.eval"):
+        items = bench.read_items(_stream_fixture(tmp_path))
+    assert [it["id"] for it in items] == ["0:V_aaa", "1:V_bbb"]
+    assert bench.degenerate_boxes == 2 and bench.skipped_videos == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("input_full.jsonl:3: record 2" in m and "field 'box'" in m and "left out" in m for m in lines)
+    assert any("input_full.jsonl:1: record 0" in m and "event 2" in m and "kept" in m for m in lines)
+    assert items[0]["root"] == str(tmp_path / "V_aaa") or items[0]["root"].endswith("V_aaa")
+
+
+def test_gstdc_reproduces_eval_py_per_video_with_a_replay_judge(tmp_path):
+    data = _stream_fixture(tmp_path)
+    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
+                                                       for i, ps in STREAM_PREDS.items()])
+    answers = {"boy": "Continuity Score: 3.5\nExplanation: fine", "man": "continuity score: 5"}  # the label is case-sensitive
+
+    def reply(request, _index):
+        return answers["boy" if "boy" in last_user_text(request) else "man"]
+
+    with ChatServer(reply) as server:
+        over = {"judge": {"base_url": server.base_url, "api_key_env": None, "max_tries": 1}}
+        scores = score_file("gstdc", pred, data=data, overrides=over, out_dir=tmp_path / "out")
+    # eval.py: parse_continuity_score per video (0 when unreadable), mean over videos
+    ref = []
+    for text in answers.values():
+        m = re.search(r"Continuity Score:\s*(\d+(?:\.\d+)?)", text)
+        ref.append(float(m.group(1)) if m and 0 <= float(m.group(1)) <= 5 else 0)
+    assert scores["g_stdc"] == pytest.approx(sum(ref) / len(ref), abs=1e-6) and scores["unparsed"] == 1
+    assert len(server.requests) == 2
+    req = next(r for r in server.requests if "boy" in last_user_text(r))
+    assert req["max_tokens"] == 4096 and "temperature" not in req and [m["role"] for m in req["messages"]] == ["user"]
+    text = req["messages"][0]["content"]
+    gt = "Segment 1: A boy plays on a swing set.\nSegment 2: The boy jumps off, and runs away."
+    pr = "Segment 1: a boy swings on a swing.\nSegment 2: The boy jumps off and runs away"
+    assert f"    Ground Truth Segments:\n    {gt}\n\n    Predicted Segments:\n    {pr}\n\n" in text
+    # the official system prompt + evaluation text (eval.py @ 2fc36d3), with the segments taken out
+    template = text.replace(gt, "{gt_text}").replace(pr, "{pred_text}")
+    assert hashlib.sha256(template.encode()).hexdigest() == "8bc417b1c2ba7881fbdc0c406b072d749428b860d58fbc6886c9b6755ed33970"
+
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer run on Java")
+
+
+@pytest.mark.soak  # METEOR's JVM on two events and two videos takes ~50 s on the CI machine
+@needs_java
+def test_stream_and_hc_stvg_caption_scores_reproduce_the_official_computations(tmp_path):
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    # PAM eval.py calculate_metrics: raw text, keys = event order
+    data = _stream_fixture(tmp_path)
+    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
+                                                       for i, ps in STREAM_PREDS.items()])
+    scores = score_file("activitynet_stream", pred, data=data)
+    gts_list = ["A boy plays on a swing set.", "The boy jumps off, and runs away.", "A man lays Tiles on the floor."]
+    preds_list = [p for ps in STREAM_PREDS.values() for p in ps]
+    gts = {i: [g] for i, g in enumerate(gts_list)}
+    res = {i: [p] for i, p in enumerate(preds_list)}
+    meteor = Meteor()
+    assert scores["meteor"] == pytest.approx(100 * meteor.compute_score(gts, res)[0], abs=1e-6)
+    assert scores["cider"] == pytest.approx(100 * Cider().compute_score(gts, res)[0], abs=1e-6)
+    assert scores["degenerate_boxes"] == 2 and scores["skipped_videos"] == 1
+
+    # HC-STVG as VideoRefer's eval_cococap.py (COCOEvalCap): PTB-tokenise gts and res, then score
+    ann = {"a.mp4": {"English": "The man in black walks Left.", "st_frame": 3, "bbox": [[1, 2, 10, 10]] * 2},
+           "b.mp4": {"caption": "A woman, in red, turns around.", "st_frame": 1, "bbox": [[1, 2, 10, 10]]}}
+    (tmp_path / "hc.json").write_text(json.dumps(ann))
+    hc_preds = {"a.mp4": "a man in black walks to the left", "b.mp4": "The woman turns around."}
+    pred = write_predictions(tmp_path / "hc_pred.jsonl", [{"id": k, "prediction": v} for k, v in hc_preds.items()])
+    scores = score_file("hc_stvg", pred, data=tmp_path / "hc.json")
+    tok = PTBTokenizer()
+    g = tok.tokenize({k: [{"caption": v.get("English", v.get("caption"))}] for k, v in ann.items()})
+    r = tok.tokenize({k: [{"caption": v}] for k, v in hc_preds.items()})
+    assert scores["meteor"] == pytest.approx(100 * meteor.compute_score(g, r)[0], abs=1e-6)
+    assert scores["cider"] == pytest.approx(100 * Cider().compute_score(g, r)[0], abs=1e-6)
