@@ -35,9 +35,10 @@ def _mp4(path: Path, n: int) -> None:
 
 
 def _hc_stvg(tmp: Path) -> Path:
-    """One HC-STVG entry over a generated 10-frame mp4: the person is boxed on frame 2, the clip is 2..7."""
+    """One HC-STVG entry over a generated 10-frame mp4: the person is boxed on frame 2 (st_frame 3,
+    1-based), the clip is 2..7 (six boxes, no end frame in the official files)."""
     _mp4(tmp / "videos" / "v1.mp4", 10)
-    doc = {"v1.mp4": {"English": "The red block slides to the right.", "st_frame": 2, "ed_frame": 7, "bbox": [[14, 16, 24, 24]] * 6, "img_num": 10}}
+    doc = {"v1.mp4": {"English": "The red block slides to the right.", "st_frame": 3, "bbox": [[14, 16, 24, 24]] * 6, "img_num": 10}}
     path = tmp / "test_v1.json"
     path.write_text(json.dumps(doc))
     return path
