@@ -210,7 +210,7 @@ def _d_fixture(tmp: Path) -> Path:
     rng = np.random.RandomState(0)
     frames = (rng.rand(5, 48, 64, 3) * 50).astype(np.uint8)
     frames[:, 10:30, 10:40] = (220, 40, 40)
-    (tmp / "Panda-70M-part").mkdir()
+    (tmp / "Panda-70M-part").mkdir(parents=True)
     write_video_mp4(str(tmp / "Panda-70M-part" / "clip.mp4"), frames, fps=5)
     entries = [{"id": k, "video": "clip.mp4", "caption": f"A red block number {k}.", "frame_idx": "2",
                 "annotation": [{"2": {"segmentation": _rle()}}]} for k in range(len(D_ANSWERS))]
@@ -346,3 +346,97 @@ def test_stream_and_hc_stvg_caption_scores_reproduce_the_official_computations(t
     r = tok.tokenize({k: [{"caption": v}] for k, v in hc_preds.items()})
     assert scores["meteor"] == pytest.approx(100 * meteor.compute_score(g, r)[0], abs=1e-6)
     assert scores["cider"] == pytest.approx(100 * Cider().compute_score(g, r)[0], abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: `pam eval` end to end on each official layout with the debug checkpoint
+
+
+def _hc_fixture(tmp: Path) -> Path:
+    from pam.data.video import write_video_mp4
+
+    rng = np.random.RandomState(1)
+    frames = (rng.rand(6, 48, 64, 3) * 50).astype(np.uint8)
+    frames[:, 10:30, 10:40] = (220, 40, 40)
+    (tmp / "videos" / "part_1").mkdir(parents=True)
+    write_video_mp4(str(tmp / "videos" / "part_1" / "55_clip.mp4"), frames, fps=5)  # in a part folder, as downloaded
+    ann = {"55_clip.mp4": {"bbox": [[10, 10, 30, 20]] * 3, "st_time": 0.4, "ed_time": 1.0, "img_num": 6,
+                           "caption": "The red block stays still.", "width": 64, "height": 48, "st_frame": 2}}
+    path = tmp / "test.json"
+    path.write_text(json.dumps(ann))
+    return path
+
+
+E2E = {
+    "videorefer_q": (lambda tmp: _q_fixture(tmp), {"generation.max_new_tokens": 2}),  # DAVIS frame folders
+    "videorefer_d": (lambda tmp: _d_fixture(tmp), {"generation.max_new_tokens": 2}),  # Panda-70M-part mp4 files
+    "hc_stvg": (_hc_fixture, {"generation.max_new_tokens": 2}),  # mp4 in a part folder
+    "activitynet_stream": (lambda tmp: _stream_fixture(tmp), {"generation.max_new_tokens": 2}),  # input_full.jsonl frames
+}
+
+
+@pytest.mark.soak  # generation with the debug model: ~25 s per benchmark on an idle 2-core machine
+@pytest.mark.parametrize("name", list(E2E))
+def test_pam_eval_runs_end_to_end_on_the_official_layout(name, tmp_path, debug_checkpoint, monkeypatch, capsys):
+    from pam.cli import main
+    from pam.eval import get_benchmark
+    from pam.eval.benchmarks import _common, activitynet_stream
+
+    make, over = E2E[name]
+    data = make(tmp_path)
+    # the caption scorers need Java (seconds each); their agreement with the official code is tested above
+    fake = {"meteor": 0.5, "cider": 0.25}
+    monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: fake)
+    monkeypatch.setattr(activitynet_stream, "raw_meteor_cider", lambda p, r: fake)
+    sets = [f"--set={k}={v}" for k, v in {**over, "generation.track_frames": 0}.items()]
+    judge = []
+    if name == "videorefer_d":
+        server = ChatServer(lambda _r, _i: D_ANSWERS[0], max_seconds=900).__enter__()
+        judge = [f"--set=judge.base_url={server.base_url}", "--set=judge.api_key_env=null"]
+    limit = ["--limit", "3"] if name == "videorefer_q" else []  # one multi-object item among them
+    try:
+        code = main(["eval", name, "--checkpoint", str(debug_checkpoint), "--data", str(data), "--out", str(tmp_path / "out"),
+                     "--device", "cpu", "--no-progress", *limit, *sets, *judge])
+    finally:
+        if judge:
+            server.__exit__(None, None, None)
+    assert code == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    items = get_benchmark(name).read_items(data)[: 3 if limit else None]
+    assert [r["id"] for r in rows] == [it["id"] for it in items]
+    scores = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]
+    expected_key = {"videorefer_q": "accuracy", "videorefer_d": "average", "hc_stvg": "cider", "activitynet_stream": "cider"}[name]
+    assert expected_key in scores
+
+
+def test_bad_record_is_one_line_naming_file_record_and_field(tmp_path, capsys):
+    from pam.cli import main
+
+    data = _q_fixture(tmp_path)
+    entries = json.loads(data.read_text())
+    del entries[4]["annotation"][0]["1"]
+    data.write_text(json.dumps(entries))
+    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": e["id"], "prediction": "A"} for e in entries])
+    assert main(["score", "videorefer_q", str(pred), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "VideoRefer-Bench-Q.json: record 4 (id 4), field 'annotation[0]': no mask on frame_idx 1" in err
+
+
+def test_null_segmentation_is_an_empty_mask_and_the_prompt_moves_to_the_nearest_mask(tmp_path, caplog):
+    from pam.eval import get_benchmark
+    from pam.eval.benchmarks._videorefer import object_mask, prompt_frame
+
+    data = _q_fixture(tmp_path)
+    items = get_benchmark("videorefer_q").read_items(data)
+    assert items[0]["root"] == str(tmp_path) and items[0]["frame"] == 1  # DAVIS/... relative to the file's folder
+    multi = items[2]
+    assert not object_mask(multi, 1, 1, 60, 80).any()  # null on frame_idx: an empty mask, not an error
+    with caplog.at_level("WARNING", logger="pam.eval"):
+        frame, mask = prompt_frame(multi, 1, 60, 80)
+    assert frame == 2 and mask.sum() == 100  # its nearest annotated frame with pixels
+    assert "record 2 (id 2), field 'annotation[1]['1']': empty mask on frame_idx; prompting on frame 2" in caplog.text
+    frame, mask = prompt_frame(multi, 0, 60, 80)
+    assert frame == 1 and mask.any()
+    d_items = get_benchmark("videorefer_d").read_items(_d_fixture(tmp_path / "d"))
+    assert d_items[0]["root"] == str(tmp_path / "d" / "Panda-70M-part")  # found without an override
