@@ -5,7 +5,7 @@ spanning many lines), each ``{"type": "video", "image_root": folder, "annotation
 "frames": [file names], "gt": caption, "box": [[x, y, w, h]]}]}``; the box is on the event's
 first frame. A relative ``image_root`` resolves against ``frames_root`` (default: the data file's
 folder); an absolute one that does not exist (the shipped files name the authors' machine) is
-looked up as ``frames_root/<its last folder name>``.
+looked up as ``frames_root/<its last folder name>`` or ``frames_root/frames/<its last folder name>``.
 
 Each video is one item, streamed as :meth:`PAMPredictor.stream` does: one SAM 2 tracking state
 for the whole video, prompted with the first event's box on its first frame, tracks each event's
@@ -80,12 +80,18 @@ def read_json_stream(path: str | Path) -> list[tuple[int, dict]]:
 
 
 def resolve_root(base: Path, image_root: str) -> Path:
+    """A relative ``image_root`` under ``base``; an absolute one as given when it exists, else found
+    as ``base/<its last folder>`` or ``base/frames/<its last folder>`` (upstream's README unzips the
+    frames to ``eval/example_data/frames``)."""
     root = Path(image_root)
     if not root.is_absolute():
         return base / root
-    if root.exists() or not (base / root.name).exists():
+    if root.exists():
         return root
-    return base / root.name
+    for candidate in (base / root.name, base / "frames" / root.name):
+        if candidate.exists():
+            return candidate
+    return root
 
 
 @register
