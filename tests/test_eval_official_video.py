@@ -410,18 +410,49 @@ def test_pam_eval_runs_end_to_end_on_the_official_layout(name, tmp_path, debug_c
     assert expected_key in scores
 
 
-def test_bad_record_is_one_line_naming_file_record_and_field(tmp_path, capsys):
-    from pam.cli import main
-
-    data = _q_fixture(tmp_path)
+def _break_q(tmp: Path) -> tuple[Path, str]:
+    data = _q_fixture(tmp)
     entries = json.loads(data.read_text())
     del entries[4]["annotation"][0]["1"]
     data.write_text(json.dumps(entries))
-    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": e["id"], "prediction": "A"} for e in entries])
-    assert main(["score", "videorefer_q", str(pred), "--data", str(data)]) == 2
+    return data, "VideoRefer-Bench-Q.json: record 4 (id 4), field 'annotation[0]': no mask on frame_idx 1"
+
+
+def _break_d(tmp: Path) -> tuple[Path, str]:
+    data = _d_fixture(tmp)
+    entries = json.loads(data.read_text())
+    del entries[1]["frame_idx"]
+    data.write_text(json.dumps(entries))
+    return data, "VideoRefer-Bench-D.json: record 1 (id 1), field 'frame_idx': missing"
+
+
+def _break_hc(tmp: Path) -> tuple[Path, str]:
+    ann = {"a.mp4": {"caption": "A man walks.", "st_frame": 3, "bbox": [[1, 2, 10, 10]]},
+           "b.mp4": {"caption": "A woman runs.", "ed_frame": 9, "bbox": [[1, 2, 10, 10]]}}
+    (tmp / "test.json").write_text(json.dumps(ann))
+    return tmp / "test.json", "test.json: record 'b.mp4', field 'st_frame': expected a 1-based frame number, got None"
+
+
+def _break_stream(tmp: Path) -> tuple[Path, str]:
+    data = _stream_fixture(tmp)
+    lines = data.read_text().splitlines()
+    video = json.loads(lines[1])
+    del video["annotations"][0]["gt"]
+    lines[1] = json.dumps(video)
+    data.write_text("\n".join(lines) + "\n")
+    return data, "input_full.jsonl:2: record 1 (V_bbb), event 1, field 'gt': missing or not a string"
+
+
+@pytest.mark.parametrize("name, breaker", [("videorefer_q", _break_q), ("videorefer_d", _break_d), ("hc_stvg", _break_hc),
+                                           ("activitynet_stream", _break_stream)])
+def test_bad_record_is_one_line_naming_file_record_and_field(name, breaker, tmp_path, capsys):
+    from pam.cli import main
+
+    data, message = breaker(tmp_path)
+    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": 0, "prediction": "A"}])
+    assert main(["score", name, str(pred), "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "VideoRefer-Bench-Q.json: record 4 (id 4), field 'annotation[0]': no mask on frame_idx 1" in err
+    assert len(err.splitlines()) == 1 and message in err, err
 
 
 def test_null_segmentation_is_an_empty_mask_and_the_prompt_moves_to_the_nearest_mask(tmp_path, caplog):
