@@ -79,12 +79,16 @@ def test_absent_object_is_blanked_on_the_image_path_and_frame_0(debug_bundle, tm
     # upstream's rule (SAM2Base._forward_sam_heads): logit > 0 keeps the masks, else NO_OBJ_SCORE
     obj = mixed.object_score_logits.reshape(-1)
     assert obj[0] < 0 < obj[1]
-    expected = torch.where((obj > 0).reshape(-1, 1, 1, 1), present.mask_logits, torch.full_like(present.mask_logits, NO_OBJ_SCORE))
+    expected = torch.where(
+        (obj > 0).reshape(-1, 1, 1, 1), present.mask_logits, torch.full_like(present.mask_logits, NO_OBJ_SCORE)
+    )
     assert torch.equal(mixed.mask_logits, expected)
     assert (present.mask_logits[0] != NO_OBJ_SCORE).any()  # not blanked when present: the check is not vacuous
     assert not (sam.upscale_masks(mixed.mask_logits[:1], (size, size)) > 0).any()  # 0 pixels
     # the perceiver's inputs do not depend on the blanking
-    assert torch.equal(mixed.mask_tokens, present.mask_tokens) and torch.equal(mixed.image_embedding, present.image_embedding)
+    assert torch.equal(mixed.mask_tokens, present.mask_tokens) and torch.equal(
+        mixed.image_embedding, present.image_embedding
+    )
 
     # upstream's image path (sam2's video predictor, prompted on frame 0 of a one-frame clip) blanks too
     Image.fromarray(img).save(tmp_path / "00000.jpg", quality=95)
@@ -145,9 +149,18 @@ def _q_fixture(tmp: Path) -> Path:
         if two:
             ann.append({"1": {"segmentation": None}, "2": {"segmentation": _rle((0, 0, 10, 10))}})
         question = "What is <object3><region> doing" + (" with <object7><region>?" if two else "?")
-        entries.append({"id": k, "video": "DAVIS/JPEGImages/480p/aerobatics", "Question": question,
-                        "type": "Basic Questions" if k < 5 else "Sequential Questions", "options": options,
-                        "Answer": options["ABCD".index(answer)], "frame_idx": "1", "annotation": ann})
+        entries.append(
+            {
+                "id": k,
+                "video": "DAVIS/JPEGImages/480p/aerobatics",
+                "Question": question,
+                "type": "Basic Questions" if k < 5 else "Sequential Questions",
+                "options": options,
+                "Answer": options["ABCD".index(answer)],
+                "frame_idx": "1",
+                "annotation": ann,
+            }
+        )
     path = tmp / "VideoRefer-Bench-Q.json"
     path.write_text(json.dumps(entries))
     return path
@@ -156,21 +169,27 @@ def _q_fixture(tmp: Path) -> Path:
 def test_videorefer_q_reproduces_the_official_script(tmp_path):
     data = _q_fixture(tmp_path)
     entries = json.loads(data.read_text())
-    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": e["id"], "prediction": p} for e, p in zip(entries, Q_PREDS)])
+    pred = write_predictions(
+        tmp_path / "pred.jsonl", [{"id": e["id"], "prediction": p} for e, p in zip(entries, Q_PREDS)]
+    )
     scores = score_file("videorefer_q", pred, data=data)
     ref = official_q_accuracy([{"Answer": e["Answer"], "pred": p, "type": e["type"]} for e, p in zip(entries, Q_PREDS)])
     assert scores["accuracy"] == pytest.approx(100 * ref["all"], abs=1e-6)
     for t in ("Basic Questions", "Sequential Questions"):
         assert scores[f"accuracy/{t}"] == pytest.approx(100 * ref[t], abs=1e-6)
     single = [k for k, e in enumerate(entries) if len(e["annotation"]) == 1]
-    ref_single = official_q_accuracy([{"Answer": entries[k]["Answer"], "pred": Q_PREDS[k], "type": "x"} for k in single])
+    ref_single = official_q_accuracy(
+        [{"Answer": entries[k]["Answer"], "pred": Q_PREDS[k], "type": "x"} for k in single]
+    )
     assert scores["accuracy/single_object"] == pytest.approx(100 * ref_single["all"], abs=1e-6)
     assert scores["empty_answers"] == 1 and scores["num_multi_object"] == 2
 
     from pam.eval import get_benchmark
 
     items = get_benchmark("videorefer_q").read_items(data)
-    assert items[2]["text"].startswith("What is the subject doing with object 7? (A) A helmet (B) A hat (C) Sunglasses (D) A watch. Answer")
+    assert items[2]["text"].startswith(
+        "What is the subject doing with object 7? (A) A helmet (B) A hat (C) Sunglasses (D) A watch. Answer"
+    )
     union = get_benchmark("videorefer_q", overrides={"multi_object": "union"}).read_items(data)
     assert union[2]["text"].startswith("What is the subject doing with the subject?")
 
@@ -198,8 +217,10 @@ def official_d_scores(answers: list[str]) -> dict[str, float]:
 D_ANSWERS = [
     "1. Subject Correspondence: 5\nExplanation: same.\n2. Appearance Description: 4\nExplanation: x\n"
     "3. Temporal Description: 3\nExplanation: y\n4. Hallucination Detection: 2\nExplanation: z",
-    "1. **Subject Correspondence**: 1\n2. **Appearance Description**: 1\n3. Temporal Description: 4\n4. Hallucination Detection: 4",
-    "1. Subject Correspondence: 3\n2. Appearance Description: 2.5\n3. Temporal Description: 1\n4. Hallucination Detection: .",
+    "1. **Subject Correspondence**: 1\n2. **Appearance Description**: 1\n"
+    "3. Temporal Description: 4\n4. Hallucination Detection: 4",
+    "1. Subject Correspondence: 3\n2. Appearance Description: 2.5\n"
+    "3. Temporal Description: 1\n4. Hallucination Detection: .",
     "I cannot judge this.",
 ]
 
@@ -212,8 +233,16 @@ def _d_fixture(tmp: Path) -> Path:
     frames[:, 10:30, 10:40] = (220, 40, 40)
     (tmp / "Panda-70M-part").mkdir(parents=True)
     write_video_mp4(str(tmp / "Panda-70M-part" / "clip.mp4"), frames, fps=5)
-    entries = [{"id": k, "video": "clip.mp4", "caption": f"A red block number {k}.", "frame_idx": "2",
-                "annotation": [{"2": {"segmentation": _rle()}}]} for k in range(len(D_ANSWERS))]
+    entries = [
+        {
+            "id": k,
+            "video": "clip.mp4",
+            "caption": f"A red block number {k}.",
+            "frame_idx": "2",
+            "annotation": [{"2": {"segmentation": _rle()}}],
+        }
+        for k in range(len(D_ANSWERS))
+    ]
     path = tmp / "VideoRefer-Bench-D.json"
     path.write_text(json.dumps(entries))
     return path
@@ -232,14 +261,20 @@ def test_videorefer_d_reproduces_the_official_scripts_with_a_replay_judge(tmp_pa
         over = {"judge": {"base_url": server.base_url, "api_key_env": None, "max_tries": 1}}
         scores = score_file("videorefer_d", pred, data=data, overrides=over, out_dir=tmp_path / "out")
     ref = official_d_scores(D_ANSWERS)
-    for key, label in (("subject_correspondence", "Subject Correspondence"), ("appearance", "Appearance Description"),
-                       ("temporal", "Temporal Description"), ("hallucination", "Hallucination Detection")):
+    for key, label in (
+        ("subject_correspondence", "Subject Correspondence"),
+        ("appearance", "Appearance Description"),
+        ("temporal", "Temporal Description"),
+        ("hallucination", "Hallucination Detection"),
+    ):
         assert scores[key] == pytest.approx(ref[label], abs=1e-6)
     assert scores["average"] == pytest.approx(ref["all"], abs=1e-6)
     # the official request: system prompt, user message, sampling parameters
     req = sorted(server.requests, key=lambda r: last_user_text(r))[0]
     assert req["temperature"] == 0.7 and req["max_tokens"] == 800 and req["top_p"] == 0.95
-    assert req["messages"][1]["content"] == "##Correct answer: A red block number 0.\n##Predicted answer: prediction 0\n"
+    assert (
+        req["messages"][1]["content"] == "##Correct answer: A red block number 0.\n##Predicted answer: prediction 0\n"
+    )
     official_system_sha256 = "39596092750e8982c35c54f2ac0116772741f116410f99f5e4d7d051b9d3b088"  # system.txt @ cbd4207
     assert req["messages"][0]["role"] == "system"
     assert hashlib.sha256(req["messages"][0]["content"].encode()).hexdigest() == official_system_sha256
@@ -249,21 +284,37 @@ def _stream_fixture(tmp: Path) -> Path:
     f1 = write_frames(tmp / "frames" / "V_aaa", 5)
     f2 = write_frames(tmp / "frames" / "V_bbb", 3)
     lines = [
-        {"type": "video", "image_root": "/home/someone/frames/V_aaa", "annotations": [
-            {"event_id": 1, "frames": f1[:3], "gt": "A boy plays on a swing set.", "box": [[5, 10, 40, 30]]},
-            {"event_id": 2, "frames": f1[3:], "gt": "The boy jumps off, and runs away.", "box": [[9, 10, 40, 0.0]]}]},
-        {"type": "video", "image_root": "frames/V_bbb", "annotations": [
-            {"event_id": 1, "frames": f2, "gt": "A man lays Tiles on the floor.", "box": [[5, 10, 40, 30]]}]},
+        {
+            "type": "video",
+            "image_root": "/home/someone/frames/V_aaa",
+            "annotations": [
+                {"event_id": 1, "frames": f1[:3], "gt": "A boy plays on a swing set.", "box": [[5, 10, 40, 30]]},
+                {"event_id": 2, "frames": f1[3:], "gt": "The boy jumps off, and runs away.", "box": [[9, 10, 40, 0.0]]},
+            ],
+        },
+        {
+            "type": "video",
+            "image_root": "frames/V_bbb",
+            "annotations": [
+                {"event_id": 1, "frames": f2, "gt": "A man lays Tiles on the floor.", "box": [[5, 10, 40, 30]]}
+            ],
+        },
         # like line 268 of the official input_full.jsonl: the prompt box has height 0
-        {"type": "video", "image_root": "frames/V_bbb", "annotations": [
-            {"event_id": 1, "frames": f2, "gt": "A drum.", "box": [[640.0, 687.7, 6.8, 0.0]]}]},
+        {
+            "type": "video",
+            "image_root": "frames/V_bbb",
+            "annotations": [{"event_id": 1, "frames": f2, "gt": "A drum.", "box": [[640.0, 687.7, 6.8, 0.0]]}],
+        },
     ]
     path = tmp / "input_full.jsonl"
     path.write_text("".join(json.dumps(v) + "\n" for v in lines))
     return path
 
 
-STREAM_PREDS = {"0:V_aaa": ["a boy swings on a swing.", "The boy jumps off and runs away"], "1:V_bbb": ["A man lays tiles on the floor."]}
+STREAM_PREDS = {
+    "0:V_aaa": ["a boy swings on a swing.", "The boy jumps off and runs away"],
+    "1:V_bbb": ["A man lays tiles on the floor."],
+}
 
 
 def test_stream_degenerate_box_is_counted_and_named(tmp_path, caplog):
@@ -283,9 +334,17 @@ def test_stream_degenerate_box_is_counted_and_named(tmp_path, caplog):
 
 def test_gstdc_reproduces_eval_py_per_video_with_a_replay_judge(tmp_path):
     data = _stream_fixture(tmp_path)
-    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
-                                                       for i, ps in STREAM_PREDS.items()])
-    answers = {"boy": "Continuity Score: 3.5\nExplanation: fine", "man": "continuity score: 5"}  # the label is case-sensitive
+    pred = write_predictions(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
+            for i, ps in STREAM_PREDS.items()
+        ],
+    )
+    answers = {
+        "boy": "Continuity Score: 3.5\nExplanation: fine",
+        "man": "continuity score: 5",
+    }  # the label is case-sensitive
 
     def reply(request, _index):
         return answers["boy" if "boy" in last_user_text(request) else "man"]
@@ -308,7 +367,10 @@ def test_gstdc_reproduces_eval_py_per_video_with_a_replay_judge(tmp_path):
     assert f"    Ground Truth Segments:\n    {gt}\n\n    Predicted Segments:\n    {pr}\n\n" in text
     # the official system prompt + evaluation text (eval.py @ 2fc36d3), with the segments taken out
     template = text.replace(gt, "{gt_text}").replace(pr, "{pred_text}")
-    assert hashlib.sha256(template.encode()).hexdigest() == "8bc417b1c2ba7881fbdc0c406b072d749428b860d58fbc6886c9b6755ed33970"
+    assert (
+        hashlib.sha256(template.encode()).hexdigest()
+        == "8bc417b1c2ba7881fbdc0c406b072d749428b860d58fbc6886c9b6755ed33970"
+    )
 
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer run on Java")
@@ -323,8 +385,13 @@ def test_stream_and_hc_stvg_caption_scores_reproduce_the_official_computations(t
 
     # PAM eval.py calculate_metrics: raw text, keys = event order
     data = _stream_fixture(tmp_path)
-    pred = write_predictions(tmp_path / "pred.jsonl", [{"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
-                                                       for i, ps in STREAM_PREDS.items()])
+    pred = write_predictions(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": i, "events": [{"event_id": e + 1, "pred": p} for e, p in enumerate(ps)]}
+            for i, ps in STREAM_PREDS.items()
+        ],
+    )
     scores = score_file("activitynet_stream", pred, data=data)
     gts_list = ["A boy plays on a swing set.", "The boy jumps off, and runs away.", "A man lays Tiles on the floor."]
     preds_list = [p for ps in STREAM_PREDS.values() for p in ps]
@@ -336,8 +403,10 @@ def test_stream_and_hc_stvg_caption_scores_reproduce_the_official_computations(t
     assert scores["degenerate_boxes"] == 2 and scores["skipped_videos"] == 1
 
     # HC-STVG as VideoRefer's eval_cococap.py (COCOEvalCap): PTB-tokenise gts and res, then score
-    ann = {"a.mp4": {"English": "The man in black walks Left.", "st_frame": 3, "bbox": [[1, 2, 10, 10]] * 2},
-           "b.mp4": {"caption": "A woman, in red, turns around.", "st_frame": 1, "bbox": [[1, 2, 10, 10]]}}
+    ann = {
+        "a.mp4": {"English": "The man in black walks Left.", "st_frame": 3, "bbox": [[1, 2, 10, 10]] * 2},
+        "b.mp4": {"caption": "A woman, in red, turns around.", "st_frame": 1, "bbox": [[1, 2, 10, 10]]},
+    }
     (tmp_path / "hc.json").write_text(json.dumps(ann))
     hc_preds = {"a.mp4": "a man in black walks to the left", "b.mp4": "The woman turns around."}
     pred = write_predictions(tmp_path / "hc_pred.jsonl", [{"id": k, "prediction": v} for k, v in hc_preds.items()])
@@ -361,8 +430,18 @@ def _hc_fixture(tmp: Path) -> Path:
     frames[:, 10:30, 10:40] = (220, 40, 40)
     (tmp / "videos" / "part_1").mkdir(parents=True)
     write_video_mp4(str(tmp / "videos" / "part_1" / "55_clip.mp4"), frames, fps=5)  # in a part folder, as downloaded
-    ann = {"55_clip.mp4": {"bbox": [[10, 10, 30, 20]] * 3, "st_time": 0.4, "ed_time": 1.0, "img_num": 6,
-                           "caption": "The red block stays still.", "width": 64, "height": 48, "st_frame": 2}}
+    ann = {
+        "55_clip.mp4": {
+            "bbox": [[10, 10, 30, 20]] * 3,
+            "st_time": 0.4,
+            "ed_time": 1.0,
+            "img_num": 6,
+            "caption": "The red block stays still.",
+            "width": 64,
+            "height": 48,
+            "st_frame": 2,
+        }
+    }
     path = tmp / "test.json"
     path.write_text(json.dumps(ann))
     return path
@@ -372,7 +451,10 @@ E2E = {
     "videorefer_q": (lambda tmp: _q_fixture(tmp), {"generation.max_new_tokens": 2}),  # DAVIS frame folders
     "videorefer_d": (lambda tmp: _d_fixture(tmp), {"generation.max_new_tokens": 2}),  # Panda-70M-part mp4 files
     "hc_stvg": (_hc_fixture, {"generation.max_new_tokens": 2}),  # mp4 in a part folder
-    "activitynet_stream": (lambda tmp: _stream_fixture(tmp), {"generation.max_new_tokens": 2}),  # input_full.jsonl frames
+    "activitynet_stream": (
+        lambda tmp: _stream_fixture(tmp),
+        {"generation.max_new_tokens": 2},
+    ),  # input_full.jsonl frames
 }
 
 
@@ -396,8 +478,24 @@ def test_pam_eval_runs_end_to_end_on_the_official_layout(name, tmp_path, debug_c
         judge = [f"--set=judge.base_url={server.base_url}", "--set=judge.api_key_env=null"]
     limit = ["--limit", "3"] if name == "videorefer_q" else []  # one multi-object item among them
     try:
-        code = main(["eval", name, "--checkpoint", str(debug_checkpoint), "--data", str(data), "--out", str(tmp_path / "out"),
-                     "--device", "cpu", "--no-progress", *limit, *sets, *judge])
+        code = main(
+            [
+                "eval",
+                name,
+                "--checkpoint",
+                str(debug_checkpoint),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+                "--no-progress",
+                *limit,
+                *sets,
+                *judge,
+            ]
+        )
     finally:
         if judge:
             server.__exit__(None, None, None)
@@ -406,7 +504,12 @@ def test_pam_eval_runs_end_to_end_on_the_official_layout(name, tmp_path, debug_c
     items = get_benchmark(name).read_items(data)[: 3 if limit else None]
     assert [r["id"] for r in rows] == [it["id"] for it in items]
     scores = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]
-    expected_key = {"videorefer_q": "accuracy", "videorefer_d": "average", "hc_stvg": "cider", "activitynet_stream": "cider"}[name]
+    expected_key = {
+        "videorefer_q": "accuracy",
+        "videorefer_d": "average",
+        "hc_stvg": "cider",
+        "activitynet_stream": "cider",
+    }[name]
     assert expected_key in scores
 
 
@@ -427,8 +530,10 @@ def _break_d(tmp: Path) -> tuple[Path, str]:
 
 
 def _break_hc(tmp: Path) -> tuple[Path, str]:
-    ann = {"a.mp4": {"caption": "A man walks.", "st_frame": 3, "bbox": [[1, 2, 10, 10]]},
-           "b.mp4": {"caption": "A woman runs.", "ed_frame": 9, "bbox": [[1, 2, 10, 10]]}}
+    ann = {
+        "a.mp4": {"caption": "A man walks.", "st_frame": 3, "bbox": [[1, 2, 10, 10]]},
+        "b.mp4": {"caption": "A woman runs.", "ed_frame": 9, "bbox": [[1, 2, 10, 10]]},
+    }
     (tmp / "test.json").write_text(json.dumps(ann))
     return tmp / "test.json", "test.json: record 'b.mp4', field 'st_frame': expected a 1-based frame number, got None"
 
@@ -443,8 +548,15 @@ def _break_stream(tmp: Path) -> tuple[Path, str]:
     return data, "input_full.jsonl:2: record 1 (V_bbb), event 1, field 'gt': missing or not a string"
 
 
-@pytest.mark.parametrize("name, breaker", [("videorefer_q", _break_q), ("videorefer_d", _break_d), ("hc_stvg", _break_hc),
-                                           ("activitynet_stream", _break_stream)])
+@pytest.mark.parametrize(
+    "name, breaker",
+    [
+        ("videorefer_q", _break_q),
+        ("videorefer_d", _break_d),
+        ("hc_stvg", _break_hc),
+        ("activitynet_stream", _break_stream),
+    ],
+)
 def test_bad_record_is_one_line_naming_file_record_and_field(name, breaker, tmp_path, capsys):
     from pam.cli import main
 

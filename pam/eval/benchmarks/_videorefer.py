@@ -34,7 +34,9 @@ def read_objects(entry: dict, where: str) -> tuple[int, list[dict[int, dict | No
         raise ValueError(f"{where}, field 'frame_idx': expected a frame number, got {entry['frame_idx']!r}") from err
     anns = entry.get("annotation")
     if not isinstance(anns, list) or not anns or not all(isinstance(a, dict) and a for a in anns):
-        raise ValueError(f"{where}, field 'annotation': expected a non-empty list of {{frame: {{'segmentation': RLE}}}}")
+        raise ValueError(
+            f"{where}, field 'annotation': expected a non-empty list of {{frame: {{'segmentation': RLE}}}}"
+        )
     objects = []
     for k, ann in enumerate(anns):
         frames: dict[int, dict | None] = {}
@@ -45,10 +47,14 @@ def read_objects(entry: dict, where: str) -> tuple[int, list[dict[int, dict | No
                 raise ValueError(f"{where}, field 'annotation[{k}]': frame keys must be integers, got {key!r}") from err
             seg = value.get("segmentation", "missing") if isinstance(value, dict) else "missing"
             if seg == "missing" or not (seg is None or isinstance(seg, (dict, list))):
-                raise ValueError(f"{where}, field 'annotation[{k}][{key!r}]': needs a 'segmentation' (RLE, polygons or null)")
+                raise ValueError(
+                    f"{where}, field 'annotation[{k}][{key!r}]': needs a 'segmentation' (RLE, polygons or null)"
+                )
             frames[frame] = seg
         if frame_idx not in frames:
-            raise ValueError(f"{where}, field 'annotation[{k}]': no mask on frame_idx {frame_idx} (frames {sorted(frames)})")
+            raise ValueError(
+                f"{where}, field 'annotation[{k}]': no mask on frame_idx {frame_idx} (frames {sorted(frames)})"
+            )
         objects.append(frames)
     return frame_idx, objects
 
@@ -57,7 +63,9 @@ def object_mask(item: dict, k: int, frame: int, height: int, width: int) -> np.n
     seg = item["objects"][k][frame]
     if seg is None:
         return np.zeros((height, width), bool)
-    return decode_segmentation(seg, height, width, f"{item['where']}, field 'annotation[{k}][{frame}]'", allow_empty=True)
+    return decode_segmentation(
+        seg, height, width, f"{item['where']}, field 'annotation[{k}][{frame}]'", allow_empty=True
+    )
 
 
 def prompt_frame(item: dict, k: int, height: int, width: int) -> tuple[int, np.ndarray] | None:
@@ -68,7 +76,13 @@ def prompt_frame(item: dict, k: int, height: int, width: int) -> tuple[int, np.n
         mask = object_mask(item, k, frame, height, width)
         if mask.any():
             if frame != frame_idx:
-                log.warning("%s, field 'annotation[%d][%r]': empty mask on frame_idx; prompting on frame %d", item["where"], k, str(frame_idx), frame)
+                log.warning(
+                    "%s, field 'annotation[%d][%r]': empty mask on frame_idx; prompting on frame %d",
+                    item["where"],
+                    k,
+                    str(frame_idx),
+                    frame,
+                )
             return frame, mask
     return None
 
@@ -86,7 +100,9 @@ def load_object_clip(item: dict, k: int, track_frames: int) -> tuple[np.ndarray,
     height, width = frame_size(video)
     found = prompt_frame(item, k, height, width)
     if found is None:
-        log.warning("%s, field 'annotation[%d]': every mask of the object is empty; no prompt, empty answer", item["where"], k)
+        log.warning(
+            "%s, field 'annotation[%d]': every mask of the object is empty; no prompt, empty answer", item["where"], k
+        )
         return None
     frame, mask = found
     return load_clip(video, frame, None, track_frames), {"mask": mask}

@@ -50,7 +50,9 @@ log = logging.getLogger("pam.eval")
 
 @dataclass
 class StreamConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=128))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=128)
+    )
     frames_root: str | None = None  # base of relative image_root folders; None = the data file's folder
     ptb_tokenize: bool = False  # METEOR/CIDEr after pycocoevalcap's PTB tokenizer (eval.py scores the raw text)
 
@@ -105,7 +107,9 @@ class ActivityNetStream(Benchmark):
         "commit": "2fc36d306514f05dcbb1a8c8ec61278dd4aad897",
     }
     options: ClassVar[dict[str, str]] = {
-        "ptb_tokenize=true": "METEOR and CIDEr after the PTB tokenizer (lower case, no punctuation); eval.py scores raw text",
+        "ptb_tokenize=true": (
+            "METEOR and CIDEr after the PTB tokenizer (lower case, no punctuation); eval.py scores the raw text"
+        ),
     }
     notes: ClassVar[str] = (
         "eval.py reads --g_stdc but looks up args.continuity, so it stops before scoring when run as documented; the "
@@ -120,14 +124,20 @@ class ActivityNetStream(Benchmark):
         self.degenerate_boxes, self.skipped_videos = 0, 0
         for k, (line, video) in enumerate(read_json_stream(data)):
             where = f"{data}:{line}: record {k}"
-            if not isinstance(video, dict) or not isinstance(video.get("annotations"), list) or not video["annotations"]:
+            if (
+                not isinstance(video, dict)
+                or not isinstance(video.get("annotations"), list)
+                or not video["annotations"]
+            ):
                 raise ValueError(f"{where}, field 'annotations': missing or empty")
             root = video.get("image_root")
             if not isinstance(root, str):
                 raise ValueError(f"{where}, field 'image_root': missing or not a string")
             events, skip = [], False
             for e, ev in enumerate(video["annotations"]):
-                ew = f"{where} ({Path(root).name}), event {ev.get('event_id', e + 1) if isinstance(ev, dict) else e + 1}"
+                ew = (
+                    f"{where} ({Path(root).name}), event {ev.get('event_id', e + 1) if isinstance(ev, dict) else e + 1}"
+                )
                 if not isinstance(ev, dict):
                     raise ValueError(f"{ew}: expected a JSON object")
                 if not isinstance(ev.get("gt"), str):
@@ -144,7 +154,9 @@ class ActivityNetStream(Benchmark):
                     skip = skip or e == 0
                     log.warning("%s (%s)", err, "the prompt box: video left out" if e == 0 else "not a prompt: kept")
                     box = None
-                events.append({"event_id": ev.get("event_id", e + 1), "frames": ev["frames"], "gt": ev["gt"], "box": box})
+                events.append(
+                    {"event_id": ev.get("event_id", e + 1), "frames": ev["frames"], "gt": ev["gt"], "box": box}
+                )
             if skip:
                 self.skipped_videos += 1
                 continue
@@ -158,14 +170,21 @@ class ActivityNetStream(Benchmark):
         for it in items:
             frames, ends = self.video_frames(it)
             captions = generator.describe_events(frames, {"box": it["events"][0]["box"]}, ends)
-            rows.append({"id": it["id"], "events": [{"event_id": ev["event_id"], "pred": c} for ev, c in zip(it["events"], captions)]})
+            rows.append(
+                {
+                    "id": it["id"],
+                    "events": [{"event_id": ev["event_id"], "pred": c} for ev, c in zip(it["events"], captions)],
+                }
+            )
         return rows
 
     def video_frames(self, item: dict) -> tuple[np.ndarray, list[int]]:
         """The frames one tracking state runs through (each event's tracked frames, events in
         order) and the position of each event's last frame among them."""
         track = self.config.generation.track_frames
-        clips = [load_clip([str(Path(item["root"]) / f) for f in ev["frames"]], 0, None, track) for ev in item["events"]]
+        clips = [
+            load_clip([str(Path(item["root"]) / f) for f in ev["frames"]], 0, None, track) for ev in item["events"]
+        ]
         return np.concatenate(clips), (np.cumsum([len(c) for c in clips]) - 1).tolist()
 
     def event_pairs(self, predictions: Sequence[dict], items: Sequence[dict]) -> list[tuple[int, str, str]]:
@@ -175,15 +194,23 @@ class ActivityNetStream(Benchmark):
         for v, (it, row) in enumerate(zip(items, rows)):
             events = row.get("events")
             if not isinstance(events, list) or len(events) != len(it["events"]):
-                raise ValueError(f"{self.name}: prediction {it['id']!r}, field 'events': must list {len(it['events'])} events")
+                raise ValueError(
+                    f"{self.name}: prediction {it['id']!r}, field 'events': must list {len(it['events'])} events"
+                )
             for ev, pe in zip(it["events"], events):
                 if not isinstance(pe, dict) or not isinstance(pe.get("pred"), str):
-                    raise ValueError(f"{self.name}: prediction {it['id']!r}, event {ev['event_id']}, field 'pred': missing or not a string")
+                    raise ValueError(
+                        f"{self.name}: prediction {it['id']!r}, event {ev['event_id']}, field 'pred': "
+                        "missing or not a string"
+                    )
                 pairs.append((v, ev["gt"], pe["pred"]))
         return pairs
 
     def _counts(self) -> dict[str, int]:
-        return {"degenerate_boxes": getattr(self, "degenerate_boxes", 0), "skipped_videos": getattr(self, "skipped_videos", 0)}
+        return {
+            "degenerate_boxes": getattr(self, "degenerate_boxes", 0),
+            "skipped_videos": getattr(self, "skipped_videos", 0),
+        }
 
     def score(self, predictions: Sequence[dict], items: Sequence[dict] | None, judge=None) -> dict[str, float]:
         pairs = self.event_pairs(predictions, items)
@@ -192,5 +219,10 @@ class ActivityNetStream(Benchmark):
             caps = caption_metrics(preds, [[g] for g in gts], metrics=("METEOR", "CIDEr"))
         else:
             caps = raw_meteor_cider(preds, gts)
-        return {"meteor": 100.0 * caps["meteor"], "cider": 100.0 * caps["cider"], "num_videos": len(items),
-                "num_events": len(pairs), **self._counts()}
+        return {
+            "meteor": 100.0 * caps["meteor"],
+            "cider": 100.0 * caps["cider"],
+            "num_videos": len(items),
+            "num_events": len(pairs),
+            **self._counts(),
+        }

@@ -68,7 +68,8 @@ def continuity_prompt(gts: Sequence[str], preds: Sequence[str]) -> str:
 
 
 def parse_continuity(answer: str) -> float | None:
-    """The score ``parse_continuity_score`` reads (case-sensitive label, 0..5); None where it gives 0 for want of one."""
+    """The score ``parse_continuity_score`` reads (case-sensitive label, 0..5); None where it
+    gives 0 for want of one."""
     m = _SCORE.search(answer)
     if m is None:
         return None
@@ -110,6 +111,14 @@ class GSTDC(ActivityNetStream):
             preds = [p for i, _, p in pairs if i == v]
             prompts.append([{"role": "user", "content": continuity_prompt(gts, preds)}])
         cfg = self.config.judge or JudgeConfig(max_tokens=4096)
-        parsed = [parse_continuity(a) for a in ask_with(judge, prompts, max_workers=cfg.max_workers, max_tokens=cfg.max_tokens)]
-        return {"g_stdc": sum(s or 0.0 for s in parsed) / len(parsed), "unparsed": sum(s is None for s in parsed),
-                "num_videos": len(items), "num_events": len(pairs), **self._counts()}
+        parsed = [
+            parse_continuity(a)
+            for a in ask_with(judge, prompts, max_workers=cfg.max_workers, max_tokens=cfg.max_tokens)
+        ]
+        return {
+            "g_stdc": sum(s or 0.0 for s in parsed) / len(parsed),
+            "unparsed": sum(s is None for s in parsed),
+            "num_videos": len(items),
+            "num_events": len(pairs),
+            **self._counts(),
+        }

@@ -29,7 +29,9 @@ from ._common import media_root, score_captions
 
 @dataclass
 class HCSTVGConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=128))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=128)
+    )
     video_root: str | None = None  # folder of the videos; None = <file folder>/videos, else the file's folder
 
 
@@ -54,7 +56,9 @@ class HCSTVG(Benchmark):
     description = "HC-STVG video region captions: METEOR / CIDEr"
     official: ClassVar[dict[str, str]] = {
         "repo": "DAMO-NLP-SG/VideoRefer",
-        "path": "videorefer_videollama3/evaluation/captioning/eval_cococap.py (data: tzhhhh123/HC-STVG README.md @ 94ab6e9)",
+        "path": (
+            "videorefer_videollama3/evaluation/captioning/eval_cococap.py (data: tzhhhh123/HC-STVG README.md @ 94ab6e9)"
+        ),
         "commit": "cbd4207bf12e9d2f67ac71e54a260dd96697a83a",
     }
     options: ClassVar[dict[str, str]] = {}
@@ -91,7 +95,8 @@ class HCSTVG(Benchmark):
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
         rows = []
         for it in items:
-            frames = load_clip(find_video(Path(it["root"]), it["id"]), it["start"], it["end"], self.config.generation.track_frames)
+            video = find_video(Path(it["root"]), it["id"])
+            frames = load_clip(video, it["start"], it["end"], self.config.generation.track_frames)
             rows.append({"id": it["id"], "prediction": generator.describe_video(frames, {"box": it["box"]})})
         return rows
 

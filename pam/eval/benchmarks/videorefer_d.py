@@ -84,10 +84,14 @@ def parse_scores(answer: str) -> dict[str, float] | None:
 
 @dataclass
 class VideoReferDConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=256))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="video_caption", max_new_tokens=256)
+    )
     judge: JudgeConfig | None = field(default_factory=lambda: JudgeConfig(temperature=0.7, max_tokens=800))
     judge_top_p: float = 0.95  # the official request's top_p
-    video_root: str | None = None  # folder of the mp4 files; None = Panda-70M-part/ beside the file, else the file's folder
+    video_root: str | None = (
+        None  # folder of the mp4 files; None = Panda-70M-part/ beside the file, else the file's folder
+    )
 
 
 @register
@@ -105,10 +109,17 @@ class VideoReferD(Benchmark):
     notes: ClassVar[str] = (
         "1.eval_gpt_new.py passes an undefined name to the client and never runs; the default sends what it "
         "evidently meant (the system prompt and user message it builds, temperature 0.7, max_tokens 800, top_p 0.95), "
-        "as the working copy in videorefer_videollama3/ does. Message contents are sent as strings, not one-part lists. "
+        "as the working copy in videorefer_videollama3/ does. Message contents are sent as strings, not one-part "
+        "lists. "
         "3.analyze_score.py divides by zero when no answer gives a dimension; here that is an error naming it."
     )
-    metrics: ClassVar[tuple[str, ...]] = ("subject_correspondence", "appearance", "temporal", "hallucination", "average")
+    metrics: ClassVar[tuple[str, ...]] = (
+        "subject_correspondence",
+        "appearance",
+        "temporal",
+        "hallucination",
+        "average",
+    )
 
     def read_items(self, data: str | Path) -> list[dict]:
         entries = load_json(data)
@@ -124,8 +135,17 @@ class VideoReferD(Benchmark):
                 if not isinstance(e.get(key), str):
                     raise ValueError(f"{where}, field {key!r}: missing or not a string")
             frame, objects = read_objects(e, where)
-            items.append({"id": e.get("id", k), "where": where, "root": root, "video": e["video"], "frame": frame,
-                          "objects": objects, "reference": e["caption"]})
+            items.append(
+                {
+                    "id": e.get("id", k),
+                    "where": where,
+                    "root": root,
+                    "video": e["video"],
+                    "frame": frame,
+                    "objects": objects,
+                    "reference": e["caption"],
+                }
+            )
         return items
 
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
@@ -143,17 +163,26 @@ class VideoReferD(Benchmark):
             if not isinstance(r.get("prediction"), str):
                 raise ValueError(f"{self.name}: prediction {it['id']!r}, field 'prediction': missing or not a string")
         cfg = self.config.judge or JudgeConfig(temperature=0.7, max_tokens=800)
-        answers = ask_with(judge, [judge_messages(it["reference"], r["prediction"]) for it, r in zip(items, rows)],
-                           max_workers=cfg.max_workers, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                           top_p=self.config.judge_top_p)
+        answers = ask_with(
+            judge,
+            [judge_messages(it["reference"], r["prediction"]) for it, r in zip(items, rows)],
+            max_workers=cfg.max_workers,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            top_p=self.config.judge_top_p,
+        )
         parsed = [parse_scores(a) or {} for a in answers]
         out: dict[str, float] = {}
         for key, label in DIMENSIONS.items():
             values = [p[label] for p in parsed if label in p]
             if not values:
-                raise ValueError(f"{self.name}: no judge answer gave a {label!r} score (the official script divides by zero)")
+                raise ValueError(
+                    f"{self.name}: no judge answer gave a {label!r} score (the official script divides by zero)"
+                )
             out[key] = sum(values) / len(values)
             out[f"num_{key}"] = len(values)
         out["average"] = sum(out[k] for k in DIMENSIONS) / len(DIMENSIONS)
-        out.update(num_items=len(items), unparsed=sum(any(label not in p for label in DIMENSIONS.values()) for p in parsed))
+        out.update(
+            num_items=len(items), unparsed=sum(any(label not in p for label in DIMENSIONS.values()) for p in parsed)
+        )
         return out

@@ -48,7 +48,9 @@ MULTI_OBJECT = ("first", "union")
 @dataclass
 class VideoReferQConfig(BenchmarkConfig):
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task=None, max_new_tokens=16))
-    video_root: str | None = None  # folder the entries' "video" paths are relative to; None = the file's folder (or its videos/)
+    video_root: str | None = (
+        None  # folder the entries' "video" paths are relative to; None = the file's folder (or its videos/)
+    )
     object_word: str = "the subject"  # the prompted object's tag in the question
     instruction: str = "Answer with the option's letter from the given choices directly."  # after the options and ". "
     multi_object: str = "first"  # questions about several objects: prompt the first object, or the union of all masks
@@ -93,11 +95,15 @@ class VideoReferQ(Benchmark):
     description = "VideoRefer-Bench-Q multiple choice: accuracy per question type"
     official: ClassVar[dict[str, str]] = {
         "repo": "DAMO-NLP-SG/VideoRefer",
-        "path": "videorefer/eval/eval_videorefer_bench_q.py, videorefer/eval/inference_videorefer_q_bench.py (mode single)",
+        "path": (
+            "videorefer/eval/eval_videorefer_bench_q.py, videorefer/eval/inference_videorefer_q_bench.py (mode single)"
+        ),
         "commit": "cbd4207bf12e9d2f67ac71e54a260dd96697a83a",
     }
     options: ClassVar[dict[str, str]] = {
-        "multi_object=first": "default: a question about several objects prompts its first object only (PAM takes one region)",
+        "multi_object=first": (
+            "default: a question about several objects prompts its first object only (PAM takes one region)"
+        ),
         "multi_object=union": "a question about several objects prompts the union of their masks on frame_idx",
     }
     notes: ClassVar[str] = (
@@ -128,8 +134,20 @@ class VideoReferQ(Benchmark):
             prompted = None if multi and self.config.multi_object == "union" else 0
             question = rewrite_tags(e["Question"], prompted, self.config.object_word)
             text = question + " " + " ".join(e["options"]) + ". " + self.config.instruction
-            items.append({"id": e.get("id", k), "where": where, "root": root, "video": e["video"], "frame": frame, "objects": objects,
-                          "text": text, "type": e["type"], "answer": e["Answer"], "multi_object": multi})
+            items.append(
+                {
+                    "id": e.get("id", k),
+                    "where": where,
+                    "root": root,
+                    "video": e["video"],
+                    "frame": frame,
+                    "objects": objects,
+                    "text": text,
+                    "type": e["type"],
+                    "answer": e["Answer"],
+                    "multi_object": multi,
+                }
+            )
         return items
 
     def _clip(self, item: dict) -> tuple[np.ndarray, dict] | None:
@@ -142,7 +160,9 @@ class VideoReferQ(Benchmark):
                 mask |= object_mask(item, k, item["frame"], h, w)
             if mask.any():
                 return load_clip(video, item["frame"], None, track), {"mask": mask}
-            log.warning("%s, field 'annotation': every object's mask on frame_idx is empty; prompting object 0", item["where"])
+            log.warning(
+                "%s, field 'annotation': every object's mask on frame_idx is empty; prompting object 0", item["where"]
+            )
         return load_object_clip(item, 0, track)
 
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
