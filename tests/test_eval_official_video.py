@@ -584,3 +584,22 @@ def test_null_segmentation_is_an_empty_mask_and_the_prompt_moves_to_the_nearest_
     assert frame == 1 and mask.any()
     d_items = get_benchmark("videorefer_d").read_items(_d_fixture(tmp_path / "d"))
     assert d_items[0]["root"] == str(tmp_path / "d" / "Panda-70M-part")  # found without an override
+
+
+def test_multi_object_union_prompts_the_union_of_the_masks_on_frame_idx(tmp_path):
+    from pam.eval import get_benchmark
+    from pam.eval.benchmarks._videorefer import object_mask
+
+    data = _q_fixture(tmp_path)
+    entries = json.loads(data.read_text())
+    entries[2]["annotation"][1]["1"] = {"segmentation": _rle((0, 0, 10, 10))}  # both objects have pixels on frame_idx
+    data.write_text(json.dumps(entries))
+    bench = get_benchmark("videorefer_q", overrides={"multi_object": "union"})
+    item = bench.read_items(data)[2]
+    frames, region = bench._clip(item)
+    expected = object_mask(item, 0, 1, 60, 80) | object_mask(item, 1, 1, 60, 80)
+    assert np.array_equal(region["mask"], expected) and expected.sum() > object_mask(item, 0, 1, 60, 80).sum()
+    assert len(frames) == 3  # frames 1..3 of the 4-frame clip: from frame_idx to the end
+    first = get_benchmark("videorefer_q").read_items(data)[2]
+    _, region = get_benchmark("videorefer_q")._clip(first)
+    assert np.array_equal(region["mask"], object_mask(first, 0, 1, 60, 80))

@@ -111,7 +111,8 @@ class VideoReferD(Benchmark):
         "evidently meant (the system prompt and user message it builds, temperature 0.7, max_tokens 800, top_p 0.95), "
         "as the working copy in videorefer_videollama3/ does. Message contents are sent as strings, not one-part "
         "lists. "
-        "3.analyze_score.py divides by zero when no answer gives a dimension; here that is an error naming it."
+        "3.analyze_score.py divides by zero when no answer gives a dimension; here that is an error naming it. "
+        "PAM tracks from frame_idx to the end of the clip; the official model also sees the frames before it."
     )
     metrics: ClassVar[tuple[str, ...]] = (
         "subject_correspondence",

@@ -107,6 +107,7 @@ class VideoReferQ(Benchmark):
         "multi_object=union": "a question about several objects prompts the union of their masks on frame_idx",
     }
     notes: ClassVar[str] = (
+        "PAM tracks from frame_idx to the end of the video; the official model also sees the frames before it. "
         "The official scorer stops on an empty answer; here it is scored wrong. The official inference gives every "
         "object its own region slot; PAM takes one region per prompt, so multi-object questions prompt one object "
         "(multi_object) and name the others 'object N'. An object whose mask on frame_idx is null is prompted on "
