@@ -96,8 +96,9 @@ def write_hc_stvg(tmp: Path) -> Path:
     write_frames(tmp / "videos" / "v1", 6)
     write_frames(tmp / "videos" / "v2", 5)
     doc = {
-        "v1.mp4": {"English": "The man in black walks to the left and sits down.", "st_frame": 1, "ed_frame": 4, "bbox": [[5, 10, 40, 30]] * 4, "img_num": 6},
-        "v2.mp4": {"English": "The woman turns around and waves.", "st_frame": 0, "ed_frame": 4, "bbox": [[5, 10, 40, 30]] * 5, "img_num": 5},
+        # v2 layout: "English", st_frame 1-based, no end frame (the tube ends at st_frame + len(bbox) - 1)
+        "v1.mp4": {"English": "The man in black walks to the left and sits down.", "st_frame": 2, "bbox": [[5, 10, 40, 30]] * 4, "img_num": 6},
+        "v2.mp4": {"English": "The woman turns around and waves.", "st_frame": 1, "bbox": [[5, 10, 40, 30]] * 5, "img_num": 5},
     }
     path = tmp / "test_v1.json"
     path.write_text(json.dumps(doc))
@@ -148,8 +149,10 @@ def write_dlc(tmp: Path) -> Path:
     return folder
 
 
-def _videorefer_ann(frame: int) -> list[dict]:
-    return [{str(frame): {"segmentation": _rle()}}, {"4": {"segmentation": _rle((0, 0, 10, 10))}}]
+def _videorefer_ann(frame: int, objects: int = 2) -> list[dict]:
+    """Official layout: every object has a mask on frame_idx (``frame``)."""
+    other = {"segmentation": _rle((0, 0, 10, 10))}
+    return [{str(frame): {"segmentation": _rle()}}, {str(frame): other, "4": other}][:objects]
 
 
 def write_videorefer(tmp: Path) -> tuple[Path, Path]:
@@ -160,9 +163,9 @@ def write_videorefer(tmp: Path) -> tuple[Path, Path]:
         {"id": 1, "video": "clip2", "caption": "A red block moves slowly.", "frame_idx": "0", "annotation": _videorefer_ann(0)},
     ]
     q = [
-        {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions", "options": ["(A) sliding right", "(B) jumping", "(C) spinning"], "Answer": "(A) sliding right", "frame_idx": "1", "annotation": _videorefer_ann(1)},
-        {"id": 1, "video": "clip2", "Question": "What colour is <object0><region>?", "type": "Basic Questions", "options": ["(A) blue", "(B) red"], "Answer": "(B) red", "frame_idx": "0", "annotation": _videorefer_ann(0)},
-        {"id": 2, "video": "clip2", "Question": "What happens to <object0><region> after it stops?", "type": "Sequential Questions", "options": ["(A) it falls", "(B) it stays", "(C) it vanishes", "(D) it grows"], "Answer": "(C) it vanishes", "frame_idx": "0", "annotation": _videorefer_ann(0)},
+        {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions", "options": ["(A) sliding right", "(B) jumping", "(C) spinning"], "Answer": "(A) sliding right", "frame_idx": "1", "annotation": _videorefer_ann(1, 1)},
+        {"id": 1, "video": "clip2", "Question": "What colour is <object0><region>?", "type": "Basic Questions", "options": ["(A) blue", "(B) red"], "Answer": "(B) red", "frame_idx": "0", "annotation": _videorefer_ann(0, 1)},
+        {"id": 2, "video": "clip2", "Question": "What happens to <object0><region> after it stops?", "type": "Sequential Questions", "options": ["(A) it falls", "(B) it stays", "(C) it vanishes", "(D) it grows"], "Answer": "(C) it vanishes", "frame_idx": "0", "annotation": _videorefer_ann(0, 1)},
     ]
     pd_, pq = tmp / "VideoRefer-Bench-D.json", tmp / "VideoRefer-Bench-Q.json"
     pd_.write_text(json.dumps(d))
@@ -187,7 +190,7 @@ def write_ferret(tmp: Path) -> Path:
 
 def test_every_registered_benchmark_is_covered():
     assert list_benchmarks() == sorted(
-        ["activitynet_stream", "dlc_bench", "ferret", "hc_stvg", "lvis", "paco", "quickstart", "ref_l4", "refcocog", "vg", "videorefer_d", "videorefer_q"]
+        ["activitynet_stream", "dlc_bench", "ferret", "gstdc", "hc_stvg", "lvis", "paco", "quickstart", "ref_l4", "refcocog", "vg", "videorefer_d", "videorefer_q"]
     )
 
 
@@ -247,8 +250,9 @@ def test_videorefer_readers(tmp_path):
     d = get_benchmark("videorefer_d").read_items(pd_)
     assert [(it["id"], it["video"], it["frame"]) for it in d] == [(0, "clip1", 1), (1, "clip2", 0)]
     q = get_benchmark("videorefer_q").read_items(pq)
-    assert q[0]["text"] == "What is the subject doing?\n(A) sliding right\n(B) jumping\n(C) spinning\nAnswer with the option's letter from the given choices directly."
-    assert [it["answer"] for it in q] == ["A", "B", "C"]
+    # as the official inference: question, space, options joined by spaces, ". Answer with ..."
+    assert q[0]["text"] == "What is the subject doing? (A) sliding right (B) jumping (C) spinning. Answer with the option's letter from the given choices directly."
+    assert [it["answer"] for it in q] == ["(A) sliding right", "(B) red", "(C) it vanishes"]
 
 
 def test_ferret_reader(tmp_path):

@@ -82,32 +82,35 @@ def test_refcocog_scores_are_pycocoevalcap_x100(tmp_path):
     assert scores == {"meteor": pytest.approx(100 * ref["meteor"]), "cider": pytest.approx(100 * ref["cider"]), "num_items": 3}
 
 
-def test_activitynet_pools_events_and_judges_each_video(tmp_path, monkeypatch):
+def test_activitynet_pools_events_and_gstdc_judges_each_video(tmp_path, monkeypatch):
     calls = []
 
-    def fake_caption_metrics(preds, refs, metrics):
-        calls.append((list(preds), [list(r) for r in refs], tuple(metrics)))
+    def fake_raw(preds, refs):
+        calls.append((list(preds), list(refs)))
         return {"meteor": 0.25, "cider": 0.5}
 
-    monkeypatch.setattr(activitynet_stream, "caption_metrics", fake_caption_metrics)
+    monkeypatch.setattr(activitynet_stream, "raw_meteor_cider", fake_raw)
     bench = get_benchmark("activitynet_stream")
     items = bench.read_items(write_activitynet(tmp_path))
     preds = [
         {"id": "1:V_bbb", "events": [{"event_id": 1, "pred": "a man puts tiles down"}]},
         {"id": "0:V_aaa", "events": [{"event_id": 1, "pred": "a boy swings"}, {"event_id": 2, "pred": "he jumps off"}]},
     ]
-    judge = ScriptedJudge(lambda text: "Continuity Score: 4\nExplanation: smooth." if "Segment 2" in text else "I refuse")
-    scores = bench.score(preds, items, judge=judge)
+    scores = bench.score(preds, items)
     assert calls == [(["a boy swings", "he jumps off", "a man puts tiles down"],
-                      [["A boy plays on a swing set."], ["The boy jumps off the swing and runs away."], ["A man lays tiles on the floor."]], ("METEOR", "CIDEr"))]
+                      ["A boy plays on a swing set.", "The boy jumps off the swing and runs away.", "A man lays tiles on the floor."])]
+    assert scores == {"meteor": 25.0, "cider": 50.0, "num_videos": 2, "num_events": 3, "degenerate_boxes": 0, "skipped_videos": 0}
+    gstdc = get_benchmark("gstdc")
+    judge = ScriptedJudge(lambda text: "Continuity Score: 4\nExplanation: smooth." if "Segment 2" in text else "I refuse")
+    scores = gstdc.score(preds, gstdc.read_items(write_activitynet(tmp_path)), judge=judge)
     # one judge call per video (upstream put every event of every video into one "unknown" video)
-    assert len(judge.seen) == 2
+    assert len(judge.seen) == 2 and all(p == {"max_tokens": 4096} for p in judge.params)
     man, boy = sorted((m[-1]["content"] for m in judge.seen), key=lambda t: "boy" in t)
     assert "Segment 1: a man puts tiles down" in man and "boy" not in man and "Segment 2" not in man
     assert "Segment 2: he jumps off" in boy and "tiles" not in boy
-    assert scores == {"meteor": 25.0, "cider": 50.0, "num_videos": 2, "num_events": 3, "g_stdc": 2.0, "g_stdc_unparsed": 1}
+    assert scores == {"g_stdc": 2.0, "unparsed": 1, "num_videos": 2, "num_events": 3, "degenerate_boxes": 0, "skipped_videos": 0}
     with pytest.raises(ValueError, match="must list 2 events"):
-        bench.score([preds[0], {"id": "0:V_aaa", "events": []}], items, judge=judge)
+        bench.score([preds[0], {"id": "0:V_aaa", "events": []}], items)
 
 
 def test_caption_benchmarks_share_the_scorer_without_java(tmp_path, monkeypatch):
@@ -155,18 +158,23 @@ def test_dlc_bench_scoring_hand_computed(tmp_path):
 def test_videorefer_d_judge_scores(tmp_path):
     bench = get_benchmark("videorefer_d")
     items = bench.read_items(write_videorefer(tmp_path)[0])
-    good = "Subject Correspondence: 4\nAppearance Description: 3\nTemporal Description: 2\nHallucination Detection: 5"
-    judge = ScriptedJudge(lambda text: good if "slides" in text else "Subject Correspondence: 9\nno idea")
+    good = "1. Subject Correspondence: 4\n2. Appearance Description: 3\n3. Temporal Description: 2\n4. Hallucination Detection: 5"
+    judge = ScriptedJudge(lambda text: good if "slides" in text else "1. Subject Correspondence: 2\nno idea")
     scores = bench.score([{"id": 0, "prediction": "a block"}, {"id": 1, "prediction": "a cube"}], items, judge=judge)
-    assert scores == {"subject_correspondence": 2.0, "appearance": 1.5, "temporal": 1.0, "hallucination": 2.5, "average": 1.75, "num_items": 2, "unparsed": 1}
+    # each dimension is averaged over the answers that gave it (3.analyze_score.py)
+    assert scores == {"subject_correspondence": 3.0, "appearance": 3.0, "temporal": 2.0, "hallucination": 5.0, "average": 3.25,
+                      "num_subject_correspondence": 2, "num_appearance": 1, "num_temporal": 1, "num_hallucination": 1,
+                      "num_items": 2, "unparsed": 1}
+    assert all(p == {"temperature": 0.7, "max_tokens": 800, "top_p": 0.95} for p in judge.params)
 
 
 def test_videorefer_q_accuracy_per_type(tmp_path):
     bench = get_benchmark("videorefer_q")
     items = bench.read_items(write_videorefer(tmp_path)[1])
-    preds = [{"id": 0, "prediction": "A"}, {"id": 1, "prediction": "(A) blue"}, {"id": 2, "prediction": "it vanishes"}]
+    preds = [{"id": 0, "prediction": "A"}, {"id": 1, "prediction": "(A) blue"}, {"id": 2, "prediction": "C. it vanishes"}]
     assert bench.score(preds, items) == {
-        "accuracy": pytest.approx(200 / 3), "accuracy/Basic Questions": 50.0, "accuracy/Sequential Questions": 100.0, "num_items": 3,
+        "accuracy": pytest.approx(200 / 3), "accuracy/Basic Questions": 50.0, "accuracy/Sequential Questions": 100.0,
+        "accuracy/single_object": pytest.approx(200 / 3), "num_single_object": 3, "num_multi_object": 0, "num_items": 3, "empty_answers": 0,
     }
 
 

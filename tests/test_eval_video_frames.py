@@ -35,9 +35,10 @@ def _mp4(path: Path, n: int) -> None:
 
 
 def _hc_stvg(tmp: Path) -> Path:
-    """One HC-STVG entry over a generated 10-frame mp4: the person is boxed on frame 2, the clip is 2..7."""
+    """One HC-STVG entry over a generated 10-frame mp4: the person is boxed on frame 2 (st_frame 3,
+    1-based), the clip is 2..7 (six boxes, no end frame in the official files)."""
     _mp4(tmp / "videos" / "v1.mp4", 10)
-    doc = {"v1.mp4": {"English": "The red block slides to the right.", "st_frame": 2, "ed_frame": 7, "bbox": [[14, 16, 24, 24]] * 6, "img_num": 10}}
+    doc = {"v1.mp4": {"English": "The red block slides to the right.", "st_frame": 3, "bbox": [[14, 16, 24, 24]] * 6, "img_num": 10}}
     path = tmp / "test_v1.json"
     path.write_text(json.dumps(doc))
     return path
@@ -88,14 +89,14 @@ def test_hc_stvg_tracks_every_frame_and_matches_predict_video(tmp_path, debug_bu
     # what the benchmark loads for other values: 32 (the default) covers the clip; 5 are spread with
     # the first and last kept (spread_frames), the predictor then picks the LLM's among them
     assert np.array_equal(load_clip(video, 2, 7, 32), frames)
-    assert np.array_equal(load_clip(video, 2, 7, 5), frames[[0, 1, 2, 4, 5]])
+    assert np.array_equal(load_clip(video, 2, 7, 5), frames[[0, 1, 2, 3, 5]])  # linspace(0, 5, 5) floored, as upstream
 
 
 def test_videorefer_tracks_from_the_prompt_frame(tmp_path, debug_bundle, monkeypatch):
     """The mask is given on frame 3 of a 6-frame clip: SAM 2 tracks frames 3..5, starting there."""
     write_frames(tmp_path / "videos" / "clip1", 6)
     entry = {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions",
-             "options": ["(A) sliding right", "(B) jumping"], "Answer": "(A) sliding right", "annotation": [{"3": {"segmentation": _rle()}}]}
+             "options": ["(A) sliding right", "(B) jumping"], "Answer": "(A) sliding right", "frame_idx": "3", "annotation": [{"3": {"segmentation": _rle()}}]}
     (tmp_path / "VideoRefer-Bench-Q.json").write_text(json.dumps([entry]))
     bench = get_benchmark("videorefer_q", overrides={"generation": {**SAMPLED, "track_frames": 0}})
     (item,) = bench.read_items(tmp_path / "VideoRefer-Bench-Q.json")

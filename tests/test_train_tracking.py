@@ -108,7 +108,7 @@ def test_track_frames_spreads_evenly_from_the_prompt_frame(clip, debug_bundle):
     ds.set_token_layout(debug_bundle.model.config.token_layout())
     sample = ds[0]
     expected = spread_frames(PROMPT_FRAME, T - 1, 4)
-    assert expected == [2, 3, 5, 6] and sample["frame_indices"] == expected  # the prompt frame first, the last kept
+    assert expected == [2, 3, 4, 6] and sample["frame_indices"] == expected  # the prompt frame first, the last kept (floored)
     assert all(f"{i:05d}.png" in sample["image_key"] for i in expected)  # the key names the tracked frames
     # the same frames as the predictor's max_tracked_frames (one function)
     predictor = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(1), vision_dtype="float32", max_tracked_frames=4)

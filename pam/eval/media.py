@@ -26,17 +26,22 @@ def load_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno} ({err.msg})") from err
 
 
+class DegenerateBoxError(ValueError):
+    """A box of zero (or negative) width or height."""
+
+
 def xywh_to_xyxy(box: Any, where: str) -> list[float]:
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
         raise ValueError(f"{where}: a box must be 4 numbers [x, y, w, h], got {box!r}")
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
-        raise ValueError(f"{where}: box {box!r} has no area")
+        raise DegenerateBoxError(f"{where}: box {box!r} has no area")
     return [x, y, x + w, y + h]
 
 
-def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.ndarray:
-    """A COCO segmentation (polygons, RLE with list or string counts) as a bool (H, W) mask."""
+def decode_segmentation(seg: Any, height: int, width: int, where: str, *, allow_empty: bool = False) -> np.ndarray:
+    """A COCO segmentation (polygons, RLE with list or string counts) as a bool (H, W) mask; an
+    empty mask is an error unless ``allow_empty``."""
     try:
         if isinstance(seg, list):
             if not seg or not all(isinstance(p, list) and len(p) >= 6 for p in seg):
@@ -53,7 +58,7 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
         raise ValueError(f"{where}: bad segmentation ({err})") from err
     if mask.ndim == 3:
         mask = mask.any(axis=2)
-    if not mask.any():
+    if not allow_empty and not mask.any():
         raise ValueError(f"{where}: the segmentation is empty")
     return mask
 

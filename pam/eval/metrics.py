@@ -239,6 +239,21 @@ def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]]) -> float:
     return float(score)
 
 
+def raw_meteor_cider(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """METEOR and CIDEr of pycocoevalcap on the raw text, one reference per prediction, as PAM's
+    streaming ``eval/eval.py`` computes them: no PTB tokenizer, so case and punctuation stay (METEOR
+    runs with ``-norm``; CIDEr splits on whitespace). Line breaks become spaces, since METEOR reads
+    one line per item. Scores on pycocoevalcap's scale."""
+    _check_pairs(preds, refs, "raw_meteor_cider")
+    gts = {i: [" ".join(r.splitlines())] for i, r in enumerate(refs)}
+    res = {i: [" ".join(p.splitlines())] for i, p in enumerate(preds)}
+    out = {"meteor": _meteor(gts, res), "cider": float(Cider().compute_score(gts, res)[0])}
+    for key, value in out.items():
+        if not math.isfinite(value):
+            raise RuntimeError(f"raw_meteor_cider: {key} is {value}")
+    return out
+
+
 def caption_metrics(
     preds: Sequence[str],
     refs_lists: Sequence[Sequence[str]],

@@ -13,7 +13,8 @@ yields the two inputs of the Semantic Perceiver:
 Video: the same model doubles as ``SAM2VideoPredictor``; ``track_video`` prompts frame 0 and
 propagates with SAM 2's memory, reading each later frame's decoder internals through the same
 capture. Frame 0 goes through the image path, so a region's first frame is treated exactly like
-an image.
+an image. As in sam2's own decode of every frame, a region whose object score logit is not above 0
+is absent: its masks are blanked to -1024 (no pixels), on the image path and frame 0 included.
 
 Nothing here trains: the module is built in eval mode, every parameter has ``requires_grad=False``
 and all calls run under ``torch.no_grad``.
@@ -30,6 +31,8 @@ from .config import SAM2Config
 from .sam2_build import build_sam2_model
 from .sam2_types import DecoderOutput, ImageFeatures, RegionPrompt, mask_input_from_binary
 from .sam2_video import TensorVideoPredictor
+
+NO_OBJ_SCORE = -1024.0  # sam2's logit for "no object" (sam2.modeling.sam2_base.NO_OBJ_SCORE)
 
 __all__ = ["DecoderOutput", "FrozenSAM2", "ImageFeatures", "RegionPrompt", "build_sam2_model", "mask_input_from_binary"]
 
@@ -191,6 +194,7 @@ class FrozenSAM2(nn.Module):
         stable = dec._get_stability_scores(masks[:, 0]) >= dec.dynamic_multimask_stability_thresh
         chosen = torch.where(stable, torch.zeros_like(best), best)
         returned = chosen if self.mask_selection == "stability" else torch.zeros_like(best)
+        masks = self._blank_absent(masks, call["obj"])
         return {
             "mask_logits": masks[rows, returned].unsqueeze(1),
             "iou_scores": iou[rows, returned].unsqueeze(1),
@@ -200,6 +204,16 @@ class FrozenSAM2(nn.Module):
             "all_mask_logits": masks,
             "all_iou_scores": iou,
         }
+
+    def _blank_absent(self, masks: torch.Tensor, object_score_logits: torch.Tensor) -> torch.Tensor:
+        """SAM 2's occlusion rule for the returned masks: where the object score logit is not above
+        0 the object is absent and every mask of that region becomes ``NO_OBJ_SCORE`` (-1024, no
+        pixels), as ``SAM2Base._forward_sam_heads`` does for every frame it decodes (upstream PAM
+        decodes still images and frame 0 that way too). Tokens and the image embedding are kept."""
+        if not getattr(self.model, "pred_obj_scores", False):
+            return masks
+        appearing = (object_score_logits > 0).reshape(-1, 1, 1, 1)
+        return torch.where(appearing, masks, torch.full_like(masks, NO_OBJ_SCORE))
 
     def upscale_masks(self, mask_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         """Low-res logits (R, 1, h, w) -> logits at the original image size, as SAM 2 does."""

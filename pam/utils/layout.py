@@ -31,7 +31,10 @@ def select_frames(num_frames: int, num_selected: int) -> list[int]:
 
 def spread_frames(first: int, last: int, max_frames: int | None) -> list[int]:
     """The frames SAM 2 tracks: ``first..last`` (inclusive), or ``max_frames`` of them spread
-    evenly with the first and the last kept (``None`` or 0 = all)."""
+    evenly with the first and the last kept (``None`` or 0 = all).
+
+    As upstream samples a clip (``np.linspace(0, n - 1, k, dtype=int)`` over the clip's ``n``
+    frames, which floors): positions are floored, not rounded, counted from ``first``."""
     if last < first:
         raise ValueError(f"no frames between {first} and {last}")
     n = last - first + 1
@@ -39,7 +42,8 @@ def spread_frames(first: int, last: int, max_frames: int | None) -> list[int]:
         return list(range(first, last + 1))
     if max_frames < 2:
         return [first]
-    return sorted(set(np.linspace(first, last, max_frames).round().astype(int).tolist()))
+    # n > max_frames, so the step is >= 1 and the floored positions are distinct and increasing
+    return (first + np.linspace(0, n - 1, max_frames, dtype=int)).tolist()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     activitynet_stream,
     dlc_bench,
     ferret,
+    gstdc,
     hc_stvg,
     lvis,
     paco,
