@@ -120,13 +120,11 @@ def write_activitynet(tmp: Path) -> Path:
 
 DLC_QA = {
     "7": [
-        {"type": "recognition", "question": "Which is the object?", "choices": [["A cup", 1], ["Not a cup", 0]]},
         {"type": "positive", "question": "What colour is the cup?", "choices": [["Red", 1], ["Blue", -1], ["Not mentioned", 0], ["Reddish", 0.5]]},
         {"type": "positive", "question": "Does the cup have a handle?", "choices": [["Yes", 1], ["No", -1], ["Not mentioned", 0]]},
         {"type": "negative", "question": "Does the caption mention a lid?", "choices": [["No lid mentioned", 1], ["A lid is mentioned", -1], ["Unclear", 0]]},
     ],
     "8": [
-        {"type": "recognition", "question": "Which is the object?", "choices": [["A dog", 1], ["Not a dog", 0]]},
         {"type": "positive", "question": "What colour is the dog?", "choices": [["Brown", 1], ["White", -1], ["Not mentioned", 0]]},
         {"type": "negative", "question": "Does the caption mention a collar?", "choices": [["No", 1], ["Yes", -1], ["Unclear", 0]]},
     ],
@@ -239,7 +237,7 @@ def test_activitynet_reader_reads_multiline_objects(tmp_path):
 
 def test_dlc_bench_reader(tmp_path):
     items = get_benchmark("dlc_bench").read_items(write_dlc(tmp_path))
-    assert [(it["id"], it["class_name"], len(it["questions"])) for it in items] == [("7", "cup", 4), ("8", "dog", 3)]
+    assert [(it["id"], it["class_name"], len(it["questions"])) for it in items] == [("7", "cup", 3), ("8", "dog", 2)]
 
 
 def test_videorefer_readers(tmp_path):

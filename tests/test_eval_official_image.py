@@ -1,0 +1,182 @@
+"""The image benchmarks reproduce their official scoring scripts on files in the official layouts.
+
+Expected values come from independent transcriptions of the official rules written here (never from
+pam's scorers); judges are replayed by a chat server on 127.0.0.1 that answers only the exact prompt
+the official script would send.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pam.cli import main as pam_cli
+from pam.eval import write_predictions
+
+from .helpers.chat_server import ChatServer, last_user_text
+
+FIXTURES = Path(__file__).parent / "fixtures"
+JUDGE_ARGS = ["--set", "judge.api_key_env=null", "--set", "judge.backoff_s=0.01"]
+
+
+def _score(capsys, argv: list[str]) -> dict:
+    capsys.readouterr()
+    code = pam_cli(["score", *argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+def _fails_with_one_line(capsys, argv: list[str], *needles: str) -> str:
+    capsys.readouterr()
+    code = pam_cli(["score", *argv])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+# ---------------------------------------------------------------- DLC-Bench (eval_model_outputs.py)
+
+DLC_PROMPT = (
+    "Answer the multiple-choice question based on the text description of an object in an image. You need to follow these rules:\n"
+    "1. Do not output any reasoning. Do not perform correction. Please output exactly one answer from the choices for each question. "
+    "Do not repeat the question.\n"
+    "2. There is no need for exact matching. Please choose the closest option based on the description.\n\n"
+    "The description is:\n{caption}\n\n"
+    "From the description above, please answer the following question with one of the choices:\n{question}\n"
+)
+
+
+def dlc_official_questions(class_name: str, qa: list[dict]) -> list[dict]:
+    import inflect
+
+    p = inflect.engine()
+    plural = class_name != "bus" and p.singular_noun(class_name) is not False
+    if plural:
+        text = f"Is it likely that the objects in the description are {class_name} or objects of a similar type? Again, It does not have to be an exact match."
+    else:
+        text = f"Is it likely that the object in the description is {p.a(class_name)} or an object of a similar type? Again, It does not have to be an exact match."
+    return [{"question": text, "choices": [("Yes", "correct"), ("No", "incorrect")], "type": "recognition"}, *qa]
+
+
+def dlc_official_prompt(caption: str, q: dict) -> str:
+    body = q["question"] + "\n" + "".join(f"{'ABCDE'[i]}. {c}\n" for i, (c, _) in enumerate(q["choices"]))
+    return DLC_PROMPT.format(caption=caption, question=body.strip())
+
+
+def dlc_official_parse(pred: str, choices: list[str]):
+    """eval_model_outputs.parse_pred, rule by rule."""
+    pred = pred.strip().lower()
+    subs = []
+    for i, c in enumerate(choices):
+        c = c.strip().lower()
+        if c == pred or pred == f"{'abcde'[i]}. {c}" or pred == "abcde"[i]:
+            return i
+        if c in pred:
+            subs.append((i, pred.index(c), len(c)))
+    if len(subs) == 1:
+        return subs[0][0]
+    if pred[0] in "abcde" and pred[1] == ".":
+        return "abcde".index(pred[0])
+    if subs:
+        pos = max(s[1] for s in subs)
+        return max((s for s in subs if s[1] == pos), key=lambda s: s[2])[0]
+    longer = [(i, len(c.strip().lower())) for i, c in enumerate(choices) if pred in c.strip().lower()]
+    if longer:
+        return max(longer, key=lambda x: x[1])[0]
+    if pred[0] in "abcde" and (len(pred.strip()) == 1 or pred[1] == "\n"):
+        return "abcde".index(pred[0])
+    return None
+
+
+def dlc_official_scores(qa: dict, names: dict, answers: dict) -> tuple[float, float]:
+    """avg_pos, avg_neg as eval_model_outputs.py computes them from the judge's answers."""
+    pos, neg = {}, {}
+    for key in qa:
+        questions = dlc_official_questions(names[key], qa[key])
+        results = []
+        for q, a in zip(questions, answers[key], strict=True):
+            idx = dlc_official_parse(a, [c for c, _ in q["choices"]])
+            results.append(q["choices"][idx][1] if idx is not None else 0)
+        recognized = {"correct": True, "incorrect": False}[results[0]]
+        p = [r if recognized else min(0, r) for q, r in zip(questions[1:], results[1:]) if q["type"] == "positive"]
+        n = [r if recognized else min(0, r) for q, r in zip(questions[1:], results[1:]) if q["type"] == "negative"]
+        pos[key] = sum(p) / len(p)
+        neg[key] = sum(n) / len(n) if n else None
+    valid = [v for v in neg.values() if v is not None]
+    return sum(pos.values()) / len(pos), sum(valid) / len(valid)
+
+
+def _dlc_replay(folder: Path, captions: dict, answers: dict) -> dict:
+    qa = json.loads((folder / "qa.json").read_text())
+    names = json.loads((folder / "class_names.json").read_text())
+    table = {}
+    for key in qa:
+        for q, a in zip(dlc_official_questions(names[key], qa[key]), answers[key], strict=True):
+            table[dlc_official_prompt(captions[key], q)] = a
+    return table
+
+
+def test_dlc_bench_reproduces_dam_3b_published_scores(tmp_path, capsys):
+    """DAM-3B's released captions and cached judge answers give DAM's README numbers, 51.0 / 83.0 / 67.0."""
+    pytest.importorskip("inflect")
+    folder = FIXTURES / "dlc_bench"
+    captions = json.loads((folder / "dam_3b_v1.json").read_text())
+    answers = json.loads((folder / "dam_3b_v1_judge_responses.json").read_text())
+    qa = json.loads((folder / "qa.json").read_text())
+    names = json.loads((folder / "class_names.json").read_text())
+    table = _dlc_replay(folder, captions, answers)
+    assert len(table) == 992
+    pred = write_predictions(tmp_path / "predictions.jsonl", [{"id": k, "prediction": v} for k, v in captions.items()])
+
+    def reply(request, index):
+        assert request["model"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+        assert (request["temperature"], request["max_tokens"], request["top_p"]) == (0.0, 300, 1)
+        assert len(request["messages"]) == 1
+        return table[last_user_text(request)]  # a prompt the official script would not send: KeyError, HTTP 500
+
+    with ChatServer(reply, max_requests=1100, max_seconds=120) as server:
+        got = _score(capsys, ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", server.base_url, *JUDGE_ARGS,
+                              "--set", "judge.max_workers=8", "--set", f"judge.cache_dir={tmp_path / 'cache'}", "--set", "judge.max_tries=1"])
+        assert server.count == 992
+    pos, neg = dlc_official_scores(qa, names, answers)
+    assert abs(got["positive"] - 100 * pos) < 1e-6 and abs(got["negative"] - 100 * neg) < 1e-6
+    assert abs(got["average"] - 50 * (pos + neg)) < 1e-6
+    assert (f"{got['positive'] / 100:.3f}", f"{got['negative'] / 100:.3f}", f"{got['average'] / 100:.3f}") == ("0.510", "0.830", "0.670")
+    assert got["num_items"] == 100 and got["unrecognized"] == 8
+
+
+def test_dlc_bench_parser_rules():
+    from pam.eval.benchmarks.dlc_bench import parse_choice
+
+    choices = ["The wing is not mentioned.", "The wing is mentioned and is grey.", "Grey", "wing"]
+    cases = ["B", "b. the wing is mentioned and is grey.", "C.", "grey", "the wing is mentioned", "D\nmore", "no idea at all",
+             "the wing is not mentioned. grey", "a. something else", "wing grey"]
+    for answer in cases:
+        assert parse_choice(answer, choices) == dlc_official_parse(answer, choices), answer
+    assert parse_choice("", choices) is None and parse_choice("e", ["No", "Nah"]) is None  # the official parser crashes on both
+
+
+def _dlc_folder(tmp_path: Path, qa: dict, names: dict) -> Path:
+    folder = tmp_path / "DLC-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "qa.json").write_text(json.dumps(qa))
+    (folder / "class_names.json").write_text(json.dumps(names))
+    return folder
+
+
+def test_dlc_bench_malformed_files_name_file_record_and_field(tmp_path, capsys):
+    good_q = {"question": "Which?", "choices": [["a", 1], ["b", 0]], "type": "positive"}
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": "5", "prediction": "x"}])
+    cases = [
+        ({"5": [{**good_q, "type": "recognition"}]}, {"5": "cup"}, ("qa.json", "object 5, question 0", "'type'")),
+        ({"5": [{**good_q, "choices": [["a", "high"], ["b", 0]]}]}, {"5": "cup"}, ("qa.json", "object 5, question 0", "'choices'")),
+        ({"5": [good_q]}, {}, ("class_names.json", "object 5", "class name")),
+    ]
+    for n, (qa, names, needles) in enumerate(cases):
+        folder = _dlc_folder(tmp_path / str(n), qa, names)
+        _fails_with_one_line(capsys, ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", "http://127.0.0.1:9/v1", *JUDGE_ARGS], *needles)
