@@ -8,8 +8,10 @@ the official script would send.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pam.cli import main as pam_cli
@@ -180,3 +182,129 @@ def test_dlc_bench_malformed_files_name_file_record_and_field(tmp_path, capsys):
     for n, (qa, names, needles) in enumerate(cases):
         folder = _dlc_folder(tmp_path / str(n), qa, names)
         _fails_with_one_line(capsys, ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", "http://127.0.0.1:9/v1", *JUDGE_ARGS], *needles)
+
+
+# ---------------------------------------------------------------- Ferret-Bench (eval_gpt_review_3newclass.py)
+
+FERRET_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+
+
+def ferret_official_content(context: str, question: str, ans1: str, ans2: str) -> str:
+    role, prompt = "Assistant", FERRET_RULE  # rule.json's refer_reason entry
+    return (f"[Context]\\{context}\n\n[Question]\n{question}\n\n[{role} 1]\n{ans1}\n\n[End of {role} 1]\n\n"
+            f"[{role} 2]\n{ans2}\n\n[End of {role} 2]\n\n[System]\n{prompt}\n\n")
+
+
+FERRET_RULE = (
+    "We would like to request your feedback on the performance of two AI assistants in response to the user question displayed above. "
+    "The user asks the question about specific region of an image. For your reference, the visual content in the image is represented "
+    "with five descriptive sentences describing the same image. In addition, specific object locations within the image are given, along "
+    "with detailed coordinates. These coordinates are in the form of bounding boxes, represented as (x1, y1, x2, y2) with floating numbers "
+    "ranging from 0 to 1. These values correspond to the top left x, top left y, bottom right x, and bottom right y. Also, the relationships "
+    "between pairs of objects are provided, in the format of object -> relationship -> subject, where the object/subject are indexed by "
+    "object id from previous object lists as well as the object names. Also, several region description are given, each describing a box "
+    "region of image, with detailed coordinates. \nPlease rate the spatial correspondence, helpfulness, relevance, accuracy, level of "
+    "details of their responses. Each assistant receives an overall score on a scale of 1 to 10, where a higher score indicates better "
+    "overall performance.\nPlease first output a single line containing only two values indicating the scores for Assistant 1 and 2, "
+    "respectively. The two scores are separated by a space.\nIn the subsequent line, please provide a comprehensive explanation of your "
+    "evaluation, avoiding any potential bias and ensuring that the order in which the responses were presented does not affect your judgment."
+)
+
+
+def ferret_official_postprocess(answer: str) -> str:
+    for match in re.findall(r"\[.*?\]", answer):
+        answer = answer.replace(" " + match, "")
+    return answer
+
+
+def ferret_official_parse(review: str) -> list[float]:
+    try:
+        sp = review.split("\n")[0].replace(",", " ").split(" ")
+        return [float(sp[0]), float(sp[1])] if len(sp) == 2 else [-1, -1]
+    except Exception:
+        return [-1, -1]
+
+
+def ferret_official_ratio(tuples: list[list[float]]) -> float:
+    stats = [round(x, 3) for x in np.asarray(tuples).mean(0).tolist()]
+    return round(stats[1] / stats[0] * 100, 1)
+
+
+FERRET_ANSWERS = {  # PAM's answers: boxes written " [..]" must reach the judge removed
+    0: "It is the windshield [0.850, 0.523, 0.898, 0.583] of the locomotive, letting the driver see ahead.",
+    1: "They are knee pads worn by the catcher to protect the legs.",
+    2: "A small sign [0.478, 0.464, 0.492, 0.491] that shows the way.",
+}
+FERRET_REVIEWS = {0: "8 7\nAssistant 2 is close.", 1: "8, 6\nA comma and a space make three fields: unparsed.", 2: "9 4\nAssistant 2 is wrong."}
+
+
+def _ferret_replay(folder: Path, questions_from: Path) -> dict:
+    qs = {json.loads(line)["question_id"]: json.loads(line) for line in (questions_from / "question.jsonl").read_text().splitlines()}
+    refs = {json.loads(line)["question_id"]: json.loads(line)["text"] for line in (folder / "answer.jsonl").read_text().splitlines()}
+    ctx = {json.loads(line)["image"]: json.loads(line)["text"] for line in (folder / "context.jsonl").read_text().splitlines()}
+    return {ferret_official_content(ctx[q["image"]], q["text"], refs[i], ferret_official_postprocess(FERRET_ANSWERS[i])): FERRET_REVIEWS[i]
+            for i, q in qs.items()}
+
+
+def _ferret_server(table: dict):
+    def reply(request, index):
+        assert request["model"] == "gpt-4-0314" and request["temperature"] == 0.2 and request["max_tokens"] == 1024
+        assert request["messages"][0] == {"role": "system", "content": FERRET_SYSTEM}
+        return table[last_user_text(request)]
+
+    return ChatServer(reply, max_requests=50, max_seconds=60)
+
+
+@pytest.mark.parametrize("layout", ["ferret", "osprey"])
+def test_ferret_reproduces_the_official_review_and_summary(tmp_path, capsys, layout):
+    folder = FIXTURES / "ferret_refer_reason"
+    data = folder if layout == "ferret" else folder / "box_refer_reason.json"
+    table = _ferret_replay(folder, folder)
+    # predictions in another order than the questions: paired by question_id
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": FERRET_ANSWERS[i]} for i in (2, 0, 1)])
+    with _ferret_server(table) as server:
+        got = _score(capsys, ["ferret", str(pred), "--data", str(data), "--judge-url", server.base_url, *JUDGE_ARGS,
+                              "--set", f"judge.cache_dir={tmp_path / 'cache'}", "--set", "judge.max_tries=1"])
+        assert server.count == 3
+    tuples = [ferret_official_parse(FERRET_REVIEWS[i]) for i in (0, 1, 2)]
+    assert tuples[1] == [-1, -1]
+    assert abs(got["ratio"] - ferret_official_ratio(tuples)) < 1e-6 and got["ratio"] == round(round(10 / 3, 3) / round(16 / 3, 3) * 100, 1)
+    assert got["unparsed"] == 1 and got["num_items"] == 3
+
+
+def test_ferret_reads_the_box_from_the_question_and_osprey_box(tmp_path):
+    from pam.eval import get_benchmark
+
+    folder = FIXTURES / "ferret_refer_reason"
+    ferret = get_benchmark("ferret").read_items(folder)
+    osprey = get_benchmark("ferret").read_items(folder / "box_refer_reason.json")
+    assert ferret[0]["box_norm"] == [0.850, 0.523, 0.898, 0.583] and ferret[0]["text"] == "What might be the purpose of the object the region on the train?"
+    assert osprey[0]["bbox"] == [544.0, 223.32, 30.72, 25.62] and osprey[0]["text"] == ferret[0]["text"]
+    assert [it["question"] for it in osprey] == [it["question"] for it in ferret]  # the judge reads Ferret's question text
+    # the box the model is prompted with: normalised x image size (COCO 640 wide) is Osprey's pixel box, to rounding
+    assert np.allclose(np.array(ferret[0]["box_norm"][:2]) * [640, 427], osprey[0]["bbox"][:2], atol=0.5)
+
+
+def test_ferret_malformed_files_name_file_record_and_field(tmp_path, capsys):
+    src = FIXTURES / "ferret_refer_reason"
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": "x"} for i in (0, 1, 2)])
+
+    def folder_with(name: str, text: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("question.jsonl", "answer.jsonl", "context.jsonl", "box_refer_reason.json"):
+            (folder / f).write_text((src / f).read_text())
+        target = "box_refer_reason.json" if name.startswith("osprey") else "question.jsonl"
+        (folder / target).write_text(text)
+        return folder
+
+    lines = (src / "question.jsonl").read_text().splitlines()
+    no_box = folder_with("nobox", "\n".join([lines[0], lines[1].replace("[0.546, 0.625, 0.626, 0.801]", "here"), lines[2]]))
+    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(no_box), "--judge-url", "http://127.0.0.1:9/v1"], "question.jsonl:2", "'text'")
+    no_image = folder_with("noimage", "\n".join([lines[0], lines[1], lines[2].replace('"image": ', '"picture": ')]))
+    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(no_image), "--judge-url", "http://127.0.0.1:9/v1"], "question.jsonl:3", "'image'")
+    entries = json.loads((src / "box_refer_reason.json").read_text())
+    entries[1]["annotation"]["bbox"] = [1, 2, 3]
+    bad_osprey = folder_with("osprey", json.dumps(entries))
+    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(bad_osprey / "box_refer_reason.json"), "--judge-url", "http://127.0.0.1:9/v1"],
+                         "box_refer_reason.json: entry 1", "'bbox'")

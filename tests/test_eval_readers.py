@@ -169,14 +169,15 @@ def write_videorefer(tmp: Path) -> tuple[Path, Path]:
 
 
 def write_ferret(tmp: Path) -> Path:
+    """ml-ferret's refer_reason layout: the box (normalised xyxy) inside the question text, context by image."""
     folder = tmp / "refer_reason"
     _image(folder / "images" / "000000001.jpg")
     qs = [
-        {"question_id": 0, "image": "000000001.jpg", "text": "What is the purpose of the object [region0]?", "category": "refer_reason", "bbox": [20, 10, 60, 40]},
-        {"question_id": 1, "image": "000000001.jpg", "text": "Why is <region0> placed there?", "category": "refer_reason", "segmentation": _rle((0, 0, 10, 10))},
+        {"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "What is the purpose of the object [0.250, 0.167, 0.750, 0.667]?"},
+        {"question_id": 1, "image": "000000001.jpg", "category": "refer_reason", "text": "Why is [0.000, 0.000, 0.125, 0.167] placed there?"},
     ]
     answers = [{"question_id": 0, "text": "It is a cup used for drinking."}, {"question_id": 1, "text": "It marks the corner of the table."}]
-    ctx = [{"question_id": 0, "context": "A red cup at [20, 10, 60, 40]."}, {"question_id": 1, "context": "A dark square at [0, 0, 10, 10]."}]
+    ctx = [{"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "Objects:\nObject 0 : cup at [0.250, 0.167, 0.750, 0.667]."}]
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("question.jsonl", qs), ("answer.jsonl", answers), ("context.jsonl", ctx)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -252,7 +253,8 @@ def test_videorefer_readers(tmp_path):
 def test_ferret_reader(tmp_path):
     items = get_benchmark("ferret").read_items(write_ferret(tmp_path))
     assert [it["text"] for it in items] == ["What is the purpose of the object the region?", "Why is the region placed there?"]
-    assert items[0]["reference"] == "It is a cup used for drinking." and items[1]["context"] == "A dark square at [0, 0, 10, 10]."
+    assert items[0]["box_norm"] == [0.25, 0.167, 0.75, 0.667] and items[0]["question"].endswith("[0.250, 0.167, 0.750, 0.667]?")
+    assert items[0]["reference"] == "It is a cup used for drinking." and items[1]["context"].startswith("Objects:")
 
 
 def test_quickstart_reader(tmp_path):

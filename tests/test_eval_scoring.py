@@ -179,5 +179,6 @@ def test_ferret_ratio(tmp_path):
     items = bench.read_items(write_ferret(tmp_path))
     judge = ScriptedJudge(lambda text: "8 6\nAssistant 2 is vaguer." if "drinking" in text else "7 7\nBoth fine.")
     scores = bench.score([{"id": 0, "prediction": "for tea"}, {"id": 1, "prediction": "a marker"}], items, judge=judge)
-    assert scores == {"ratio": pytest.approx(100 * 13 / 15), "pam_score": 6.5, "reference_score": 7.5, "num_items": 2, "unparsed": 0}
-    assert judge.seen[0][0]["role"] == "system" and "[Assistant 2]\nfor tea" in judge.seen[0][1]["content"]
+    # means (7.5, 6.5), each rounded to 3 places; ratio round(6.5 / 7.5 * 100, 1)
+    assert scores == {"ratio": 86.7, "pam_score": 6.5, "reference_score": 7.5, "num_items": 2, "unparsed": 0}
+    assert judge.seen[0][0]["role"] == "system" and "[Assistant 2]\nfor tea\n\n[End of Assistant 2]" in judge.seen[0][1]["content"]
