@@ -308,3 +308,99 @@ def test_ferret_malformed_files_name_file_record_and_field(tmp_path, capsys):
     bad_osprey = folder_with("osprey", json.dumps(entries))
     _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(bad_osprey / "box_refer_reason.json"), "--judge-url", "http://127.0.0.1:9/v1"],
                          "box_refer_reason.json: entry 1", "'bbox'")
+
+
+# ---------------------------------------------------------------- RefCOCOg (GLaMM's and Osprey's layouts)
+
+def _coco_eval(preds: dict, refs: dict) -> dict:
+    """pycocoevalcap's own COCO pipeline: PTB tokenizer, then METEOR and CIDEr, x100."""
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tok = PTBTokenizer()
+    gts = tok.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
+    res = tok.tokenize({k: [{"caption": preds[k]}] for k in refs})
+    return {"meteor": 100 * Meteor().compute_score(gts, res)[0], "cider": 100 * Cider().compute_score(gts, res)[0]}
+
+
+def osprey_official_cleanup(outputs: str) -> str:
+    outputs = outputs.strip()
+    if ":" in outputs:
+        outputs = outputs.split(":")[1]
+    return outputs.replace(".", ".\n")
+
+
+REFCOCOG_PRED = {
+    101: "Region: a man in a blue shirt holding a bat. He stands.",
+    102: "the white dog lying on the grass",
+    103: "A woman: sitting on the left: bench",
+}
+REFCOCOG_REF = {101: "man in blue shirt holding a baseball bat", 102: "a white dog lying on green grass", 103: "woman sitting on the bench on the left"}
+
+
+def _write_refcocog(tmp: Path, layout: str) -> Path:
+    poly = [[10.0, 10.0, 50.0, 10.0, 50.0, 40.0, 10.0, 40.0]]
+    if layout == "osprey":  # finetune_refcocog_val_with_mask.json: caption on images, segmentation on annotations
+        doc = {"images": [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "height": 60, "width": 80, "caption": REFCOCOG_REF[i],
+                           "original_id": 9000 + i} for i in REFCOCOG_REF],
+               "annotations": [{"id": i, "image_id": i, "segmentation": poly, "bbox": [10.0, 10.0, 40.0, 30.0], "area": 1200.0,
+                                "iscrowd": 0, "category_id": 1} for i in REFCOCOG_REF]}
+        name = "finetune_refcocog_val_with_mask.json"
+    else:  # finetune_refcocog_val_captions.json: caption on annotations
+        doc = {"images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 60, "width": 80} for i in REFCOCOG_REF],
+               "annotations": [{"id": i, "image_id": i, "bbox": [10.0, 10.0, 40.0, 30.0], "caption": REFCOCOG_REF[i]} for i in REFCOCOG_REF]}
+        name = "finetune_refcocog_val_captions.json"
+    path = tmp / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["osprey", "glamm"])
+def test_refcocog_layouts_hand_the_official_captions_to_the_scorer(tmp_path, capsys, monkeypatch, layout):
+    """Java-free: what reaches pycocoevalcap is each layout's reference and the cleaned answer, paired by id."""
+    from pam.eval.benchmarks import _common
+
+    seen = []
+    monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: seen.append((list(p), [list(x) for x in r])) or {"meteor": 0.5, "cider": 1.0})
+    data = _write_refcocog(tmp_path, layout)
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": REFCOCOG_PRED[i]} for i in (103, 101, 102)])
+    got = _score(capsys, ["refcocog", str(pred), "--data", str(data)])
+    clean = osprey_official_cleanup if layout == "osprey" else (lambda t: t)
+    pairs = sorted(zip(*seen[0]), key=lambda pr: pr[1])
+    assert pairs == sorted(((clean(REFCOCOG_PRED[i]), [REFCOCOG_REF[i]]) for i in REFCOCOG_REF), key=lambda pr: pr[1])
+    assert got == {"meteor": 50.0, "cider": 100.0, "num_items": 3}
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(__import__("shutil").which("java") is None, reason="pycocoevalcap needs Java")
+@pytest.mark.parametrize("layout", ["osprey", "glamm"])
+def test_refcocog_both_layouts_score_as_their_official_pipelines(tmp_path, capsys, layout):
+    data = _write_refcocog(tmp_path, layout)
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REFCOCOG_PRED.items()])
+    got = _score(capsys, ["refcocog", str(pred), "--data", str(data)])
+    clean = osprey_official_cleanup if layout == "osprey" else (lambda t: t)
+    expected = _coco_eval({i: clean(t) for i, t in REFCOCOG_PRED.items()}, {i: [r] for i, r in REFCOCOG_REF.items()})
+    assert abs(got["meteor"] - expected["meteor"]) < 1e-6 and abs(got["cider"] - expected["cider"]) < 1e-6
+    assert got["num_items"] == 3
+
+
+def test_refcocog_osprey_layout_reads_image_captions(tmp_path):
+    from pam.eval import get_benchmark
+
+    items = get_benchmark("refcocog").read_items(_write_refcocog(tmp_path, "osprey"))
+    assert [(it["id"], it["image"], it["references"]) for it in items][:1] == [(101, "000000000101.jpg", [REFCOCOG_REF[101]])]
+    assert osprey_official_cleanup(REFCOCOG_PRED[103]) == " sitting on the left"
+
+
+def test_refcocog_malformed_files_name_file_record_and_field(tmp_path, capsys):
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REFCOCOG_PRED.items()])
+    data = _write_refcocog(tmp_path, "osprey")
+    doc = json.loads(data.read_text())
+    del doc["images"][1]["caption"]
+    data.write_text(json.dumps(doc))
+    _fails_with_one_line(capsys, ["refcocog", str(pred), "--data", str(data)], "finetune_refcocog_val_with_mask.json", "images[1]", "'caption'")
+    doc = json.loads(_write_refcocog(tmp_path, "osprey").read_text())
+    doc["annotations"][2]["segmentation"] = "polygon"
+    data.write_text(json.dumps(doc))
+    _fails_with_one_line(capsys, ["refcocog", str(pred), "--data", str(data)], "annotations[2]", "'segmentation'")
