@@ -404,3 +404,104 @@ def test_refcocog_malformed_files_name_file_record_and_field(tmp_path, capsys):
     doc["annotations"][2]["segmentation"] = "polygon"
     data.write_text(json.dumps(doc))
     _fails_with_one_line(capsys, ["refcocog", str(pred), "--data", str(data)], "annotations[2]", "'segmentation'")
+
+
+# ---------------------------------------------------------------- Ref-L4 (VideoRefer's infer_refl4.py rows, clair.py)
+
+REF_L4_ROWS = [  # the columns of ref-l4-val.parquet; older releases name the id column ann_id
+    {"ori_index": 0, "image_id": 11, "file_name": "objects365_v2_01868573.jpg", "caption": "the brown leather handbag hanging on the chair back",
+     "bbox": [12.0, 8.0, 30.0, 20.0], "height": 60, "width": 80, "ann_id": 7001, "split": "val"},
+    {"ori_index": 1, "image_id": 12, "file_name": "COCO_train2014_000000000012.jpg", "caption": "the white cup on the table",
+     "bbox": [1.0, 1.0, 10.0, 10.0], "height": 60, "width": 80, "ann_id": 7002, "split": "val"},
+    {"ori_index": 2, "image_id": 13, "file_name": "objects365_v1_00023118.jpg", "caption": "a red fire hydrant next to the curb",
+     "bbox": [40.0, 20.0, 15.0, 30.0], "height": 60, "width": 80, "ann_id": 7003, "split": "val"},
+]
+REF_L4_PRED = {7001: "A brown handbag on a chair.", 7003: "A red fire hydrant on the sidewalk."}
+
+
+def videorefer_official_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if "objects365" in r["file_name"]]
+
+
+def _write_ref_l4(tmp: Path, kind: str) -> Path:
+    path = tmp / f"ref-l4-val.{kind}"
+    if kind == "parquet":
+        import pandas as pd
+
+        pd.DataFrame(REF_L4_ROWS).to_parquet(path)
+    else:
+        path.write_text(json.dumps(REF_L4_ROWS))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["parquet", "json"])
+def test_ref_l4_scores_the_objects365_rows_by_their_ann_id(tmp_path, capsys, monkeypatch, kind):
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    from pam.eval.benchmarks import _common
+
+    seen = []
+    monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: seen.append((list(p), [list(x) for x in r], metrics)) or {"rouge_l": 0.3, "meteor": 0.2, "cider": 0.7})
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REF_L4_PRED.items()])
+    got = _score(capsys, ["ref_l4", str(pred), "--data", str(_write_ref_l4(tmp_path, kind))])
+    kept = videorefer_official_rows(REF_L4_ROWS)
+    pairs = sorted(zip(seen[0][0], seen[0][1]))
+    assert pairs == sorted((REF_L4_PRED[r["ann_id"]], [r["caption"]]) for r in kept)
+    assert seen[0][2] == ("ROUGE_L", "METEOR", "CIDEr") and got == {"rouge_l": 30.0, "meteor": 20.0, "cider": 70.0, "num_items": 2}
+    # rows=all keeps the COCO row too, so its prediction is then required
+    capsys.readouterr()
+    assert pam_cli(["score", "ref_l4", str(pred), "--data", str(_write_ref_l4(tmp_path, kind)), "--set", "rows=all"]) == 2
+    assert "7002" in capsys.readouterr().err
+
+
+CLAIR_PROMPT = (
+    "You are trying to tell if a candidate set of captions is describing the same image as a reference set of captions.\n"
+    "Candidate set:\n{candidate_statements}\nReference set:\n{target_statements}\n"
+    "On a precise scale from 0 to 100, how likely is it that the candidate set is describing the same image as the reference set? "
+    '(JSON format, with a key "score", value between 0 and 100, and a key "reason" with a string value.)\n'
+)
+
+
+def clair_official_parse(response: str) -> float:
+    """clair.py's reading of one answer (score / 100); the five retries give the same cached answer, then 0."""
+    try:
+        parsed = "{" + response.split("{")[1].split("}")[0] + "}"
+        return float(json.loads(parsed)["score"]) / 100
+    except Exception:
+        found = re.findall(r"\d*\.?\d+", response)
+        if found:
+            score = float(found[0])
+            return (score * 100 if score < 1 else score) / 100
+        return 0.0
+
+
+def test_ref_l4_clair_protocol_reproduces_clair_py(tmp_path, capsys):
+    rows = [*REF_L4_ROWS, {**REF_L4_ROWS[0], "file_name": "objects365_v2_00000001.jpg", "ann_id": 7004, "caption": "a black dog"}]
+    data = tmp_path / "ref-l4-val.json"
+    data.write_text(json.dumps(rows))
+    preds = {**REF_L4_PRED, 7004: "A cat."}
+    answers = {7001: 'Sure. {"score": 85, "reason": "same bag"} done', 7003: "Score: 0.62 (reason: close)", 7004: "I cannot tell."}
+    table = {}
+    for r in videorefer_official_rows(rows):
+        prompt = CLAIR_PROMPT.format(candidate_statements=f"- {preds[r['ann_id']]}\n", target_statements=f"- {r['caption']}\n")
+        table[prompt] = answers[r["ann_id"]]
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in preds.items()])
+    with ChatServer(lambda request, index: table[last_user_text(request)], max_requests=20, max_seconds=60) as server:
+        got = _score(capsys, ["ref_l4", str(pred), "--data", str(data), "--set", "protocol=clair", "--judge-url", server.base_url,
+                              "--judge-model", "gpt-4-turbo-2024-04-09", *JUDGE_ARGS, "--set", f"judge.cache_dir={tmp_path / 'c'}"])
+        assert server.count == 3
+    expected = 100 * sum(clair_official_parse(answers[i]) for i in (7001, 7003, 7004)) / 3
+    assert abs(got["clair"] - expected) < 1e-6 and abs(expected - (85 + 62 + 0) / 3) < 1e-9
+    assert got["clair_unparsed"] == 1 and got["num_items"] == 3
+
+
+def test_ref_l4_malformed_rows_name_file_row_and_field(tmp_path, capsys):
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REF_L4_PRED.items()])
+    for n, (change, field) in enumerate([({"bbox": [1, 2, 3]}, "'bbox'"), ({"ann_id": None}, "'id'")]):
+        rows = [dict(r) for r in REF_L4_ROWS]
+        rows[2].update(change)
+        if change.get("ann_id", 0) is None:
+            del rows[2]["ann_id"]
+        data = tmp_path / f"ref-l4-val-{n}.json"
+        data.write_text(json.dumps(rows))
+        _fails_with_one_line(capsys, ["ref_l4", str(pred), "--data", str(data)], f"ref-l4-val-{n}.json: row 2", field)

@@ -62,16 +62,16 @@ def write_coco_captions(tmp: Path) -> Path:
 
 
 REF_L4_ROWS = [
-    {"ori_index": 0, "image_id": 5, "file_name": "a.jpg", "caption": "the red block near the top left of the picture", "bbox": [20.0, 10.0, 40.0, 30.0], "height": H, "width": W, "id": 1000, "split": "val"},
-    {"ori_index": 1, "image_id": 6, "file_name": "b.jpg", "caption": "a small dark square in the corner", "bbox": [0.0, 0.0, 10.0, 10.0], "height": H, "width": W, "id": 1001, "split": "val"},
+    {"ori_index": 0, "image_id": 5, "file_name": "objects365_v2_00000005.jpg", "caption": "the red block near the top left of the picture", "bbox": [20.0, 10.0, 40.0, 30.0], "height": H, "width": W, "id": 1000, "split": "val"},
+    {"ori_index": 1, "image_id": 6, "file_name": "objects365_v2_00000006.jpg", "caption": "a small dark square in the corner", "bbox": [0.0, 0.0, 10.0, 10.0], "height": H, "width": W, "id": 1001, "split": "val"},
 ]
 
 
 def write_ref_l4(tmp: Path, kind: str = "parquet") -> Path:
     import pandas as pd
 
-    _image(tmp / "images" / "a.jpg")
-    _image(tmp / "images" / "b.jpg")
+    _image(tmp / "images" / "objects365_v2_00000005.jpg")
+    _image(tmp / "images" / "objects365_v2_00000006.jpg")
     path = tmp / f"ref-l4-val.{kind}"
     if kind == "parquet":
         pd.DataFrame(REF_L4_ROWS).to_parquet(path)
