@@ -356,8 +356,8 @@ def _write_refcocog(tmp: Path, layout: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("layout", ["osprey", "glamm"])
-def test_refcocog_layouts_hand_the_official_captions_to_the_scorer(tmp_path, capsys, monkeypatch, layout):
+@pytest.mark.parametrize(("bench", "layout"), [("refcocog", "osprey"), ("refcocog", "glamm"), ("vg", "glamm")])
+def test_region_caption_layouts_hand_the_official_captions_to_the_scorer(tmp_path, capsys, monkeypatch, bench, layout):
     """Java-free: what reaches pycocoevalcap is each layout's reference and the cleaned answer, paired by id."""
     from pam.eval.benchmarks import _common
 
@@ -365,7 +365,7 @@ def test_refcocog_layouts_hand_the_official_captions_to_the_scorer(tmp_path, cap
     monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: seen.append((list(p), [list(x) for x in r])) or {"meteor": 0.5, "cider": 1.0})
     data = _write_refcocog(tmp_path, layout)
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": REFCOCOG_PRED[i]} for i in (103, 101, 102)])
-    got = _score(capsys, ["refcocog", str(pred), "--data", str(data)])
+    got = _score(capsys, [bench, str(pred), "--data", str(data)])
     clean = osprey_official_cleanup if layout == "osprey" else (lambda t: t)
     pairs = sorted(zip(*seen[0]), key=lambda pr: pr[1])
     assert pairs == sorted(((clean(REFCOCOG_PRED[i]), [REFCOCOG_REF[i]]) for i in REFCOCOG_REF), key=lambda pr: pr[1])
@@ -374,11 +374,12 @@ def test_refcocog_layouts_hand_the_official_captions_to_the_scorer(tmp_path, cap
 
 @pytest.mark.soak
 @pytest.mark.skipif(__import__("shutil").which("java") is None, reason="pycocoevalcap needs Java")
-@pytest.mark.parametrize("layout", ["osprey", "glamm"])
-def test_refcocog_both_layouts_score_as_their_official_pipelines(tmp_path, capsys, layout):
+@pytest.mark.parametrize(("bench", "layout"), [("refcocog", "osprey"), ("refcocog", "glamm"), ("vg", "glamm")])
+def test_region_caption_layouts_score_as_their_official_pipelines(tmp_path, capsys, bench, layout):
+    """GLaMM's evaluate.py (COCOEvalCap: PTB tokenizer, METEOR, CIDEr) and Osprey's refcocog_eval.py clean-up."""
     data = _write_refcocog(tmp_path, layout)
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REFCOCOG_PRED.items()])
-    got = _score(capsys, ["refcocog", str(pred), "--data", str(data)])
+    got = _score(capsys, [bench, str(pred), "--data", str(data)])
     clean = osprey_official_cleanup if layout == "osprey" else (lambda t: t)
     expected = _coco_eval({i: clean(t) for i, t in REFCOCOG_PRED.items()}, {i: [r] for i, r in REFCOCOG_REF.items()})
     assert abs(got["meteor"] - expected["meteor"]) < 1e-6 and abs(got["cider"] - expected["cider"]) < 1e-6
@@ -505,3 +506,58 @@ def test_ref_l4_malformed_rows_name_file_row_and_field(tmp_path, capsys):
         data = tmp_path / f"ref-l4-val-{n}.json"
         data.write_text(json.dumps(rows))
         _fails_with_one_line(capsys, ["ref_l4", str(pred), "--data", str(data)], f"ref-l4-val-{n}.json: row 2", field)
+
+
+# ---------------------------------------------------------------- LVIS / PACO (Osprey's lvis_paco_eval.py)
+
+OSPREY_ENTRIES = [  # lvis_val_1k_category.json / paco_val_1k_category.json: categories paired with annotations by index
+    {"file_name": "000000000139.jpg", "height": 60, "width": 80, "categories": ["baseball_bat", "mug:handle"],
+     "annotations": [{"bbox": [20, 10, 40, 30], "segmentation": [[20, 10, 60, 10, 60, 40, 20, 40]]},
+                     {"bbox": [0, 0, 10, 10], "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}]},
+    {"file_name": "000000000285.jpg", "height": 60, "width": 80, "categories": ["teddy_bear"],
+     "annotations": [{"bbox": [5, 5, 30, 30], "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]]}]},
+]
+OSPREY_PRED = {"0/0": "Category: Baseball bat.", "0/1": "the handle of a mug, white", "1/0": "teddy bear: brown: toy"}
+
+
+def osprey_official_scores(entries: list[dict], preds: dict, model) -> tuple[float, float]:
+    """lvis_paco_eval.py: clean both texts, cosine of the raw-case embeddings, word IoU of the lower-cased texts."""
+    from sentence_transformers import util
+
+    sims, ious = [], []
+    for k, entry in enumerate(entries):
+        for i, category in enumerate(entry["categories"]):
+            category = category.replace("_", " ").replace(":", " ")
+            outputs = preds[f"{k}/{i}"].strip()
+            if ":" in outputs:
+                outputs = outputs.split(":")[1]
+            outputs = outputs.replace(".", " ").replace(":", " ").replace(",", " ")
+            sims.append(float(util.cos_sim(model.encode(outputs, convert_to_tensor=True), model.encode(category, convert_to_tensor=True))[0][0]))
+            a, b = set(outputs.lower().split()), set(category.lower().split())
+            ious.append(len(a & b) / len(a | b))
+    return sum(sims) / len(sims), sum(ious) / len(ious)
+
+
+def test_lvis_paco_reproduce_lvis_paco_eval(tmp_path, capsys):
+    from pam.eval.metrics import load_similarity_model
+
+    model = load_similarity_model()  # the same all-MiniLM-L6-v2 weights Osprey's script loads
+    sim, iou = osprey_official_scores(OSPREY_ENTRIES, OSPREY_PRED, model)
+    assert abs(iou - (1 + 2 / 6 + 0) / 3) < 1e-12
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in OSPREY_PRED.items()])
+    for bench in ("lvis", "paco"):
+        data = tmp_path / f"{bench}_val_1k_category.json"
+        data.write_text(json.dumps(OSPREY_ENTRIES))
+        got = _score(capsys, [bench, str(pred), "--data", str(data)])
+        assert abs(got["semantic_iou"] - 100 * iou) < 1e-6
+        assert abs(got["semantic_similarity"] - 100 * sim) < 1e-4  # float32 embeddings, encoded in a batch vs one at a time
+        assert got["num_items"] == 3
+
+
+def test_lvis_malformed_file_names_file_entry_and_field(tmp_path, capsys):
+    entries = json.loads(json.dumps(OSPREY_ENTRIES))
+    entries[1]["categories"] = [""]
+    data = tmp_path / "lvis_val_1k_category.json"
+    data.write_text(json.dumps(entries))
+    pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in OSPREY_PRED.items()])
+    _fails_with_one_line(capsys, ["lvis", str(pred), "--data", str(data)], "lvis_val_1k_category.json: entry 1", "category 0")
