@@ -101,6 +101,7 @@ class RefL4(COCORegionCaptions):
     name = "ref_l4"
     config_class = RefL4Config
     description = "Ref-L4 referring expressions as captions: ROUGE-L / METEOR / CIDEr"
+    paper = {"rouge_l": 31.3, "meteor": 17.2, "cider": 59.7}  # PAM-3B; DAM-8B, from DAM's paper: 37.1 / 19.4 / 70.0
     official = {
         "repo": "DAMO-NLP-SG/VideoRefer",
         "path": "videorefer_videollama3/evaluation/infer_refl4.py (rows), videorefer_videollama3/evaluation/clair/clair.py (protocol=clair)",
