@@ -561,3 +561,18 @@ def test_lvis_malformed_file_names_file_entry_and_field(tmp_path, capsys):
     data.write_text(json.dumps(entries))
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in OSPREY_PRED.items()])
     _fails_with_one_line(capsys, ["lvis", str(pred), "--data", str(data)], "lvis_val_1k_category.json: entry 1", "category 0")
+
+
+def test_judge_prompt_files_name_their_source():
+    from importlib import resources
+
+    from pam.eval.benchmarks._prompts import load_prompt
+
+    folder = resources.files("pam.eval.benchmarks").joinpath("prompts")
+    names = sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+    assert names == ["clair", "dlc_bench", "ferret_refer_reason"]
+    for name in names:
+        source = load_prompt(name)["source"]
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", source["repo"]) and re.fullmatch(r"[0-9a-f]{40}", source["commit"]) and source["path"]
+    assert load_prompt("dlc_bench")["prompt"] == DLC_PROMPT.replace("{caption}", "{pred_caption}").replace("{question}", "{question_text_str}")
+    assert load_prompt("ferret_refer_reason")["prompt"] == FERRET_RULE
