@@ -17,6 +17,7 @@ questions, ``average`` = their mean; all x100.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +58,19 @@ _ENGINE = None
 def _engine():
     global _ENGINE
     if _ENGINE is None:
-        import inflect
+        try:
+            import inflect
+        except ImportError as err:
+            raise ImportError("DLC-Bench builds its recognition questions with inflect: pip install 'inflect<7.6' (the eval extra)") from err
+        from importlib.metadata import version
 
+        major_minor = tuple(int(p) for p in version("inflect").split(".")[:2] if p.isdigit())
+        if major_minor >= (7, 6):
+            warnings.warn(
+                f"inflect {version('inflect')} reads some plurals unlike the release DAM's published DLC-Bench run used "
+                "('wine glass' is no longer plural), so a recognition question changes; install inflect<7.6 to reproduce it",
+                stacklevel=2,
+            )
         _ENGINE = inflect.engine()
     return _ENGINE
 
