@@ -18,7 +18,7 @@ def test_dlc_bench_through_the_http_judge(tmp_path, capsys):
     pred = write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}])
 
     def reply(request, index):
-        assert request["model"] == "judge-test" and request["temperature"] == 0.0 and request["max_tokens"] == 8
+        assert request["model"] == "judge-test" and request["temperature"] == 0.0 and request["max_tokens"] == 300
         return Fault(500) if index == 0 else _dlc_answer(last_user_text(request))
 
     argv = ["score", "dlc_bench", str(pred), "--data", str(data), "--judge-model", "judge-test",
@@ -27,11 +27,11 @@ def test_dlc_bench_through_the_http_judge(tmp_path, capsys):
         capsys.readouterr()
         assert pam_cli([*argv, "--judge-url", server.base_url]) == 0
         first = json.loads(capsys.readouterr().out)
-        assert server.count == 6  # the 500, then 5 questions (the dog's recognition fails: 1 of its 3)
+        assert server.count == 8  # the 500, then 7 questions (every question is asked, as the official script does)
         assert pam_cli([*argv, "--judge-url", server.base_url]) == 0
         assert json.loads(capsys.readouterr().out) == first
-        assert server.count == 6  # every answer came from the cache
-    pos, neg = 0.5 / 3, 0.5  # as in test_eval_scoring.test_dlc_bench_scoring_hand_computed
+        assert server.count == 8  # every answer came from the cache
+    pos, neg = 0.125, 0.0  # as in test_eval_scoring.test_dlc_bench_scoring_hand_computed
     assert abs(first["positive"] - 100 * pos) < 1e-9 and abs(first["average"] - 100 * (pos + neg) / 2) < 1e-9
     assert any((tmp_path / "run" / "judge_cache").rglob("*.json"))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -60,4 +60,4 @@ def test_a_judge_that_keeps_failing_is_reported_and_answers_already_scored_are_k
     assert len(cached) == 2
     with ChatServer(lambda r, i: _dlc_answer(last_user_text(r)), max_requests=20, max_seconds=60) as healthy:
         assert pam_cli([*argv, "--judge-url", healthy.base_url]) == 0
-        assert healthy.count == 5 - 2  # only the questions not answered before
+        assert healthy.count == 7 - 2  # only the questions not answered before

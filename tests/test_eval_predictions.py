@@ -85,4 +85,4 @@ def test_configs_compose_and_name_bad_fields():
         get_benchmark("refcocog", overrides={"generation": {"max_new_tokens": "many"}})
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'"):
         get_benchmark("nope")
-    assert json.loads(json.dumps(get_benchmark("ferret").settings()))["judge"]["model"] == "gpt-4"
+    assert json.loads(json.dumps(get_benchmark("ferret").settings()))["judge"]["model"] == "gpt-4-0314"

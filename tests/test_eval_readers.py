@@ -62,16 +62,16 @@ def write_coco_captions(tmp: Path) -> Path:
 
 
 REF_L4_ROWS = [
-    {"ori_index": 0, "image_id": 5, "file_name": "a.jpg", "caption": "the red block near the top left of the picture", "bbox": [20.0, 10.0, 40.0, 30.0], "height": H, "width": W, "id": 1000, "split": "val"},
-    {"ori_index": 1, "image_id": 6, "file_name": "b.jpg", "caption": "a small dark square in the corner", "bbox": [0.0, 0.0, 10.0, 10.0], "height": H, "width": W, "id": 1001, "split": "val"},
+    {"ori_index": 0, "image_id": 5, "file_name": "objects365_v2_00000005.jpg", "caption": "the red block near the top left of the picture", "bbox": [20.0, 10.0, 40.0, 30.0], "height": H, "width": W, "id": 1000, "split": "val"},
+    {"ori_index": 1, "image_id": 6, "file_name": "objects365_v2_00000006.jpg", "caption": "a small dark square in the corner", "bbox": [0.0, 0.0, 10.0, 10.0], "height": H, "width": W, "id": 1001, "split": "val"},
 ]
 
 
 def write_ref_l4(tmp: Path, kind: str = "parquet") -> Path:
     import pandas as pd
 
-    _image(tmp / "images" / "a.jpg")
-    _image(tmp / "images" / "b.jpg")
+    _image(tmp / "images" / "objects365_v2_00000005.jpg")
+    _image(tmp / "images" / "objects365_v2_00000006.jpg")
     path = tmp / f"ref-l4-val.{kind}"
     if kind == "parquet":
         pd.DataFrame(REF_L4_ROWS).to_parquet(path)
@@ -121,13 +121,11 @@ def write_activitynet(tmp: Path) -> Path:
 
 DLC_QA = {
     "7": [
-        {"type": "recognition", "question": "Which is the object?", "choices": [["A cup", 1], ["Not a cup", 0]]},
         {"type": "positive", "question": "What colour is the cup?", "choices": [["Red", 1], ["Blue", -1], ["Not mentioned", 0], ["Reddish", 0.5]]},
         {"type": "positive", "question": "Does the cup have a handle?", "choices": [["Yes", 1], ["No", -1], ["Not mentioned", 0]]},
         {"type": "negative", "question": "Does the caption mention a lid?", "choices": [["No lid mentioned", 1], ["A lid is mentioned", -1], ["Unclear", 0]]},
     ],
     "8": [
-        {"type": "recognition", "question": "Which is the object?", "choices": [["A dog", 1], ["Not a dog", 0]]},
         {"type": "positive", "question": "What colour is the dog?", "choices": [["Brown", 1], ["White", -1], ["Not mentioned", 0]]},
         {"type": "negative", "question": "Does the caption mention a collar?", "choices": [["No", 1], ["Yes", -1], ["Unclear", 0]]},
     ],
@@ -174,14 +172,15 @@ def write_videorefer(tmp: Path) -> tuple[Path, Path]:
 
 
 def write_ferret(tmp: Path) -> Path:
+    """ml-ferret's refer_reason layout: the box (normalised xyxy) inside the question text, context by image."""
     folder = tmp / "refer_reason"
     _image(folder / "images" / "000000001.jpg")
     qs = [
-        {"question_id": 0, "image": "000000001.jpg", "text": "What is the purpose of the object [region0]?", "category": "refer_reason", "bbox": [20, 10, 60, 40]},
-        {"question_id": 1, "image": "000000001.jpg", "text": "Why is <region0> placed there?", "category": "refer_reason", "segmentation": _rle((0, 0, 10, 10))},
+        {"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "What is the purpose of the object [0.250, 0.167, 0.750, 0.667]?"},
+        {"question_id": 1, "image": "000000001.jpg", "category": "refer_reason", "text": "Why is [0.000, 0.000, 0.125, 0.167] placed there?"},
     ]
     answers = [{"question_id": 0, "text": "It is a cup used for drinking."}, {"question_id": 1, "text": "It marks the corner of the table."}]
-    ctx = [{"question_id": 0, "context": "A red cup at [20, 10, 60, 40]."}, {"question_id": 1, "context": "A dark square at [0, 0, 10, 10]."}]
+    ctx = [{"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "Objects:\nObject 0 : cup at [0.250, 0.167, 0.750, 0.667]."}]
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("question.jsonl", qs), ("answer.jsonl", answers), ("context.jsonl", ctx)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -242,7 +241,7 @@ def test_activitynet_reader_reads_multiline_objects(tmp_path):
 
 def test_dlc_bench_reader(tmp_path):
     items = get_benchmark("dlc_bench").read_items(write_dlc(tmp_path))
-    assert [(it["id"], it["class_name"], len(it["questions"])) for it in items] == [("7", "cup", 4), ("8", "dog", 3)]
+    assert [(it["id"], it["class_name"], len(it["questions"])) for it in items] == [("7", "cup", 3), ("8", "dog", 2)]
 
 
 def test_videorefer_readers(tmp_path):
@@ -258,7 +257,8 @@ def test_videorefer_readers(tmp_path):
 def test_ferret_reader(tmp_path):
     items = get_benchmark("ferret").read_items(write_ferret(tmp_path))
     assert [it["text"] for it in items] == ["What is the purpose of the object the region?", "Why is the region placed there?"]
-    assert items[0]["reference"] == "It is a cup used for drinking." and items[1]["context"] == "A dark square at [0, 0, 10, 10]."
+    assert items[0]["box_norm"] == [0.25, 0.167, 0.75, 0.667] and items[0]["question"].endswith("[0.250, 0.167, 0.750, 0.667]?")
+    assert items[0]["reference"] == "It is a cup used for drinking." and items[1]["context"].startswith("Objects:")
 
 
 def test_quickstart_reader(tmp_path):

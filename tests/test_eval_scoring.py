@@ -126,15 +126,19 @@ def test_caption_benchmarks_share_the_scorer_without_java(tmp_path, monkeypatch)
 
 
 def _dlc_answer(text: str) -> str:
-    caption = re.search(r"Description:\n(.*)\n\nQuestion:", text, re.DOTALL).group(1)
-    question = re.search(r"Question:\n(.*?)\n", text).group(1)
+    """The judge's answers for write_dlc's objects, read from the official prompt's layout."""
+    caption = re.search(r"The description is:\n(.*)\n\nFrom the description above", text, re.DOTALL).group(1)
+    question = re.search(r"one of the choices:\n(.*?)\n", text).group(1)
     table = {
-        ("A red cup.", "Which is the object?"): "A",
+        ("A red cup.", "Is it likely that the object in the description is a cup or an object of a similar type?"): "A",
         ("A red cup.", "What colour is the cup?"): "D. Reddish",  # 0.5
-        ("A red cup.", "Does the cup have a handle?"): "It does not say",  # unparsed: 0
-        ("A red cup.", "Does the caption mention a lid?"): "(A) No lid mentioned",  # 1
-        ("A white cat.", "Which is the object?"): "Not a dog",  # recognition fails: clips the dog's scores
+        ("A red cup.", "Does the cup have a handle?"): "Perhaps",  # unparsed: 0
+        ("A red cup.", "Does the caption mention a lid?"): "(A) No lid mentioned",  # the one option inside the answer: 1
+        ("A white cat.", "Is it likely that the object in the description is a dog or an object of a similar type?"): "No",
+        ("A white cat.", "What colour is the dog?"): "A",  # 1, clipped to min(0, 1) = 0: not recognised
+        ("A white cat.", "Does the caption mention a collar?"): "B",  # -1 stays -1
     }
+    question = question.split(" Again,")[0]
     return table[(caption, question)]
 
 
@@ -143,14 +147,14 @@ def test_dlc_bench_scoring_hand_computed(tmp_path):
     items = bench.read_items(write_dlc(tmp_path))
     judge = ScriptedJudge(_dlc_answer)
     scores = bench.score([{"id": "8", "prediction": "A white cat."}, {"id": "7", "prediction": "A red cup."}], items, judge=judge)
-    # positive: cup 0.5, 0 (unparsed); dog 0 (clipped) -> 0.5 / 3; negative: cup 1, dog 0 -> 0.5
-    pos, neg = 0.5 / 3, 0.5
+    # per object first: positive cup (0.5 + 0) / 2, dog 0 -> 0.125; negative cup 1, dog -1 -> 0
+    pos, neg = 0.125, 0.0
     assert scores == {
         "positive": pytest.approx(100 * pos), "negative": pytest.approx(100 * neg), "average": pytest.approx(100 * (pos + neg) / 2),
         "num_items": 2, "unrecognized": 1, "unparsed_answers": 1,
     }
-    assert len(judge.seen) == 5  # the dog's other questions are never asked
-    assert all(p == {"temperature": 0.0, "max_tokens": 8} for p in judge.params)
+    assert len(judge.seen) == 7  # every question is asked, as the official script does
+    assert all(p == {"temperature": 0.0, "max_tokens": 300, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0} for p in judge.params)
     with pytest.raises(ValueError, match="dlc_bench is scored by a judge LLM"):
         bench.score([], items)
 
@@ -183,5 +187,6 @@ def test_ferret_ratio(tmp_path):
     items = bench.read_items(write_ferret(tmp_path))
     judge = ScriptedJudge(lambda text: "8 6\nAssistant 2 is vaguer." if "drinking" in text else "7 7\nBoth fine.")
     scores = bench.score([{"id": 0, "prediction": "for tea"}, {"id": 1, "prediction": "a marker"}], items, judge=judge)
-    assert scores == {"ratio": pytest.approx(100 * 13 / 15), "pam_score": 6.5, "reference_score": 7.5, "num_items": 2, "unparsed": 0}
-    assert judge.seen[0][0]["role"] == "system" and "[Assistant 2]\nfor tea" in judge.seen[0][1]["content"]
+    # means (7.5, 6.5), each rounded to 3 places; ratio round(6.5 / 7.5 * 100, 1)
+    assert scores == {"ratio": 86.7, "pam_score": 6.5, "reference_score": 7.5, "num_items": 2, "unparsed": 0}
+    assert judge.seen[0][0]["role"] == "system" and "[Assistant 2]\nfor tea\n\n[End of Assistant 2]" in judge.seen[0][1]["content"]

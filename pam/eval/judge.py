@@ -25,10 +25,11 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def ask_all(judge: ChatBackend, conversations: Sequence[list[dict]], config: JudgeConfig | None = None) -> list[str]:
-    """The judge's answer to each conversation, in order (``config.max_workers`` at a time)."""
+def ask_all(judge: ChatBackend, conversations: Sequence[list[dict]], config: JudgeConfig | None = None, *, extra: dict | None = None) -> list[str]:
+    """The judge's answer to each conversation, in order (``config.max_workers`` at a time); ``extra``
+    adds request fields (an official script's ``top_p`` and penalties)."""
     config = config or JudgeConfig()
-    params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
+    params = {"temperature": config.temperature, "max_tokens": config.max_tokens, **(extra or {})}
     if not conversations:
         return []
     with ThreadPoolExecutor(max_workers=max(1, config.max_workers)) as pool:

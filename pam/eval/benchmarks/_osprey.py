@@ -38,6 +38,17 @@ class RecognitionConfig(BenchmarkConfig):
 
 class OspreyRecognition(Benchmark):
     config_class = RecognitionConfig
+    official = {"repo": "CircleRadon/Osprey", "path": "osprey/eval/lvis_paco_eval.py", "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a"}
+    options = {
+        "text_rule=videorefer": "VideoRefer's clean-up (_ : , . ( ) to spaces on both texts, lower-cased) instead of Osprey's",
+        "use_mask=false": "prompt with the object's box instead of its mask",
+    }
+    notes = (
+        "The script's rules are followed: the answer keeps the text after its first ':' and loses '.', ':' and ','; the "
+        "category loses '_' and ':'; similarity embeds both texts as they are, IoU compares lower-cased word sets; means "
+        "over objects. Osprey generates with sampling at temperature 0.2; PAM decodes greedily by default."
+    )
+    metrics = ("semantic_similarity", "semantic_iou")
 
     def read_items(self, data: str | Path) -> list[dict]:
         entries = load_json(data)

@@ -8,3 +8,11 @@ from ._coco_captions import COCORegionCaptions
 class VisualGenome(COCORegionCaptions):
     name = "vg"
     description = "Visual Genome region captions: METEOR / CIDEr"
+    official = {"repo": "mbzuai-oryx/groundingLMM", "path": "eval/region_captioning/evaluate.py", "commit": "e74865f207d02c8cbb54795758b855acd6bb51bb"}
+    options = {"use_mask=true": "prompt with the segmentation instead of the box, where there is one"}
+    notes = (
+        "GLaMM scores with pycocoevalcap's COCOEvalCap (PTB tokenizer) keyed by image id, its files holding one region per "
+        "image; the harness keys by annotation id, the same pairing on those files. SPICE, which needs an online download, "
+        "is not computed."
+    )
+    metrics = ("meteor", "cider")
