@@ -88,36 +88,67 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 
 
-def load_group_yaml(path: str | Path, *, schema: dict) -> dict:
-    """A Hydra group file (``configs/<group>/<name>.yaml``) as one plain dict, without Hydra.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the one config tree (Hydra groups)
 
-    The file's ``defaults`` list is applied in order: ``schema`` is the typed schema's defaults
-    (``schema``), ``_self_`` the file's own keys, any other name a sibling file of the same group
-    (itself resolved the same way). Mappings merge key by key; other values replace.
+
+def compose_config(config_name: str | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+                   config_dir: str | Path = CONFIG_DIR):
+    """Hydra's compose API over ``config_dir`` (default: the repository's ``configs/``): the one way a
+    config is loaded outside a ``@hydra.main`` application.
+
+    It works whether or not Hydra's global state is already set, by a running ``pam train`` whose
+    final evaluation composes a benchmark config, say: that state is set aside for the compose and
+    put back afterwards. (``import sam2`` also sets it; ``pam.modeling.sam2_build.import_sam2`` is
+    the one place that imports sam2 and clears it again.) Bad overrides raise :class:`ConfigError`.
     """
-    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    path = Path(path)
+    global_hydra = GlobalHydra.instance()
+    outer = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_one_line(err)) from None
+    finally:
+        global_hydra.clear()
+        if outer is not None:
+            global_hydra.initialize(outer)
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's message without OmegaConf's ``full_key``/``object_type`` trailer, on one line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))]
+    return " ".join(lines) or type(err).__name__
+
+
+def load_group_yaml(path: str | Path, *, schema: dict) -> dict:
+    """A Hydra group file (``configs/<group>/<name>.yaml``, or any ``<group>/<name>.yaml``) composed by
+    Hydra, as one plain dict.
+
+    The group is the file's folder name. Its ``defaults`` list resolves as Hydra resolves it:
+    ``schema`` is the group's registered schema (``schema`` is registered for a group that has none
+    yet), other names are sibling files. Values the registered schema leaves mandatory (``???``) and
+    the file does not set come from ``schema``.
+    """
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    defaults = data.pop("defaults", ["_self_"])
-    if "_self_" not in defaults:
-        defaults = [*defaults, "_self_"]
-    out: dict = {}
-    for entry in defaults:
-        if entry == "_self_":
-            part = data
-        elif entry == "schema":
-            part = copy.deepcopy(schema)
-        elif isinstance(entry, str):
-            part = load_group_yaml(path.with_name(f"{entry}.yaml"), schema=schema)
-        else:
-            raise ConfigError(f"{path}: unsupported defaults entry {entry!r}; use group-local names, `schema` or `_self_`")
-        out = merge_dicts(out, part)
-    return out
+    group = path.parent.name
+    store = ConfigStore.instance()
+    if "schema.yaml" not in store.repo.get(group, {}):
+        store.store(group=group, name="schema", node=copy.deepcopy(schema))
+    cfg = compose_config(overrides=[f"+{group}={path.stem}"], config_dir=path.parent.parent)
+    # OmegaConf's merge keeps a value that the later config leaves mandatory (???)
+    merged = OmegaConf.merge(OmegaConf.create(copy.deepcopy(schema)), cfg[group])
+    return OmegaConf.to_container(merged, resolve=True)
 
 
 def merge_dicts(base: dict, update: dict) -> dict:
