@@ -121,8 +121,13 @@ def compose_config(config_name: str | None = None, overrides: list[str] | tuple[
 
 
 def _one_line(err: BaseException) -> str:
-    """Hydra's message without OmegaConf's ``full_key``/``object_type`` trailer, on one line."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))]
+    """Hydra's message on one line, without OmegaConf's ``full_key``/``object_type`` trailer; an
+    override of a key the tree lacks reads as an unknown field."""
+    text = str(err)
+    if text.startswith("Could not override '") and "not in struct" in f"{text} {err.__cause__}":
+        key = text.split("'")[1]
+        return f"unknown config field `{key}` (a typo? add a new key with +{key}=...)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))]
     return " ".join(lines) or type(err).__name__
 
 

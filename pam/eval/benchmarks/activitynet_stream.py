@@ -103,6 +103,7 @@ def parse_continuity(answer: str) -> float | None:
 @register
 class ActivityNetStream(Benchmark):
     name = "activitynet_stream"
+    paper = {"cider": 30.1, "meteor": 27.3, "g_stdc": 2.67}  # PAM-3B, paper tables
     config_class = StreamConfig
     needs_judge = True
     description = "ActivityNet streaming captions: METEOR / CIDEr / G-STDC (judge)"

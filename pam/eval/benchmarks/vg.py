@@ -7,4 +7,5 @@ from ._coco_captions import COCORegionCaptions
 @register
 class VisualGenome(COCORegionCaptions):
     name = "vg"
+    paper = {"meteor": 20.8, "cider": 142.3}  # PAM-3B, paper tables
     description = "Visual Genome region captions: METEOR / CIDEr"
