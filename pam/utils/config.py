@@ -92,7 +92,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the one config t
 
 
 def compose_config(config_name: str | None = None, overrides: list[str] | tuple[str, ...] = (), *,
-                   config_dir: str | Path = CONFIG_DIR):
+                   config_dir: str | Path = CONFIG_DIR, return_hydra_config: bool = False):
     """Hydra's compose API over ``config_dir`` (default: the repository's ``configs/``): the one way a
     config is loaded outside a ``@hydra.main`` application.
 
@@ -106,18 +106,17 @@ def compose_config(config_name: str | None = None, overrides: list[str] | tuple[
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    global_hydra = GlobalHydra.instance()
-    outer = global_hydra.hydra if global_hydra.is_initialized() else None
-    global_hydra.clear()
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides))
+            return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err)) from None
-    finally:
-        global_hydra.clear()
+    finally:  # the context above swaps the GlobalHydra singleton itself: look it up again
+        GlobalHydra.instance().clear()
         if outer is not None:
-            global_hydra.initialize(outer)
+            GlobalHydra.instance().initialize(outer)
 
 
 def _one_line(err: BaseException) -> str:
