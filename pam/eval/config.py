@@ -24,7 +24,7 @@ EVAL_ROOT = "evaluate"  # configs/evaluate.yaml: the run settings of `pam eval` 
 
 @dataclass
 class GenerationConfig:
-    task: str | None = "detailed_caption"  # PAM task prompt (pam.processing.prompts.Task), None = the benchmark's own text
+    task: str | None = "detailed_caption"  # PAM task prompt (pam.processing.prompts.Task); None = the benchmark's text
     language: str = "en"  # prompt language
     max_new_tokens: int = 512  # generated tokens per answer (detailed captions need hundreds)
     do_sample: bool = False  # sampling off = greedy decoding
@@ -32,21 +32,26 @@ class GenerationConfig:
     top_p: float = 1.0  # only with do_sample
     num_beams: int = 1  # beam search width
     seed: int = 0  # each item is generated after torch.manual_seed(hash(seed, item id))
-    track_frames: int = 32  # frames of a video clip SAM 2 tracks, from the prompt frame on: 0 = every frame; N = N spread evenly (spread_frames, first and last kept); 0 or >= the model's video_num_frames, the LLM's frames, selected among the tracked ones. 32 tracks every frame of upstream's *_sampled_32f_* clips (upstream tracks every frame it is given), as training's data.track_frames
+    track_frames: int = 32  # frames SAM 2 tracks per clip; the rule: pam.data.datasets.RegionDatasetConfig.track_frames
     batch_size: int = 1  # items per generate call, where the benchmark batches
 
     def validate(self, where: str = "generation") -> None:
         from ..processing.prompts import LANGUAGES, Task
 
         if self.task is not None and self.task not in {t.value for t in Task}:
-            raise ValueError(f"{where}.task: unknown task {self.task!r}; expected one of {[t.value for t in Task]} or null")
+            raise ValueError(
+                f"{where}.task: unknown task {self.task!r}; expected one of {[t.value for t in Task]} or null"
+            )
         if self.language not in LANGUAGES:
             raise ValueError(f"{where}.language: expected one of {LANGUAGES}, got {self.language!r}")
         for name in ("max_new_tokens", "num_beams", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
         if self.track_frames < 0:
-            raise ValueError(f"{where}.track_frames must be 0 (every frame) or a number of frames >= the model's video_num_frames, got {self.track_frames}")
+            raise ValueError(
+                f"{where}.track_frames must be 0 (every frame) or a number of frames >= the model's "
+                f"video_num_frames, got {self.track_frames}"
+            )
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"{where}: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
 
@@ -119,7 +124,7 @@ def eval_override(text: str) -> str:
     """A benchmark-relative Hydra override (``generation.max_new_tokens=64``, ``+x=1``, ``~judge``) as
     one on the composed tree (``eval.generation.max_new_tokens=64``); ``eval.``-prefixed ones pass."""
     prefix = text[: len(text) - len(text.lstrip("+~"))]
-    body = text[len(prefix):]
+    body = text[len(prefix) :]
     return text if body.startswith("eval.") or body.startswith("eval=") else f"{prefix}eval.{body}"
 
 
@@ -151,8 +156,8 @@ def config_from_node(name: str, config_class: type, data: dict) -> Any:
     """The benchmark's typed, validated config from its composed ``eval`` node (a plain dict)."""
     if isinstance(data.get("generation"), dict) and "video_num_frames" in data["generation"]:
         raise ConfigError(
-            f"{name}.generation.video_num_frames was replaced by {name}.generation.track_frames (the frames SAM 2 tracks per "
-            "clip; the LLM sees the model's video_num_frames of them, selected by the predictor)"
+            f"{name}.generation.video_num_frames was replaced by {name}.generation.track_frames (the frames SAM 2 "
+            "tracks per clip; the LLM sees the model's video_num_frames of them, selected by the predictor)"
         )
     data.setdefault("name", name)
     if data["name"] != name:
@@ -162,7 +167,9 @@ def config_from_node(name: str, config_class: type, data: dict) -> Any:
     return config
 
 
-def load_config(name: str, config_class: type, overrides: dict | list[str] | None = None, path: str | Path | None = None) -> Any:
+def load_config(
+    name: str, config_class: type, overrides: dict | list[str] | None = None, path: str | Path | None = None
+) -> Any:
     """The benchmark's config composed by Hydra (``eval=<name>`` over the config tree), then ``path``
     (a YAML of differences) and ``overrides`` (benchmark-relative Hydra strings, or a nested mapping
     merged last), typed and validated."""
