@@ -130,8 +130,23 @@ def test_load_group_yaml_outside_configs_uses_the_given_schema(tmp_path):
     assert load_group_yaml(group / "big.yaml", schema=schema) == {"size": 9, "color": "red", "nested": {"a": 1, "b": 5}}
 
 
-@pytest.mark.parametrize("name", ["activitynet_stream", "dlc_bench", "ferret", "hc_stvg", "lvis", "paco", "quickstart", "ref_l4",
-                                  "refcocog", "vg", "videorefer_d", "videorefer_q"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "activitynet_stream",
+        "dlc_bench",
+        "ferret",
+        "hc_stvg",
+        "lvis",
+        "paco",
+        "quickstart",
+        "ref_l4",
+        "refcocog",
+        "vg",
+        "videorefer_d",
+        "videorefer_q",
+    ],
+)
 def test_each_benchmark_is_an_eval_option_holding_its_config_class_defaults(name):
     assert name in list_benchmarks()
     cls = benchmark_class(name)
@@ -142,8 +157,14 @@ def test_each_benchmark_is_an_eval_option_holding_its_config_class_defaults(name
 
 def test_benchmark_overrides_use_hydra_grammar_and_name_bad_fields():
     cls = benchmark_class("quickstart").config_class
-    config = load_config("quickstart", cls, ["generation.max_new_tokens=9", "tasks=[category,short_caption]", "similarity_model=null"])
-    assert config.generation.max_new_tokens == 9 and config.tasks == ("category", "short_caption") and config.similarity_model is None
+    config = load_config(
+        "quickstart", cls, ["generation.max_new_tokens=9", "tasks=[category,short_caption]", "similarity_model=null"]
+    )
+    assert (
+        config.generation.max_new_tokens == 9
+        and config.tasks == ("category", "short_caption")
+        and config.similarity_model is None
+    )
     assert load_config("quickstart", cls, {"generation": {"seed": 3}}).generation.seed == 3
     with pytest.raises(ConfigError, match=r"eval\.generation\.max_tokens"):
         load_config("quickstart", cls, ["generation.max_tokens=9"])
@@ -155,15 +176,32 @@ def test_pam_eval_composes_the_tree_from_flags_overrides_and_set(tmp_path):
     from pam.cli import build_parser
     from pam.cli.eval import compose_eval
 
-    argv = ["eval", "lvis", "--checkpoint", "ck", "--out", str(tmp_path), "data_path=ann.json", "generation.max_new_tokens=7",
-            "--set", "text_rule=videorefer", "limit=3", "--judge-model", "m"]
+    argv = [
+        "eval",
+        "lvis",
+        "--checkpoint",
+        "ck",
+        "--out",
+        str(tmp_path),
+        "data_path=ann.json",
+        "generation.max_new_tokens=7",
+        "--set",
+        "text_rule=videorefer",
+        "limit=3",
+        "--judge-model",
+        "m",
+    ]
     args, extra = build_parser().parse_known_args(argv)
     args.extra = extra
     cfg, bench = compose_eval(args)
     assert (cfg.checkpoint, cfg.data_path, cfg.out, cfg.limit) == ("ck", "ann.json", str(tmp_path), 3)
-    assert bench.name == "lvis" and bench.config.generation.max_new_tokens == 7 and bench.config.text_rule == "videorefer"
+    assert (
+        bench.name == "lvis" and bench.config.generation.max_new_tokens == 7 and bench.config.text_rule == "videorefer"
+    )
     assert bench.config.judge is not None and bench.config.judge.model == "m"
-    args, extra = build_parser().parse_known_args(["eval", "eval=paco", "checkpoint=ck", "data_path=a", "out=o"])  # scripts/eval.py
+    args, extra = build_parser().parse_known_args(
+        ["eval", "eval=paco", "checkpoint=ck", "data_path=a", "out=o"]
+    )  # scripts/eval.py
     args.extra = extra
     assert compose_eval(args)[1].name == "paco"
 
@@ -203,7 +241,9 @@ def test_docs_benchmark_table_is_current():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"
     text = doc.read_text()
-    assert replace_table(text, benchmark_table()) == text, "docs/evaluation.md is stale: run `pam eval --table --out docs/evaluation.md`"
+    assert replace_table(text, benchmark_table()) == text, (
+        "docs/evaluation.md is stale: run `pam eval --table --out docs/evaluation.md`"
+    )
     for name in list_benchmarks():
         assert f"| `{name}` |" in text
 

@@ -25,9 +25,18 @@ def _add_synthetic_flags(parser: argparse.ArgumentParser) -> None:
         elif f.type in _TYPES:
             parser.add_argument(flag, type=_TYPES[f.type], default=default, help=f"default: {default}")
         elif f.type == "tuple[int, int]":
-            parser.add_argument(flag, type=int, nargs=2, default=default, metavar=("H", "W"), help=f"default: {default}")
+            parser.add_argument(
+                flag, type=int, nargs=2, default=default, metavar=("H", "W"), help=f"default: {default}"
+            )
         elif f.type == "tuple[tuple[int, int], ...]":
-            parser.add_argument(flag, type=_size, nargs="*", default=default, metavar="HxW", help=f"default: {' '.join(f'{h}x{w}' for h, w in default)}")
+            parser.add_argument(
+                flag,
+                type=_size,
+                nargs="*",
+                default=default,
+                metavar="HxW",
+                help=f"default: {' '.join(f'{h}x{w}' for h, w in default)}",
+            )
         else:
             raise TypeError(f"SyntheticConfig.{f.name}: no command-line flag for type {f.type}")
 
@@ -97,7 +106,10 @@ def _make_data(args: argparse.Namespace) -> int:
 
     args = _make_data_parser().parse_args(args.extra)
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticConfig)}
-    options = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v for k, v in options.items()}
+    options = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in options.items()
+    }
     start = time.perf_counter()
     files = generate_quickstart(args.out, SyntheticConfig(**options))
     print(json.dumps({"out": args.out, "files": files, "seconds": round(time.perf_counter() - start, 2)}, indent=2))

@@ -1,12 +1,12 @@
 """Verbs around evaluation: ``eval``, ``score``, ``eval-table``.
 
-    pam eval --list | --table [--out docs/evaluation.md]
-    pam eval lvis --checkpoint CKPT --data lvis_val_1k_category.json --out runs/eval/lvis generation.max_new_tokens=16
-    pam eval eval=lvis checkpoint=CKPT data_path=lvis_val_1k_category.json out=runs/eval/lvis   (the same)
-    torchrun --nproc_per_node 8 -m pam.cli eval refcocog --checkpoint CKPT --data ... --out ...
-    pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
-    pam score runs/quickstart/predictions.jsonl          (one path: the quickstart benchmark)
-    pam eval-table runs/eval/lvis runs/eval/refcocog
+pam eval --list | --table [--out docs/evaluation.md]
+pam eval lvis --checkpoint CKPT --data lvis_val_1k_category.json --out runs/eval/lvis generation.max_new_tokens=16
+pam eval eval=lvis checkpoint=CKPT data_path=lvis_val_1k_category.json out=runs/eval/lvis   (the same)
+torchrun --nproc_per_node 8 -m pam.cli eval refcocog --checkpoint CKPT --data ... --out ...
+pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
+pam score runs/quickstart/predictions.jsonl          (one path: the quickstart benchmark)
+pam eval-table runs/eval/lvis runs/eval/refcocog
 """
 
 from __future__ import annotations
@@ -36,26 +36,50 @@ def _judge_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="generate with a PAM checkpoint on a benchmark, then score", description=EVAL_DESCRIPTION,
-                        usage="pam eval [BENCHMARK] [KEY=VALUE ...] [--checkpoint DIR --data PATH --out DIR] [options] | --list | --table",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev = sub.add_parser(
+        "eval",
+        help="generate with a PAM checkpoint on a benchmark, then score",
+        description=EVAL_DESCRIPTION,
+        usage="pam eval [BENCHMARK] [KEY=VALUE ...] [--checkpoint DIR --data PATH --out DIR] [opts] | --list | --table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ev.add_argument("benchmark", nargs="?", help="benchmark name (see --list); or eval=NAME among the overrides")
     ev.add_argument("--list", action="store_true", help="print the registered benchmarks and exit")
-    ev.add_argument("--table", action="store_true", help="print the docs' benchmark table (with --out FILE: rewrite FILE's table)")
+    ev.add_argument(
+        "--table", action="store_true", help="print the docs' benchmark table (with --out FILE: rewrite FILE's table)"
+    )
     ev.add_argument("--checkpoint", help="PAM checkpoint folder (checkpoint=)")
     ev.add_argument("--data", help="the benchmark's official annotation file or folder (data_path=)")
     ev.add_argument("--out", help="output folder: predictions.jsonl, results.json, results.md (out=)")
-    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="an override, as KEY=VALUE alone")
+    ev.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override, as KEY=VALUE alone",
+    )
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N items (limit=; default 0 = all)")
-    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (device=; default: cuda:<LOCAL_RANK> if available, else cpu)")
+    ev.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 (device=; default: cuda:<LOCAL_RANK> if available, else cpu)"
+    )
     ev.add_argument("--no-progress", action="store_true", help="no progress bar (progress=false)")
     _judge_args(ev)
     ev.set_defaults(func=_eval, passthrough="overrides")
 
-    sc = sub.add_parser("score", help="score a predictions file without the model",
-                        description="Score a predictions file without the model. config: the benchmark's eval option, as for `pam eval` "
-                        "(defaults: its *Config dataclass in pam/eval/benchmarks/); --set KEY=VALUE overrides a field.")
-    sc.add_argument("paths", nargs="+", metavar="[BENCHMARK] PRED", help="benchmark name and predictions file; a lone file is scored as quickstart")
+    sc = sub.add_parser(
+        "score",
+        help="score a predictions file without the model",
+        description="Score a predictions file without the model. config: the benchmark's eval option, as for "
+        "`pam eval` "
+        "(defaults: its *Config dataclass in pam/eval/benchmarks/); --set KEY=VALUE overrides a field.",
+    )
+    sc.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[BENCHMARK] PRED",
+        help="benchmark name and predictions file; a lone file is scored as quickstart",
+    )
     sc.add_argument("--data", help="the benchmark's annotation file or folder")
     sc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     sc.add_argument("--out", help="also write results.json/.md here")
@@ -63,15 +87,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     _judge_args(sc)
     sc.set_defaults(func=_score)
 
-    tb = sub.add_parser("eval-table", help="merge eval runs into one table beside the paper's PAM-3B figures",
-                        description="Merge eval runs into one table; the paper's PAM-3B figures come from each benchmark's registration.")
+    tb = sub.add_parser(
+        "eval-table",
+        help="merge eval runs into one table beside the paper's PAM-3B figures",
+        description="Merge eval runs into one table; the paper's PAM-3B figures come from each benchmark's "
+        "registration.",
+    )
     tb.add_argument("runs", nargs="+", help="run folders or results.json files")
     tb.add_argument("--out", help="also write the markdown table to this file")
     tb.set_defaults(func=_eval_table)
 
 
 def _judge(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in (("base_url", args.judge_url), ("model", args.judge_model), ("backend", args.judge_backend)) if v}
+    return {
+        k: v
+        for k, v in (("base_url", args.judge_url), ("model", args.judge_model), ("backend", args.judge_backend))
+        if v
+    }
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -111,15 +143,23 @@ def compose_eval(args: argparse.Namespace):
     choice = [f"eval={args.benchmark}"] if args.benchmark else []
     list_benchmarks()  # registers every benchmark's eval option
     cfg = compose_config(EVAL_ROOT, [*choice, *(_tree_override(t) for t in texts)])
-    flags = {"checkpoint": args.checkpoint, "data_path": args.data, "out": args.out, "limit": args.limit, "device": args.device}
+    flags = {
+        "checkpoint": args.checkpoint,
+        "data_path": args.data,
+        "out": args.out,
+        "limit": args.limit,
+        "device": args.device,
+    }
     flags["progress"] = False if args.no_progress else None
     for key, value in flags.items():
         if value is not None:
             OmegaConf.update(cfg, key, value, merge=False)
     missing = [k for k in ("checkpoint", "data_path", "out") if OmegaConf.is_missing(cfg, k)]
     if missing:
-        raise UsageError("usage: pam eval BENCHMARK --checkpoint DIR --data PATH --out DIR [KEY=VALUE ...] (or pam eval --list); "
-                         "missing: " + ", ".join(f"--{'data' if k == 'data_path' else k} ({k}=)" for k in missing))
+        raise UsageError(
+            "usage: pam eval BENCHMARK --checkpoint DIR --data PATH --out DIR [KEY=VALUE ...] (or pam eval --list); "
+            "missing: " + ", ".join(f"--{'data' if k == 'data_path' else k} ({k}=)" for k in missing)
+        )
     node = OmegaConf.to_container(cfg.eval, resolve=True)
     name = node.get("name") or (args.benchmark or "")
     if _judge(args):
@@ -154,7 +194,15 @@ def _eval(args: argparse.Namespace) -> int:
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
             started = True
     device = cfg.device or _default_device()
-    result = evaluate(bench, checkpoint=cfg.checkpoint, data=cfg.data_path, out_dir=cfg.out, limit=cfg.limit, device=device, progress=cfg.progress)
+    result = evaluate(
+        bench,
+        checkpoint=cfg.checkpoint,
+        data=cfg.data_path,
+        out_dir=cfg.out,
+        limit=cfg.limit,
+        device=device,
+        progress=cfg.progress,
+    )
     if result is not None:
         print(json.dumps({"benchmark": result["benchmark"], "scores": result["scores"], "out": cfg.out}, indent=2))
     if started:

@@ -29,7 +29,9 @@ class Benchmark(ABC):
     paper: ClassVar[dict[str, float]] = {}  # PAM-3B's published figures, same keys and scale as score()
     description: ClassVar[str] = ""  # one line: what is asked and how it is scored
     official: ClassVar[dict[str, str]] = {}  # {"repo": "owner/name", "path": "file(s) reproduced", "commit": "<sha>"}
-    options: ClassVar[dict[str, str]] = {}  # named deviations: {"option=value": "what differs from the official protocol"}
+    options: ClassVar[
+        dict[str, str]
+    ] = {}  # named deviations: {"option=value": "what differs from the official protocol"}
     notes: ClassVar[str] = ""  # one paragraph: where the official script is broken and what the default does instead
     metrics: ClassVar[tuple[str, ...]] = ()  # score keys reported in the docs table, in order
 
@@ -119,13 +121,20 @@ def benchmark_table() -> str:
     """The markdown block of docs/evaluation.md: one row per registered benchmark (official source,
     metrics, paper figures), then its named options and notes. Generated from the class attributes
     alone, so whatever a benchmark declares is what the docs say."""
-    lines = [TABLE_BEGIN, "", "| benchmark | what | metrics | PAM-3B (paper) | official scoring |", "|---|---|---|---|---|"]
+    lines = [
+        TABLE_BEGIN,
+        "",
+        "| benchmark | what | metrics | PAM-3B (paper) | official scoring |",
+        "|---|---|---|---|---|",
+    ]
     details: list[str] = []
     for name in list_benchmarks():
         cls = benchmark_class(name)
         metrics = cls.metrics or tuple(cls.paper)
         paper = ", ".join(f"{k} {v:g}" for k, v in cls.paper.items())
-        lines.append(f"| `{name}` | {_cell(cls.description)} | {_cell(', '.join(metrics))} | {_cell(paper)} | {_official(cls)} |")
+        lines.append(
+            f"| `{name}` | {_cell(cls.description)} | {_cell(', '.join(metrics))} | {_cell(paper)} | {_official(cls)} |"
+        )
         if cls.options or cls.notes:
             details.append(f"- **`{name}`**" + (f": {_cell(cls.notes)}" if cls.notes else ""))
             details += [f"  - `{opt}`: {_cell(what)}" for opt, what in cls.options.items()]

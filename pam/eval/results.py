@@ -20,6 +20,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
+
 def checkpoint_hash(folder: str | Path) -> dict[str, Any]:
     """SHA-256 over the checkpoint's weight files (relative path and bytes, in path order)."""
     folder = Path(folder)
@@ -70,7 +71,16 @@ def results_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(out_dir: str | Path, *, benchmark: str, scores: dict, settings: dict, checkpoint: str | Path | None, data: Any, num_items: int) -> dict:
+def write_results(
+    out_dir: str | Path,
+    *,
+    benchmark: str,
+    scores: dict,
+    settings: dict,
+    checkpoint: str | Path | None,
+    data: Any,
+    num_items: int,
+) -> dict:
     """Write ``results.json`` and ``results.md`` into ``out_dir``; returns the result dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +121,9 @@ def eval_table(runs: Sequence[str | Path]) -> str:
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for res in results:
         sha = str(res["model"].get("sha256") or "")[:8]
-        label = f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
+        label = (
+            f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
+        )
         if label not in columns:
             columns.append(label)
         for metric, value in res["scores"].items():
@@ -122,8 +134,19 @@ def eval_table(runs: Sequence[str | Path]) -> str:
                 cells.setdefault(key, {})[label] = value
     figures = paper_figures()
     order = list(figures)
-    keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], list(figures.get(k[0], {})).index(k[1]) if k[1] in figures.get(k[0], {}) else 99, k[1]))
-    lines = ["| benchmark | metric | PAM-3B (paper) | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
+    keys = sorted(
+        cells,
+        key=lambda k: (
+            order.index(k[0]) if k[0] in order else len(order),
+            k[0],
+            list(figures.get(k[0], {})).index(k[1]) if k[1] in figures.get(k[0], {}) else 99,
+            k[1],
+        ),
+    )
+    lines = [
+        "| benchmark | metric | PAM-3B (paper) | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
     for bench, metric in keys:
         paper = figures.get(bench, {}).get(metric)
         row = [bench, metric, _fmt(paper)] + [_fmt(cells[(bench, metric)].get(c)) for c in columns]

@@ -33,12 +33,16 @@ def build_config(cls, data: Any, prefix: str = ""):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config field `{prefix.rstrip('.') or cls.__name__}` must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config field `{prefix.rstrip('.') or cls.__name__}` must be a mapping, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}")
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}"
+        )
     kwargs = {}
     for key, value in data.items():
         hint, optional = _unwrap_optional(hints[key])
@@ -78,21 +82,32 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return value
     if base is tuple and isinstance(value, list):  # YAML has lists only
         value = tuple(value)
-    if base is bool and not isinstance(value, bool) or base is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if (
+        base is bool
+        and not isinstance(value, bool)
+        or base is int
+        and (isinstance(value, bool) or not isinstance(value, int))
+    ):
         raise ConfigError(f"config field `{name}` must be {base.__name__}, got {value!r}")
     if not isinstance(value, base):
-        raise ConfigError(f"config field `{name}` must be {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"config field `{name}` must be {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}"
+        )
     if base is float and not math.isfinite(value):
         raise ConfigError(f"config field `{name}` must be finite")
     return value
 
 
-
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the one config tree (Hydra groups)
 
 
-def compose_config(config_name: str | None = None, overrides: list[str] | tuple[str, ...] = (), *,
-                   config_dir: str | Path = CONFIG_DIR, return_hydra_config: bool = False):
+def compose_config(
+    config_name: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    config_dir: str | Path = CONFIG_DIR,
+    return_hydra_config: bool = False,
+):
     """Hydra's compose API over ``config_dir`` (default: the repository's ``configs/``): the one way a
     config is loaded outside a ``@hydra.main`` application.
 
@@ -126,7 +141,11 @@ def _one_line(err: BaseException) -> str:
     if text.startswith("Could not override '") and "not in struct" in f"{text} {err.__cause__}":
         key = text.split("'")[1]
         return f"unknown config field `{key}` (a typo? add a new key with +{key}=...)"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))]
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))
+    ]
     return " ".join(lines) or type(err).__name__
 
 
