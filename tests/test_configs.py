@@ -257,3 +257,28 @@ def test_registry_metadata_defaults_are_empty_and_typed():
         assert set(cls.official) <= {"repo", "path", "commit"}, name
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in cls.options.items()), name
         assert dataclasses.is_dataclass(cls.config_class), name
+
+
+def test_every_verb_help_names_its_config(capsys):
+    from pam.cli import build_parser, main
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "command").choices
+    for verb in verbs:
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        out = capsys.readouterr().out
+        assert "config" in out.lower() and ".py" in out, verb
+
+
+def test_pam_data_is_the_data_pipeline_command(capsys):
+    from data_pipeline.cli import main as data_main
+    from pam.cli import main
+
+    assert main(["data", "prompts"]) == 0
+    ours = capsys.readouterr().out
+    assert data_main(["prompts"]) == 0
+    assert ours == capsys.readouterr().out and ours.strip()
+    with pytest.raises(SystemExit) as info:
+        main(["data", "convert", "--help"])
+    assert info.value.code == 0 and "usage: pam data convert" in capsys.readouterr().out

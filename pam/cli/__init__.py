@@ -23,6 +23,20 @@ import sys
 VERB_MODULES = ("pam.cli.train", "pam.cli.data", "pam.cli.predict", "pam.cli.eval", "pam.cli.serve")
 
 
+FLAGS_ONLY = (
+    "config: no config group; every option is a flag, its default in {module}. A checkpoint carries its own "
+    "model config (pam_config.json; defaults: pam/modeling/config.py PAMConfig). The tree: docs/configs.md."
+)
+CONFIG_HELP = {
+    "convert-upstream": "config: --base-config takes a model option (configs/model/*.yaml, composed by Hydra) or a "
+    "pam_config.json; default: pam/modeling/config.py PAMConfig (the paper's values). The tree: docs/configs.md.",
+    "eval-table": "config: none; it reads results.json files, which hold each run's composed eval config "
+    "(pam/eval/results.py).",
+    "collect-sweep": "config: none; it reads each job's .hydra/config.yaml and metrics.json, as `pam train -m` "
+    "writes them (pam/train/sweep.py; multirun: docs/configs.md).",
+}
+
+
 class UsageError(Exception):
     """Bad command-line input; printed as one line, exit code 2."""
 
@@ -40,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in VERB_MODULES:
+        known = set(sub.choices)
         importlib.import_module(name).register(sub)
+        for verb in set(sub.choices) - known:
+            verb_parser = sub.choices[verb]
+            if not verb_parser.epilog and "config:" not in (verb_parser.description or ""):
+                verb_parser.epilog = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
     return parser
 
 

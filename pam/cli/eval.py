@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score a predictions file without the model",
         description="Score a predictions file without the model. config: the benchmark's eval option, as for "
         "`pam eval` "
-        "(defaults: its *Config dataclass in pam/eval/benchmarks/); --set KEY=VALUE overrides a field.",
+        "(defaults: its *Config dataclass in pam/eval/benchmarks/NAME.py); --set KEY=VALUE overrides a field.",
     )
     sc.add_argument(
         "paths",

@@ -11,8 +11,8 @@ import sys
 
 DESCRIPTION = """Train PAM with Hydra: compose configs/train.yaml, apply the overrides, run (pam.train.run).
 
-config tree: configs/ (docs/configs.md). Root: configs/train.yaml, whose defaults list picks one
-option per group:
+config: configs/train.yaml, the root of the tree configs/ (docs/configs.md); its defaults list
+picks one option per group:
   model=debug       configs/model/*.yaml     defaults: pam/modeling/config.py PAMConfig (model/schema)
   data=quickstart   configs/data/*.yaml      prompt defaults: pam/data/prompt_sampling.py (data/schema)
   stage=stage1      configs/stage/*.yaml     defaults: pam/train/config.py StageConfig (stage/schema)
