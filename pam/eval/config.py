@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils.config import CONFIG_DIR as _CONFIG_ROOT
 from ..utils.config import ConfigError, build_config, compose_config, merge_dicts
 
-CONFIG_DIR = _CONFIG_ROOT / "eval"  # optional per-benchmark YAML (differences from the registered defaults)
 EVAL_ROOT = "evaluate"  # configs/evaluate.yaml: the run settings of `pam eval` around the eval group
 
 
