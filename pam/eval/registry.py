@@ -93,7 +93,7 @@ def get_benchmark(name: str, config: BenchmarkConfig | None = None, overrides: d
 
 
 def paper_figures() -> dict[str, dict[str, float]]:
-    """PAM-3B's published figures per benchmark, from the registrations (in registry order)."""
+    """PAM-3B's published figures per benchmark, from the registrations (by benchmark name)."""
     return {name: dict(benchmark_class(name).paper) for name in list_benchmarks() if benchmark_class(name).paper}
 
 
