@@ -1,22 +1,11 @@
-"""Train PAM: a Hydra app over pam.train.run (configs/train.yaml).
+"""Train PAM: the same Hydra application as `pam train` (configs/train.yaml), kept for the launchers.
 
-    python scripts/train.py experiment=quickstart
-    torchrun --nproc_per_node 8 scripts/train.py model=pam_1.5b data=pam_release stage=stage2 trainer=deepspeed_zero2
+python scripts/train.py experiment=quickstart
+torchrun --nproc_per_node 8 scripts/train.py model=pam_1.5b data=pam_release stage=stage2 trainer=deepspeed_zero2
 """
 
-import logging
+import sys
 
-import hydra
-from omegaconf import DictConfig
+from pam.cli import main
 
-from pam.train.run import run
-
-
-@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(cfg)
-
-
-if __name__ == "__main__":
-    main()
+sys.exit(main(["train", *sys.argv[1:]]))

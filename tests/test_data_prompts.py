@@ -7,7 +7,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pam.data.prompt_sampling import FrameAnnotation, PromptSamplingConfig, frame_annotation, jitter_box, make_rng, sample_prompt
+from pam.data.prompt_sampling import (
+    FrameAnnotation,
+    PromptSamplingConfig,
+    frame_annotation,
+    jitter_box,
+    make_rng,
+    sample_prompt,
+)
 from pam.data.schema import MaskAnnotation, Region
 from pam.data.skips import BadSample
 from pam.utils.masks import mask_to_box as mask_box

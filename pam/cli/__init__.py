@@ -2,7 +2,12 @@
 
 Each module in ``VERB_MODULES`` defines ``register(subparsers)``, which adds its verbs; every verb
 sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Heavy imports happen inside the verbs, so ``pam --help`` is instant.
+Heavy imports happen inside the verbs, so ``pam --help`` and argument errors are instant.
+
+A verb that sets ``passthrough=True`` receives the arguments it does not declare, in order, as
+``args.extra``: Hydra overrides and flags for ``pam train``, a data_pipeline command line for ``pam
+data``; ``passthrough="overrides"`` takes ``key=value`` words only (``pam eval``). Other verbs
+reject them, as argparse does.
 
 Bad input (``UsageError`` and the library's typed errors listed in ``USER_ERRORS``) ends with one
 line on stderr and exit code 2, never a traceback.
@@ -15,7 +20,21 @@ import importlib
 import sys
 
 # verb modules, in the order their verbs appear in `pam --help`
-VERB_MODULES = ("pam.cli.data", "pam.cli.predict", "pam.cli.eval", "pam.cli.serve")
+VERB_MODULES = ("pam.cli.train", "pam.cli.data", "pam.cli.predict", "pam.cli.eval", "pam.cli.serve")
+
+
+FLAGS_ONLY = (
+    "config: no config group; every option is a flag, its default in {module}. A checkpoint carries its own "
+    "model config (pam_config.json; defaults: pam/modeling/config.py PAMConfig). The tree: docs/configs.md."
+)
+CONFIG_HELP = {
+    "convert-upstream": "config: --base-config takes a model option (configs/model/*.yaml, composed by Hydra) or a "
+    "pam_config.json; default: pam/modeling/config.py PAMConfig (the paper's values). The tree: docs/configs.md.",
+    "eval-table": "config: none; it reads results.json files, which hold each run's composed eval config "
+    "(pam/eval/results.py).",
+    "collect-sweep": "config: none; it reads each job's .hydra/config.yaml and metrics.json, as `pam train -m` "
+    "writes them (pam/train/sweep.py; multirun: docs/configs.md).",
+}
 
 
 class UsageError(Exception):
@@ -28,15 +47,30 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pam", description="Perceive Anything Model: training data, inference, evaluation and serving.")
+    parser = argparse.ArgumentParser(
+        prog="pam",
+        description="Perceive Anything Model: training, data, inference, evaluation and serving. Configs: configs/ "
+        "(docs/configs.md); `pam VERB --help` names each verb's config group and where its defaults live.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in VERB_MODULES:
+        known = set(sub.choices)
         importlib.import_module(name).register(sub)
+        for verb in set(sub.choices) - known:
+            verb_parser = sub.choices[verb]
+            if not verb_parser.epilog and "config:" not in (verb_parser.description or ""):
+                verb_parser.epilog = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    passthrough = getattr(args, "passthrough", False)
+    unknown = [a for a in extra if passthrough == "overrides" and a.startswith("-")] if passthrough else extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.extra = extra
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:

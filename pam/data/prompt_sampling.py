@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from pam.data.schema import MaskAnnotation, Region
-from pam.data.skips import BAD_RLE, BOX_OUTSIDE_IMAGE, EMPTY_MASK, MASK_SIZE_MISMATCH, NO_PROMPT, POINTS_OUTSIDE_IMAGE, BadSample
+from pam.data.skips import (
+    BAD_RLE,
+    BOX_OUTSIDE_IMAGE,
+    EMPTY_MASK,
+    MASK_SIZE_MISMATCH,
+    NO_PROMPT,
+    POINTS_OUTSIDE_IMAGE,
+    BadSample,
+)
 from pam.utils.config import build_config
 from pam.utils.masks import mask_to_box
 

@@ -30,7 +30,17 @@ from PIL import Image
 
 from pam.data.readers import write_jsonl
 from pam.data.schema import Event, MaskAnnotation, Record, Region
-from pam.data.synthetic_shapes import BACKGROUNDS, CATEGORIES, DISTRACTOR_RGB, SHAPE_WORDS, SHAPES, Category, position_words, shape_mask, size_words
+from pam.data.synthetic_shapes import (
+    BACKGROUNDS,
+    CATEGORIES,
+    DISTRACTOR_RGB,
+    SHAPE_WORDS,
+    SHAPES,
+    Category,
+    position_words,
+    shape_mask,
+    size_words,
+)
 from pam.data.video import write_video_mp4
 
 SPLITS = ("train", "val", "test")

@@ -18,13 +18,13 @@ from .registry import (
     benchmark_class,
     get_benchmark,
     list_benchmarks,
+    paper_figures,
     register,
 )
-from .results import PAPER_PAM_3B, checkpoint_hash, eval_table, write_results
+from .results import checkpoint_hash, eval_table, write_results
 from .runner import evaluate, evaluate_dataset, generate_predictions, score_file
 
 __all__ = [
-    "PAPER_PAM_3B",
     "Benchmark",
     "BenchmarkConfig",
     "GenerationConfig",
@@ -40,6 +40,7 @@ __all__ = [
     "list_benchmarks",
     "load_config",
     "merge_predictions",
+    "paper_figures",
     "read_predictions",
     "register",
     "score_file",

@@ -1,7 +1,8 @@
 """Results files (JSON + markdown) and the paper-style table that merges runs.
 
-A run folder holds ``results.json``: benchmark, scores, the paper's PAM-3B figures, the model and
-the SHA-256 of its checkpoint's weight files, and the benchmark's settings (generation included).
+A run folder holds ``results.json``: benchmark, scores, the paper's PAM-3B figures (from the
+benchmark's registration), the model and the SHA-256 of its checkpoint's weight files, and the
+benchmark's settings (generation included).
 """
 
 from __future__ import annotations
@@ -13,19 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .registry import paper_figures
+
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-
-# PAM-3B as published (paper tables), on the same scale and keys as the benchmarks' scores.
-PAPER_PAM_3B: dict[str, dict[str, float]] = {
-    "lvis": {"semantic_similarity": 88.6, "semantic_iou": 78.3},
-    "paco": {"semantic_similarity": 87.4, "semantic_iou": 74.9},
-    "vg": {"meteor": 20.8, "cider": 142.3},
-    "refcocog": {"meteor": 26.9, "cider": 143.1},
-    "hc_stvg": {"meteor": 23.3, "cider": 70.3},
-    "activitynet_stream": {"cider": 30.1, "meteor": 27.3, "g_stdc": 2.67},
-}
 
 
 def checkpoint_hash(folder: str | Path) -> dict[str, Any]:
@@ -78,14 +71,23 @@ def results_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(out_dir: str | Path, *, benchmark: str, scores: dict, settings: dict, checkpoint: str | Path | None, data: Any, num_items: int) -> dict:
+def write_results(
+    out_dir: str | Path,
+    *,
+    benchmark: str,
+    scores: dict,
+    settings: dict,
+    checkpoint: str | Path | None,
+    data: Any,
+    num_items: int,
+) -> dict:
     """Write ``results.json`` and ``results.md`` into ``out_dir``; returns the result dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": benchmark,
         "scores": scores,
-        "paper": PAPER_PAM_3B.get(benchmark, {}),
+        "paper": paper_figures().get(benchmark, {}),
         "model": model_info(checkpoint),
         "settings": settings,
         "data": None if data is None else str(data),
@@ -119,7 +121,9 @@ def eval_table(runs: Sequence[str | Path]) -> str:
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for res in results:
         sha = str(res["model"].get("sha256") or "")[:8]
-        label = f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
+        label = (
+            f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
+        )
         if label not in columns:
             columns.append(label)
         for metric, value in res["scores"].items():
@@ -128,11 +132,23 @@ def eval_table(runs: Sequence[str | Path]) -> str:
                 if label in cells.get(key, {}):
                     raise ValueError(f"two runs of {label} both score {res['benchmark']}/{metric}")
                 cells.setdefault(key, {})[label] = value
-    order = list(PAPER_PAM_3B)
-    keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], list(PAPER_PAM_3B.get(k[0], {})).index(k[1]) if k[1] in PAPER_PAM_3B.get(k[0], {}) else 99, k[1]))
-    lines = ["| benchmark | metric | PAM-3B (paper) | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
+    figures = paper_figures()
+    order = list(figures)
+    keys = sorted(
+        cells,
+        key=lambda k: (
+            order.index(k[0]) if k[0] in order else len(order),
+            k[0],
+            list(figures.get(k[0], {})).index(k[1]) if k[1] in figures.get(k[0], {}) else 99,
+            k[1],
+        ),
+    )
+    lines = [
+        "| benchmark | metric | PAM-3B (paper) | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
     for bench, metric in keys:
-        paper = PAPER_PAM_3B.get(bench, {}).get(metric)
+        paper = figures.get(bench, {}).get(metric)
         row = [bench, metric, _fmt(paper)] + [_fmt(cells[(bench, metric)].get(c)) for c in columns]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

@@ -33,12 +33,16 @@ def build_config(cls, data: Any, prefix: str = ""):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config field `{prefix.rstrip('.') or cls.__name__}` must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config field `{prefix.rstrip('.') or cls.__name__}` must be a mapping, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}")
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}"
+        )
     kwargs = {}
     for key, value in data.items():
         hint, optional = _unwrap_optional(hints[key])
@@ -78,46 +82,96 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return value
     if base is tuple and isinstance(value, list):  # YAML has lists only
         value = tuple(value)
-    if base is bool and not isinstance(value, bool) or base is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if (
+        base is bool
+        and not isinstance(value, bool)
+        or base is int
+        and (isinstance(value, bool) or not isinstance(value, int))
+    ):
         raise ConfigError(f"config field `{name}` must be {base.__name__}, got {value!r}")
     if not isinstance(value, base):
-        raise ConfigError(f"config field `{name}` must be {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"config field `{name}` must be {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}"
+        )
     if base is float and not math.isfinite(value):
         raise ConfigError(f"config field `{name}` must be finite")
     return value
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the one config tree (Hydra groups)
+
+
+def compose_config(
+    config_name: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    config_dir: str | Path = CONFIG_DIR,
+    return_hydra_config: bool = False,
+):
+    """Hydra's compose API over ``config_dir`` (default: the repository's ``configs/``): the one way a
+    config is loaded outside a ``@hydra.main`` application.
+
+    It works whether or not Hydra's global state is already set, by a running ``pam train`` whose
+    final evaluation composes a benchmark config, say: that state is set aside for the compose and
+    put back afterwards. (``import sam2`` also sets it; ``pam.modeling.sam2_build.import_sam2`` is
+    the one place that imports sam2 and clears it again.) Bad overrides raise :class:`ConfigError`.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_one_line(err)) from None
+    finally:  # the context above swaps the GlobalHydra singleton itself: look it up again
+        GlobalHydra.instance().clear()
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's message on one line, without OmegaConf's ``full_key``/``object_type`` trailer; an
+    override of a key the tree lacks reads as an unknown field."""
+    text = str(err)
+    if text.startswith("Could not override '") and "not in struct" in f"{text} {err.__cause__}":
+        key = text.split("'")[1]
+        return f"unknown config field `{key}` (a typo? add a new key with +{key}=...)"
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.strip().startswith(("full_key:", "object_type="))
+    ]
+    return " ".join(lines) or type(err).__name__
+
 
 def load_group_yaml(path: str | Path, *, schema: dict) -> dict:
-    """A Hydra group file (``configs/<group>/<name>.yaml``) as one plain dict, without Hydra.
+    """A Hydra group file (``configs/<group>/<name>.yaml``, or any ``<group>/<name>.yaml``) composed by
+    Hydra, as one plain dict.
 
-    The file's ``defaults`` list is applied in order: ``schema`` is the typed schema's defaults
-    (``schema``), ``_self_`` the file's own keys, any other name a sibling file of the same group
-    (itself resolved the same way). Mappings merge key by key; other values replace.
+    The group is the file's folder name. Its ``defaults`` list resolves as Hydra resolves it:
+    ``schema`` is the group's registered schema (``schema`` is registered for a group that has none
+    yet), other names are sibling files. Values the registered schema leaves mandatory (``???``) and
+    the file does not set come from ``schema``.
     """
-    import yaml
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
-    path = Path(path)
+    path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    defaults = data.pop("defaults", ["_self_"])
-    if "_self_" not in defaults:
-        defaults = [*defaults, "_self_"]
-    out: dict = {}
-    for entry in defaults:
-        if entry == "_self_":
-            part = data
-        elif entry == "schema":
-            part = copy.deepcopy(schema)
-        elif isinstance(entry, str):
-            part = load_group_yaml(path.with_name(f"{entry}.yaml"), schema=schema)
-        else:
-            raise ConfigError(f"{path}: unsupported defaults entry {entry!r}; use group-local names, `schema` or `_self_`")
-        out = merge_dicts(out, part)
-    return out
+    group = path.parent.name
+    store = ConfigStore.instance()
+    if "schema.yaml" not in store.repo.get(group, {}):
+        store.store(group=group, name="schema", node=copy.deepcopy(schema))
+    cfg = compose_config(overrides=[f"+{group}={path.stem}"], config_dir=path.parent.parent)
+    # OmegaConf's merge keeps a value that the later config leaves mandatory (???)
+    merged = OmegaConf.merge(OmegaConf.create(copy.deepcopy(schema)), cfg[group])
+    return OmegaConf.to_container(merged, resolve=True)
 
 
 def merge_dicts(base: dict, update: dict) -> dict:

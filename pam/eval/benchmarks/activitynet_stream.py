@@ -99,6 +99,7 @@ def resolve_root(base: Path, image_root: str) -> Path:
 @register
 class ActivityNetStream(Benchmark):
     name = "activitynet_stream"
+    paper = {"cider": 30.1, "meteor": 27.3}  # PAM-3B, paper tables
     config_class = StreamConfig
     description = "ActivityNet streaming captions: METEOR / CIDEr"
     official: ClassVar[dict[str, str]] = {

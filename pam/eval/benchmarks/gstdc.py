@@ -85,6 +85,7 @@ class GSTDCConfig(StreamConfig):
 @register
 class GSTDC(ActivityNetStream):
     name = "gstdc"
+    paper = {"g_stdc": 2.67}  # PAM-3B, paper tables
     config_class = GSTDCConfig
     needs_judge = True
     description = "G-STDC: judged continuity of streamed captions per video (0-5)"

@@ -47,6 +47,11 @@ class Quickstart(Benchmark):
     config_class = QuickstartConfig
     needs_data_to_score = False
     description = "synthetic quick-start test split (category accuracy, similarity, captions)"
+    metrics = ("category_accuracy", "semantic_similarity", "caption_meteor", "caption_cider")
+    notes = (
+        "No official protocol: the synthetic split and its scoring are this repository's own. Scores are fractions "
+        "(0 to 1); caption metrics are computed on English caption prompts only."
+    )
 
     dataset = None
 

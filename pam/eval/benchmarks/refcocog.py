@@ -74,6 +74,7 @@ def _bbox_of(segmentation, height: int, width: int, where: str) -> list[float]:
 class RefCOCOg(COCORegionCaptions):
     name = "refcocog"
     config_class = RefCOCOgConfig
+    paper = {"meteor": 26.9, "cider": 143.1}  # PAM-3B, paper tables
     description = "RefCOCOg region captions: METEOR / CIDEr"
     official = {"repo": "CircleRadon/Osprey", "path": "osprey/eval/refcocog_eval.py", "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a"}
     options = {

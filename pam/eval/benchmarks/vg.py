@@ -7,6 +7,7 @@ from ._coco_captions import COCORegionCaptions
 @register
 class VisualGenome(COCORegionCaptions):
     name = "vg"
+    paper = {"meteor": 20.8, "cider": 142.3}  # PAM-3B, paper tables
     description = "Visual Genome region captions: METEOR / CIDEr"
     official = {"repo": "mbzuai-oryx/groundingLMM", "path": "eval/region_captioning/evaluate.py", "commit": "e74865f207d02c8cbb54795758b855acd6bb51bb"}
     options = {"use_mask=true": "prompt with the segmentation instead of the box, where there is one"}
