@@ -5,7 +5,8 @@
     torchrun --nproc_per_node 8 -m pam.cli eval refcocog --checkpoint CKPT --data ... --out ...
     pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
     pam score runs/quickstart/predictions.jsonl          (one path: the quickstart benchmark)
-    pam eval-table runs/eval/lvis runs/eval/refcocog
+    pam eval-table runs/eval/greedy runs/eval/beam4        (a column per run folder)
+    pam eval-table --by checkpoint runs/eval/lvis runs/eval/refcocog   (a column per checkpoint)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tb = sub.add_parser("eval-table", help="merge eval runs into one table beside the paper's PAM-3B figures")
     tb.add_argument("runs", nargs="+", help="run folders or results.json files")
     tb.add_argument("--out", help="also write the markdown table to this file")
+    tb.add_argument("--by", choices=("run", "checkpoint"), default="run", help="a column per run folder (default), or per checkpoint (its runs of different benchmarks merged)")
     tb.set_defaults(func=_eval_table)
 
 
@@ -130,7 +132,7 @@ def _eval_table(args: argparse.Namespace) -> int:
 
     from ..eval.results import eval_table
 
-    table = eval_table(args.runs)
+    table = eval_table(args.runs, by=args.by)
     if args.out:
         Path(args.out).write_text(table)
     print(table, end="")
