@@ -9,13 +9,13 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from pam.train.run import run
+from pam.train.run import run_cli
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(cfg)
+    run_cli(cfg)  # bad input: one line on stderr, exit code 2
 
 
 if __name__ == "__main__":
