@@ -79,7 +79,7 @@ def test_results_md_keeps_four_significant_digits(tmp_path):
     assert rows["semantic_iou"] == "0.975"  # not 0.97
     assert rows["meteor"] == "0.9192" and rows["bleu_4"] == "6.866e-05" and rows["cider"] == "142.3"
     assert rows["num_predictions"] == "3" and rows["big"] == "123456.8"
-    assert "items: 3\n" in md
+    assert "items: 3\n" in md and "model: none (scored from a predictions file)" in md  # not `None` (sha256 None)
     for key, value in scores.items():  # every printed figure is within half a unit of its 4th digit
         assert math.isclose(float(rows[key]), value, rel_tol=5e-4), key
 

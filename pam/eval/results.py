@@ -71,7 +71,9 @@ def results_markdown(result: dict) -> str:
     lines = [
         f"# {result['benchmark']}",
         "",
-        f"model: `{result['model'].get('checkpoint')}` (sha256 {str(result['model'].get('sha256'))[:12]})",
+        f"model: `{result['model'].get('checkpoint')}` (sha256 {str(result['model'].get('sha256'))[:12]})"
+        if result["model"].get("checkpoint")
+        else "model: none (scored from a predictions file)",
         f"data: `{result.get('data')}`, items: {result.get('num_items')}",
         "",
         "| metric | ours | PAM-3B (paper) |",
