@@ -6,7 +6,8 @@ pam eval eval=lvis checkpoint=CKPT data_path=lvis_val_1k_category.json out=runs/
 torchrun --nproc_per_node 8 -m pam.cli eval refcocog --checkpoint CKPT --data ... --out ...
 pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
 pam score runs/quickstart/predictions.jsonl          (one path: the quickstart benchmark)
-pam eval-table runs/eval/lvis runs/eval/refcocog
+pam eval-table runs/eval/greedy runs/eval/beam4        (a column per run folder)
+pam eval-table --by checkpoint runs/eval/lvis runs/eval/refcocog   (a column per checkpoint)
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tb.add_argument("runs", nargs="+", help="run folders or results.json files")
     tb.add_argument("--out", help="also write the markdown table to this file")
+    tb.add_argument("--by", choices=("run", "checkpoint"), default="run", help="a column per run folder (default), or per checkpoint (its runs of different benchmarks merged)")
     tb.set_defaults(func=_eval_table)
 
 
@@ -260,7 +262,7 @@ def _eval_table(args: argparse.Namespace) -> int:
 
     from ..eval.results import eval_table
 
-    table = eval_table(args.runs)
+    table = eval_table(args.runs, by=args.by)
     if args.out:
         Path(args.out).write_text(table)
     print(table, end="")

@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
 def _task(cfg) -> None:
     import logging
 
-    from ..train.run import run
+    from ..train.run import run_cli
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(cfg)
+    run_cli(cfg)  # bad input: one line on stderr, exit code 2

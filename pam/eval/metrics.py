@@ -41,6 +41,8 @@ CAPTION_METRIC_KEYS = {
     "CIDEr": ("cider",),
 }
 
+# the status line Stanford's PTBTokenizer writes to stderr on every call
+PTB_STATUS_LINE = r"^PTBTokenizer tokenized \d+ tokens at [\d.,]+ tokens per second\.\s*$"
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 # Osprey's LVIS/PACO evaluation turns these characters into spaces before splitting into words.
@@ -142,7 +144,11 @@ def default_similarity_model_path() -> Path:
 def _load_sentence_model(model_path: str, device: str | None) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_path, device=device, local_files_only=True)
+    from ..utils.quiet import quiet_loading
+
+    # its INFO lines and the "Loading weights" bar are status, not results
+    with quiet_loading("sentence_transformers"):
+        return SentenceTransformer(model_path, device=device, local_files_only=True)
 
 
 def load_similarity_model(
@@ -209,7 +215,10 @@ def ptb_tokenize(captions: dict[object, list[str]]) -> dict[object, list[str]]:
             "(install a JRE, e.g. `apt-get install default-jre-headless`)"
         )
     request = {key: [{"caption": _one_line(c)} for c in texts] for key, texts in captions.items()}
-    tokenized = PTBTokenizer().tokenize(request)
+    from ..utils.quiet import filter_stderr
+
+    with filter_stderr(PTB_STATUS_LINE):  # Java's "PTBTokenizer tokenized N tokens at ..."; errors pass
+        tokenized = PTBTokenizer().tokenize(request)
     for key, texts in captions.items():
         got = tokenized.get(key, [])
         if len(got) != len(texts):

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..utils.quiet import log_once
+
 log = logging.getLogger("pam.eval")
 
 ID_KEY = "id"
@@ -63,7 +65,8 @@ def _parse_lines(path: Path, *, allow_truncated_tail: bool) -> tuple[list[dict],
                 raise ValueError("no newline at the end")
         except (ValueError, UnicodeDecodeError) as err:
             if last and allow_truncated_tail:
-                log.warning("%s:%d: dropping a cut-off last line (%s)", path, line_no, err)
+                # the runner reads one file more than once (done ids, then the writer): say it once
+                log_once(log, logging.WARNING, "%s:%d: dropping a cut-off last line (%s)", path, line_no, err, key=(str(path.resolve()), len(data), line_no))
                 break
             raise ValueError(f"{path}:{line_no}: invalid JSON ({err})") from err
         _check_id(row, f"{path}:{line_no}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,12 @@ def model_info(checkpoint: str | Path | None) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
+    """A score as printed in results.md and eval-table: 4 significant digits (0.975 stays 0.975,
+    0.91918 prints 0.9192), whole numbers up to 1e15 in full, no trailing zeros."""
+    if isinstance(value, float) and math.isfinite(value):
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.1f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
     return "" if value is None else str(value)
 
 
@@ -59,7 +64,9 @@ def results_markdown(result: dict) -> str:
     lines = [
         f"# {result['benchmark']}",
         "",
-        f"model: `{result['model'].get('checkpoint')}` (sha256 {str(result['model'].get('sha256'))[:12]})",
+        f"model: `{result['model'].get('checkpoint')}` (sha256 {str(result['model'].get('sha256'))[:12]})"
+        if result["model"].get("checkpoint")
+        else "model: none (scored from a predictions file)",
         f"data: `{result.get('data')}`, items: {result.get('num_items')}",
         "",
         "| metric | ours | PAM-3B (paper) |",
@@ -91,7 +98,7 @@ def write_results(
         "model": model_info(checkpoint),
         "settings": settings,
         "data": None if data is None else str(data),
-        "num_items": num_items,
+        "num_items": int(num_items) if isinstance(num_items, float) and num_items.is_integer() else num_items,
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (out_dir / RESULTS_JSON).write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
@@ -104,33 +111,64 @@ def _load_run(path: str | Path) -> dict:
     file = path / RESULTS_JSON if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no {RESULTS_JSON}")
-    result = json.loads(file.read_text())
+    try:
+        result = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{file}: expected a JSON object; not a pam eval results file")
     for key in ("benchmark", "scores", "model"):
         if key not in result:
             raise ValueError(f"{file}: missing {key!r}; not a pam eval results file")
+    for key, kind in (("scores", dict), ("model", dict)):
+        if not isinstance(result[key], kind):
+            raise ValueError(f"{file}: {key!r} must be a JSON object, got {type(result[key]).__name__}")
+    result["_folder"] = file.parent if file.name == RESULTS_JSON else file
     return result
 
 
-def eval_table(runs: Sequence[str | Path]) -> str:
-    """One markdown table: a row per (benchmark, metric), the paper's PAM-3B figure, then each
-    model (runs of the same checkpoint share a column)."""
+def _run_labels(folders: Sequence[Path]) -> list[str]:
+    """The shortest trailing parts of each run folder's path that tell the runs apart."""
+    parts = [f.resolve().parts for f in folders]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise AssertionError("distinct folders always have distinct paths")
+
+
+def _checkpoint_label(res: dict) -> str:
+    sha = str(res["model"].get("sha256") or "")[:8]
+    return f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
+
+
+def eval_table(runs: Sequence[str | Path], *, by: str = "run") -> str:
+    """One markdown table: a row per (benchmark, metric), the paper's PAM-3B figure, then a column per
+    run folder (``by="run"``: two runs of one checkpoint, e.g. decoding ablations, side by side), or
+    per checkpoint (``by="checkpoint"``: a model's runs of different benchmarks share a column). Under
+    the table, one line per column names its run folder(s) and checkpoint."""
+    if by not in ("run", "checkpoint"):
+        raise ValueError(f"eval-table: by must be 'run' or 'checkpoint', got {by!r}")
     if not runs:
         raise ValueError("eval-table needs at least one run folder or results.json")
     results = [_load_run(r) for r in runs]
+    folders = [res["_folder"].resolve() for res in results]
+    for i, folder in enumerate(folders):
+        if folder in folders[:i]:
+            raise ValueError(f"eval-table: run {runs[i]} is given twice")
+    labels = _run_labels(folders) if by == "run" else [_checkpoint_label(res) for res in results]
     columns: list[str] = []
+    legend: dict[str, list[str]] = {}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for res in results:
-        sha = str(res["model"].get("sha256") or "")[:8]
-        label = (
-            f"{Path(str(res['model'].get('checkpoint') or 'predictions')).name} ({sha})" if sha else "predictions only"
-        )
+    for res, label, run in zip(results, labels, runs):
         if label not in columns:
             columns.append(label)
+        legend.setdefault(label, []).append(f"`{run}` ({res['benchmark']}): checkpoint {_checkpoint_label(res)}")
         for metric, value in res["scores"].items():
-            if isinstance(value, (int, float)) and not metric.startswith("num_"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not metric.startswith("num_"):
                 key = (res["benchmark"], metric)
                 if label in cells.get(key, {}):
-                    raise ValueError(f"two runs of {label} both score {res['benchmark']}/{metric}")
+                    raise ValueError(f"two runs of {label} both score {res['benchmark']}/{metric}; put them in separate columns with --by run")
                 cells.setdefault(key, {})[label] = value
     figures = paper_figures()
     order = list(figures)
@@ -151,4 +189,7 @@ def eval_table(runs: Sequence[str | Path]) -> str:
         paper = figures.get(bench, {}).get(metric)
         row = [bench, metric, _fmt(paper)] + [_fmt(cells[(bench, metric)].get(c)) for c in columns]
         lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for label in columns:
+        lines.append(f"- {label}: " + "; ".join(legend[label]))
     return "\n".join(lines) + "\n"

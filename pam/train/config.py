@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from ..utils.config import ConfigError
@@ -13,6 +14,7 @@ ENGINES = ("auto", "single", "ddp", "deepspeed")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 WANDB_MODES = ("offline", "online", "disabled")
+WANDB_ENV_MODES = (*WANDB_MODES, "dryrun", "run", "shared")  # what wandb itself accepts in $WANDB_MODE
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "betas": [0.9, 0.999], "eps": 1.0e-8}
 
 
@@ -79,10 +81,15 @@ def _check_optimizer_entry(entry: dict) -> None:
 
 @dataclass
 class WandbConfig:
-    mode: str = "offline"  # offline | online | disabled
+    mode: str | None = None  # offline | online | disabled; null: $WANDB_MODE if set, else offline
     project: str = "pam"
     name: str | None = None  # run name; defaults to the run folder's name
     tags: list = field(default_factory=list)
+
+
+def wandb_mode(cfg: WandbConfig) -> str:
+    """The mode wandb runs in: ``trainer.wandb.mode`` when set, else ``$WANDB_MODE``, else offline."""
+    return cfg.mode or os.environ.get("WANDB_MODE") or "offline"
 
 
 @dataclass
@@ -127,7 +134,10 @@ class TrainerConfig:
         _check(self.prefetch_factor is None or self.prefetch_factor >= 1, "trainer.prefetch_factor", f"must be >= 1, got {self.prefetch_factor}")
         _check(not self.persistent_workers or self.num_workers > 0, "trainer.persistent_workers", "is true but num_workers is 0: there are no workers to keep (use null or false)")
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
-        _check(self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be one of {WANDB_MODES}")
+        _check(self.wandb.mode is None or self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be null or one of {WANDB_MODES}")
+        env = os.environ.get("WANDB_MODE")
+        if self.wandb.mode is None and env and env not in WANDB_ENV_MODES:
+            raise ConfigError(f"environment variable WANDB_MODE={env!r} must be one of {WANDB_ENV_MODES} (or set trainer.wandb.mode)")
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
         _check(self.max_nonfinite_in_a_row >= 0, "trainer.max_nonfinite_in_a_row", "must be >= 0")
         _check(self.min_free_disk_gb >= 0, "trainer.min_free_disk_gb", "must be >= 0")

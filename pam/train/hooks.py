@@ -10,6 +10,8 @@ import logging
 import time
 from pathlib import Path
 
+from .config import wandb_mode
+
 log = logging.getLogger("pam.train")
 
 
@@ -24,7 +26,8 @@ class HookBase:
 
 
 class MetricsLogger(HookBase):
-    """JSON-lines metrics file, tqdm progress bar and wandb (offline by default), on rank 0."""
+    """JSON-lines metrics file, tqdm progress bar and wandb (``trainer.wandb.mode`` when set, else
+    ``$WANDB_MODE``, else offline; disabled imports nothing and writes no ``wandb/``), on rank 0."""
 
     def __init__(self, trainer):
         self.path = Path(trainer.run_dir) / "metrics.jsonl"
@@ -33,13 +36,14 @@ class MetricsLogger(HookBase):
         self.t0 = time.time()
         self.samples = 0
         cfg = trainer.cfg.wandb
-        if trainer.dist.is_main and cfg.mode != "disabled":
+        mode = wandb_mode(cfg)  # trainer.wandb.mode when set, else $WANDB_MODE, else offline
+        if trainer.dist.is_main and mode != "disabled":
             import wandb
 
             self.wandb = wandb.init(
                 project=cfg.project,
                 name=cfg.name or Path(trainer.run_dir).name,
-                mode=cfg.mode,
+                mode=mode,
                 dir=str(trainer.run_dir),
                 config=trainer.resolved_config,
                 tags=list(cfg.tags),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -40,3 +41,17 @@ def run(cfg: DictConfig) -> dict:
     metrics = trainer.final_metrics
     trainer.close()
     return metrics
+
+
+def run_cli(cfg: DictConfig) -> dict:
+    """:func:`run` for a command line (the Hydra task): bad input found before training (a config
+    value, a missing data or output folder) ends with one line on stderr and exit code 2."""
+    from ..data.schema import SchemaError
+    from ..utils.config import ConfigError
+    from .preflight import OutputDirError
+
+    try:
+        return run(cfg)
+    except (ConfigError, SchemaError, OutputDirError, FileNotFoundError) as err:
+        print(f"pam train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

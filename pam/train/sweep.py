@@ -5,6 +5,7 @@ A sweep folder, as Hydra's multirun writes it, holds one folder per job::
     <sweep_dir>/<job>/.hydra/config.yaml      the composed config of the run
     <sweep_dir>/<job>/.hydra/overrides.yaml   its command-line overrides
     <sweep_dir>/<job>/metrics.json            final metrics, written by the run when it finishes
+    <sweep_dir>/<job>/metrics.jsonl           the training log: its last train/loss and val/loss join them
 
 ``collect_sweep`` resolves each config (an interpolation that cannot be resolved outside the run,
 such as ``${hydra:runtime.output_dir}``, is kept as written), flattens it to dotted keys, and keeps
@@ -26,6 +27,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 METRICS_FILENAME = "metrics.json"
+METRICS_LOG = "metrics.jsonl"  # the training log; its last losses join the final metrics
+LOSS_KEYS = ("train/loss", "val/loss")
 COMPLETE = "complete"
 INCOMPLETE = "incomplete"
 
@@ -115,6 +118,22 @@ def flatten_dict(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def final_losses(log_path: Path) -> dict[str, float]:
+    """The last ``train/loss`` and ``val/loss`` the run logged in ``metrics.jsonl`` (its
+    ``metrics.json`` holds only the test scores when the run evaluated at the end)."""
+    last: dict[str, float] = {}
+    if not log_path.is_file():
+        return last
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by a kill: the rows before it still count
+            continue
+        if isinstance(row, dict):
+            last.update({k: row[k] for k in LOSS_KEYS if isinstance(row.get(k), (int, float))})
+    return last
+
+
 def _sort_key(path: Path) -> tuple[int, int, str]:
     return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
 
@@ -147,7 +166,7 @@ def load_sweep_runs(sweep_dir: str | Path) -> list[SweepRun]:
                 raise ValueError(f"{metrics_path}: invalid JSON ({err.msg})") from err
             if not isinstance(loaded, dict):
                 raise ValueError(f"{metrics_path}: expected a JSON object of metrics")
-            metrics = flatten_dict(loaded)
+            metrics = {**final_losses(job / METRICS_LOG), **flatten_dict(loaded)}
         runs.append(SweepRun(job.name, job, [str(o) for o in overrides], flatten_config(config), metrics))
     return runs
 

@@ -24,6 +24,7 @@ from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
 from ..processing.collator import PAMCollator
+from ..utils.config import ConfigError
 from ..utils.layout import IGNORE_INDEX
 from .config import StageConfig, build_stage, build_trainer_config
 from .data import BatchStream, build_dataset, has_split, loader_options, make_loader
@@ -90,7 +91,12 @@ class Trainer:
 
     def dataset(self, split: str):
         """The data config's ``split`` (train, val, test), built for this model's token layout."""
-        return instantiate_config(None, f"data.{split}", build=lambda: build_dataset(self.data_cfg, split, self.model_cfg.token_layout()))
+        try:
+            return instantiate_config(None, f"data.{split}", build=lambda: build_dataset(self.data_cfg, split, self.model_cfg.token_layout()))
+        except FileNotFoundError as err:  # e.g. no experiment and no data: say how to get some
+            root = self.data_cfg.get("root")
+            hint = f"; write it with `pam make-data --out {root}`, pick an experiment that generates it (experiment=quickstart), or set data.root" if root else ""
+            raise ConfigError(f"config `data.{split}`: {err}{hint}") from err
 
     def _build_feature_cache(self):
         """Encode every training/validation image once (rank 0), then serve features from disk."""
