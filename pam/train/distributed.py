@@ -75,6 +75,20 @@ def all_reduce_sum(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def all_reduce_min(value: float, info: DistInfo) -> float:
+    """The smallest ``value`` over the ranks (every rank gets it)."""
+    return -all_reduce_max(-value, info)
+
+
+def all_reduce_max(value: float, info: DistInfo) -> float:
+    """The largest ``value`` over the ranks (every rank gets it)."""
+    if not (info.distributed and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def all_gather_objects(obj, info: DistInfo) -> list:
     if not (info.distributed and dist.is_initialized()):
         return [obj]
@@ -83,14 +97,14 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
-def shutdown(info: DistInfo, exit_process: bool = False) -> None:
+def shutdown(info: DistInfo, exit_process: bool = False, code: int = 0) -> None:
     """Tear down the process group. With ``exit_process`` in a multi-process CPU run, leave with
     ``os._exit(0)`` after flushing: gloo sometimes aborts in its destructors at interpreter exit
-    ("terminate called without an active exception") after all work is done."""
+    ("terminate called without an active exception") after all work is done. ``code`` is the exit status."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
     if exit_process and info.distributed:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)

@@ -66,20 +66,20 @@ class TorchEngine:
         return float(self.scheduler.get_last_lr()[0])
 
     def state_dict(self) -> dict:
+        """Optimiser and schedule, whole on every rank (DDP replicates them), so any world size can load them."""
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
-    def load_state_dict(self, state: dict, _path: Path) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
     def gathered_parameters(self):
         return contextlib.nullcontext()
 
-    def save_sharded(self, _path: Path) -> None:
-        """Nothing: the optimiser state travels in trainer_state.pt."""
-
 
 class DeepSpeedEngine:
+    skips_nonfinite_itself = True  # its ZeRO optimisers skip a step whose gradient norm is NaN/Inf (guards.py)
+
     def __init__(self, model, stage, cfg, dist, accum):
         import deepspeed
 
@@ -123,11 +123,25 @@ class DeepSpeedEngine:
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
 
-    def state_dict(self) -> dict:
-        return {}
+    def step_applied(self) -> bool:
+        """False when DeepSpeed's last optimiser step was skipped (a NaN/Inf gradient norm)."""
+        return bool(self.engine.was_step_applied())
 
-    def load_state_dict(self, _state: dict, path: Path) -> None:
-        self.engine.load_checkpoint(str(Path(path) / "deepspeed"), load_module_strict=False)
+    def state_dict(self) -> dict:
+        """The partitioning the shards were written with; the shards themselves: ``save_sharded``."""
+        return {"zero_stage": self.zero_stage, "world_size": self.dist.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._saved = dict(state)
+
+    def load_sharded(self, folder: Path) -> None:
+        """Optimiser, schedule and weights from ``folder/deepspeed``, as partitioned when saved."""
+        saved = getattr(self, "_saved", {})
+        if saved.get("world_size", self.dist.world_size) != self.dist.world_size:
+            raise NotImplementedError(
+                f"{folder}: DeepSpeed state saved by {saved['world_size']} ranks cannot be loaded by {self.dist.world_size} ranks yet"
+            )
+        self.engine.load_checkpoint(str(Path(folder) / "deepspeed"), load_module_strict=False)
 
     def gathered_parameters(self):
         if self.zero_stage == 3:

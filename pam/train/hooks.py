@@ -22,6 +22,9 @@ class HookBase:
 
     def after_train(self, trainer) -> None: ...
 
+    def on_stop(self, trainer) -> None:
+        """The run stopped early on a signal (a checkpoint was written); after_train does not run."""
+
 
 class MetricsLogger(HookBase):
     """JSON-lines metrics file, tqdm progress bar and wandb (offline by default), on rank 0."""
@@ -86,6 +89,10 @@ class MetricsLogger(HookBase):
     def after_train(self, trainer) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+
+    def on_stop(self, trainer) -> None:
+        self.after_stage(trainer)
+        self.after_train(trainer)
 
 
 class Validation(HookBase):

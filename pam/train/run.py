@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .distributed import barrier, setup_distributed
+from .stop import EXIT_STOPPED
 from .trainer import Trainer
 
 log = logging.getLogger("pam.train")
@@ -30,7 +31,8 @@ def prepare_data(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Prepare the data, train every stage; the hooks evaluate and write the report. Returns the
-    final metrics (also in metrics.json)."""
+    final metrics (also in metrics.json). After a stop signal (pam/train/stop.py) the process exits
+    with ``EXIT_STOPPED`` once the checkpoint is written."""
     info = setup_distributed(cfg.trainer.engine)  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
@@ -38,5 +40,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = Trainer(cfg, dist=info)
     trainer.train()
     metrics = trainer.final_metrics
-    trainer.close()
+    trainer.close()  # a multi-process run exits here
+    if trainer.stopped:
+        raise SystemExit(EXIT_STOPPED)
     return metrics
