@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..utils.stop import EXIT_STOPPED
 from .distributed import barrier, setup_distributed
-from .stop import EXIT_STOPPED
 from .trainer import Trainer
 
 log = logging.getLogger("pam.train")
@@ -31,7 +31,7 @@ def prepare_data(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Prepare the data, train every stage; the hooks evaluate and write the report. Returns the
-    final metrics (also in metrics.json). After a stop signal (pam/train/stop.py) the process exits
+    final metrics (also in metrics.json). After a stop signal (pam/utils/stop.py) the process exits
     with ``EXIT_STOPPED`` once the checkpoint is written."""
     info = setup_distributed(cfg.trainer.engine)  # the one place distributed is set up
     if info.is_main:

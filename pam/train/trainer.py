@@ -23,6 +23,7 @@ from ..data.skips import SkipTracker
 from ..modeling.config import PAMConfig
 from ..processing.collator import PAMCollator
 from ..utils.layout import IGNORE_INDEX
+from ..utils.stop import EXIT_STOPPED, StopSignal
 from .config import StageConfig, build_stage, build_trainer_config
 from .data import BatchStream, build_dataset, has_split, loader_options, make_loader
 from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, shutdown
@@ -32,7 +33,6 @@ from .guards import NonFiniteGuard
 from .hooks import build_hooks
 from .preflight import check_output_dir, instantiate_config
 from .state import CheckpointManager, TrainState, read_trainer_state
-from .stop import EXIT_STOPPED, StopSignal
 
 log = logging.getLogger("pam.train")
 
@@ -75,7 +75,7 @@ class Trainer:
         self.final_metrics: dict = {}
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
         self.state = TrainState(self.run_dir, self.dist)
-        self.stop = StopSignal(self.dist)
+        self.stop = StopSignal(device=self.dist.device)
         self.stopped = False
         self.val_loader = None
 
@@ -174,7 +174,7 @@ class Trainer:
 
     def train(self) -> Path | None:
         """Train every stage. Returns the last stage's final weights, or None when a stop signal ended
-        the run early (``self.stopped``; a step checkpoint was written, see pam/train/stop.py)."""
+        the run early (``self.stopped``; a step checkpoint was written, see pam/utils/stop.py)."""
         resume = CheckpointManager(self.run_dir, **self._ckpt_options()).find_resume(self.cfg.resume)
         start_stage = read_trainer_state(resume)["train"].get("stage_index", 0) if resume is not None else 0
         final = None

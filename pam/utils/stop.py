@@ -5,7 +5,9 @@ limit) sends SIGTERM or a chosen signal. :class:`StopSignal` only records it; th
 :meth:`StopSignal.agreed` after every optimiser step, an all-reduce over the ranks, so every rank
 stops after the same step even when the signal reached one rank only. The trainer then writes a
 step checkpoint (atomic, ``pam/train/state.py``) and the process exits with :data:`EXIT_STOPPED`.
-Evaluation (``pam eval``) stops between items the same way; its prediction file is its checkpoint.
+Evaluation (``pam eval``) stops between batches of items instead: its predictions file is its
+checkpoint; it prints how many predictions are saved and exits with the same code
+(:class:`StopRequested`). Each rank stops on its own signal there: ranks own disjoint items.
 
 A second signal while the checkpoint is being written changes nothing: the save runs to its end.
 If the process is killed before that (SIGKILL after the scheduler's grace time), the half-written
@@ -18,8 +20,6 @@ import os
 import signal
 import threading
 
-from .distributed import DistInfo, all_reduce_max
-
 EXIT_STOPPED = 75  # "temporary failure, try again" (sysexits EX_TEMPFAIL): stopped on a signal, resumable
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
 
@@ -27,8 +27,8 @@ STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
 class StopSignal:
     """Records SIGTERM/SIGUSR1 while installed (a context manager; the previous handlers come back)."""
 
-    def __init__(self, dist: DistInfo | None = None, signals: tuple[str, ...] = STOP_SIGNALS, *, what: str = "training"):
-        self.dist = dist or DistInfo()
+    def __init__(self, signals: tuple[str, ...] = STOP_SIGNALS, *, what: str = "training", device=None):
+        self.device = device  # of the all-reduce in agreed(); None: CPU (gloo)
         self.signals = tuple(getattr(signal, name) for name in signals)
         self.what = what
         self.received: list[str] = []
@@ -61,4 +61,23 @@ class StopSignal:
 
     def agreed(self) -> bool:
         """True on every rank when a signal reached any rank (a collective: every rank must call it)."""
-        return all_reduce_max(1.0 if self.received else 0.0, self.dist) > 0
+        import torch
+        import torch.distributed as dist
+
+        flag = 1.0 if self.received else 0.0
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return flag > 0
+        t = torch.tensor([flag], dtype=torch.float32, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+
+class StopRequested(SystemExit):
+    """Raised between evaluation batches after a stop signal; exits with :data:`EXIT_STOPPED`."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_STOPPED)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
