@@ -231,6 +231,8 @@ class CheckpointManager:
             self._maybe_best(path, metrics)
             for old in list_step_checkpoints(self.root)[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
+                for derived in (self.root / ".universal").glob(f"{old.name}-*"):  # engine.universal_checkpoint's cache
+                    shutil.rmtree(derived, ignore_errors=True)
         barrier(self.dist)
         self.last_saved_step = step
         return path
