@@ -26,11 +26,15 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed(engine: str) -> DistInfo:
+def setup_distributed(engine: str, timeout_s: float = 600.0) -> DistInfo:
     """Initialise torch.distributed when launched with several processes (or for DeepSpeed).
 
-    GPU runs use NCCL on ``cuda:LOCAL_RANK``; CPU runs use gloo.
+    GPU runs use NCCL on ``cuda:LOCAL_RANK``; CPU runs use gloo. ``timeout_s`` bounds how long a
+    collective waits for the other ranks (``trainer.dist_timeout_s``): when a node dies, the others
+    fail after it instead of hanging.
     """
+    from datetime import timedelta
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -48,9 +52,9 @@ def setup_distributed(engine: str) -> DistInfo:
         if engine == "deepspeed":
             import deepspeed
 
-            deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+            deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
         else:
-            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
 
 

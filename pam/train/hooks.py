@@ -10,6 +10,8 @@ import logging
 import time
 from pathlib import Path
 
+from .config import HOOK_NAMES
+
 log = logging.getLogger("pam.train")
 
 
@@ -180,6 +182,10 @@ HOOKS = {
     "curves_plot": lambda trainer: CurvesPlot(),
     "final_evaluation": lambda trainer: FinalEvaluation(),
 }
+
+
+if tuple(HOOKS) != HOOK_NAMES:
+    raise ImportError(f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} must list the same hooks")
 
 
 def build_hooks(names: list[str], trainer) -> list[HookBase]:

@@ -50,7 +50,7 @@ class Trainer:
         stages = [("stage.", self.resolved_config["stage"])] + ([("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else [])
         self.stages: list[StageConfig] = [build_stage(s, prefix) for prefix, s in stages]
         self.data_cfg = cfg.data
-        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine)  # set up once, by the caller when given
+        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine, self.cfg.dist_timeout_s)  # set up once, by the caller when given
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         self.accum = self.cfg.accumulation(self.dist.world_size)
         self.loader_options = loader_options(self.cfg, self.dist.device)  # workers, pinning, prefetch

@@ -64,7 +64,7 @@ def main(out: str, overrides: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    dist = setup_distributed(cfg.trainer.engine)
+    dist = setup_distributed(cfg.trainer.engine, cfg.trainer.get("dist_timeout_s", 600.0))
     trainer = Trainer(cfg, dist=dist)
     rank = dist.rank
     nan_at = int(os.environ.get("PAM_TEST_NAN", "0"))
