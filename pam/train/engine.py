@@ -168,7 +168,15 @@ class DeepSpeedEngine:
 
     def save_sharded(self, path: Path) -> None:
         """Optimiser and scheduler state, partitioned as DeepSpeed keeps it (all ranks write)."""
-        self.engine.save_checkpoint(str(Path(path) / "deepspeed"))
+        from deepspeed.checkpoint.constants import (
+            UNIVERSAL_CHECKPOINT_INFO,
+            UNIVERSAL_CHECKPOINT_VERSION_KEY,
+            UNIVERSAL_CHECKPOINT_VERSION_VALUE,
+        )
+
+        # the universal-checkpoint converter requires the client to declare this (load_sharded)
+        info = {UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE}}
+        self.engine.save_checkpoint(str(Path(path) / "deepspeed"), client_state=info)
 
 
 def universal_checkpoint(folder: Path, tag: str, dist: DistInfo) -> Path:
