@@ -12,7 +12,7 @@ TRAIN = Path(__file__).resolve().parents[1] / "pam" / "train"
 LAYERS = [
     {"config", "distributed", "preflight", "freeze", "deepspeed_config", "plots", "sweep", "guards", "feature_cache"},
     {"optim", "data", "state"},  # schemas and process groups below them
-    {"engine"},  # optim, config, distributed, deepspeed_config
+    {"engine", "validate"},  # optim, config, distributed, deepspeed_config; data
     {"report"},
     {"hooks"},  # config, data, plots, report
     {"trainer"},  # everything above

@@ -97,16 +97,6 @@ class MetricsLogger(HookBase):
         self.after_train(trainer)
 
 
-class Validation(HookBase):
-    """Validation loss every ``val_every`` steps and at the end of each stage."""
-
-    def after_step(self, trainer, metrics: dict) -> None:
-        every = trainer.cfg.val_every
-        last = trainer.stage_step == trainer.stage.max_steps
-        if trainer.val_loader is not None and ((every and trainer.stage_step % every == 0) or last):
-            metrics.update(trainer.validate())
-
-
 class Checkpointing(HookBase):
     """Step checkpoints every ``save_every`` steps and at each stage's end (plus the best one)."""
 
@@ -175,7 +165,6 @@ class FinalEvaluation(HookBase):
 
 # hooks by the names `trainer.hooks` lists; they run in that order at every event
 HOOKS = {
-    "validation": lambda trainer: Validation(),
     "checkpointing": lambda trainer: Checkpointing(),
     "skip_report": lambda trainer: SkipReport(),
     "metrics_logger": MetricsLogger,

@@ -25,7 +25,7 @@ from ..processing.collator import PAMCollator
 from ..utils.layout import IGNORE_INDEX
 from ..utils.stop import EXIT_STOPPED, StopSignal
 from .config import StageConfig, build_stage, build_trainer_config
-from .data import BatchStream, build_dataset, has_split, loader_options, make_loader
+from .data import BatchStream, build_dataset, has_split, loader_options
 from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
@@ -33,6 +33,7 @@ from .guards import NonFiniteGuard
 from .hooks import build_hooks
 from .preflight import check_output_dir, instantiate_config
 from .state import CheckpointManager, TrainState, read_trainer_state
+from .validate import Validator
 
 log = logging.getLogger("pam.train")
 
@@ -77,7 +78,10 @@ class Trainer:
         self.state = TrainState(self.run_dir, self.dist)
         self.stop = StopSignal(device=self.dist.device)
         self.stopped = False
-        self.val_loader = None
+        self.validator = Validator(
+            self.val_set, every=self.cfg.val_every, max_batches=self.cfg.val_max_batches, micro_batch_size=self.cfg.micro_batch_size,
+            seed=self.cfg.seed, dist=self.dist, loader_options=self.loader_options,
+        )
 
     # ----- building blocks ----------------------------------------------------------------------
     @staticmethod
@@ -211,10 +215,7 @@ class Trainer:
             load_pam_weights(self.model, resume / "model")
         self.engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
         collate = self._collator(stage)
-        self.val_loader = None
-        if self.val_set is not None:
-            val_sampler = RegionSampler(self.val_set, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-            self.val_loader = make_loader(self.val_set, val_sampler, collate, batch_size=self.cfg.micro_batch_size, seed=self.cfg.seed, **self.loader_options)
+        self.validator.start_stage(collate)
         self.batches = BatchStream(
             self.train_set, self._train_sampler(), collate,
             micro_batch_size=self.cfg.micro_batch_size, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch, **self.loader_options,
@@ -240,6 +241,8 @@ class Trainer:
             self.state.global_step += 1
             self.skips.check()
             metrics["stage_index"] = self.stage_index
+            if self.validator.should_validate(self.stage_step, stage.max_steps):  # before the hooks: checkpoint and log see it
+                metrics.update(self.validate())
             for h in self.hooks:
                 h.after_step(self, metrics)
             if self.stop.agreed():  # every rank, every step: no rank stops alone
@@ -253,7 +256,7 @@ class Trainer:
         for h in self.hooks:
             h.after_stage(self)
         self.batches.close()  # the stage's loader workers end here
-        self.val_loader = None
+        self.validator.end_stage()
         final = self.run_dir / "checkpoints" / f"final-{stage.name}"
         self._write_model(final)
         barrier(self.dist)
@@ -295,20 +298,9 @@ class Trainer:
         """A step checkpoint of every stateful part (every rank calls this)."""
         return self.ckpt.save(self.global_step, metrics)
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
-        total, tokens = 0.0, 0
-        for i, batch in enumerate(self.val_loader):
-            if self.cfg.val_max_batches and i >= self.cfg.val_max_batches:
-                break
-            with self.engine.autocast():
-                out = self.model(**self._on_device(batch))
-            total += float(out.loss) * out.num_label_tokens
-            tokens += out.num_label_tokens
-        self.model.train()
-        # token mean over every rank's share of the split
-        return {"val/loss": all_reduce_sum(total, self.dist) / max(all_reduce_sum(float(tokens), self.dist), 1.0)}
+        """``{"val/loss"}`` on the validation split now (pam/train/validate.py)."""
+        return self.validator.validate(self.model, autocast=self.engine.autocast, to_device=self._on_device)
 
     def close(self) -> None:
         """End the process group; a multi-process run leaves with ``os._exit`` (distributed.shutdown),
