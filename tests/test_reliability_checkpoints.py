@@ -16,8 +16,8 @@ import torch
 
 import pam.train.state as state_module
 from pam.checkpoints.integrity import CheckpointCorruptError, verify_manifest, write_manifest
-from pam.train.preflight import CheckpointSaveError, OutputDirError, check_output_dir
-from pam.train.state import CheckpointManager, latest_checkpoint, list_step_checkpoints
+from pam.train.preflight import OutputDirError, check_output_dir
+from pam.train.state import CheckpointManager, CheckpointSaveError, latest_checkpoint, list_step_checkpoints
 
 
 def write_model(folder: Path, value: float = 1.0) -> None:
@@ -28,8 +28,22 @@ def write_model(folder: Path, value: float = 1.0) -> None:
     write_manifest(folder)
 
 
+class Counter:
+    """A stand-in stateful part: what the manager saves of it is its state_dict."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def state_dict(self) -> dict:
+        return {"global_step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["global_step"]
+
+
 def save(manager: CheckpointManager, step: int) -> Path:
-    return manager.save(step, lambda f: write_model(f, float(step)), {"global_step": step}, {"train/loss": 1.0 / step})
+    manager.states, manager.write_model = {"train": Counter(step)}, lambda f: write_model(f, float(step))
+    return manager.save(step, {"train/loss": 1.0 / step})
 
 
 @pytest.fixture
@@ -131,7 +145,8 @@ def test_disk_full_while_writing_the_model_of_a_real_pam_checkpoint(tmp_path, de
     import pam.checkpoints.pam_checkpoint as pc
 
     manager = CheckpointManager(tmp_path, keep_last=2, best_metric="val/loss", best_mode="min")
-    manager.save(1, lambda f: pc.save_pam(debug_bundle.model, debug_bundle.tokenizer, f), {"global_step": 1}, {})
+    manager.write_model = lambda f: pc.save_pam(debug_bundle.model, debug_bundle.tokenizer, f)
+    manager.save(1, {})
     real = pc.save_tensors
 
     def full(tensors, path, metadata=None):
@@ -141,7 +156,7 @@ def test_disk_full_while_writing_the_model_of_a_real_pam_checkpoint(tmp_path, de
 
     monkeypatch.setattr(pc, "save_tensors", full)
     with pytest.raises(CheckpointSaveError, match=r"step-000002: No space left on device.*step-000001 is kept"):
-        manager.save(2, lambda f: pc.save_pam(debug_bundle.model, debug_bundle.tokenizer, f), {"global_step": 2}, {})
+        manager.save(2, {})
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000001"]
     verify_manifest(tmp_path / "checkpoints" / "step-000001")
 

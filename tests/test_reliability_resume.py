@@ -1,6 +1,7 @@
 """Kill at any point: a run SIGKILLed at a step, inside a checkpoint save, or half-way through a
 weights file, then restarted with ``trainer.resume=auto``, logs the same per-step losses as an
 uninterrupted run; half-written checkpoints are never picked; a damaged one is named and passed over.
+A run sent SIGTERM in the middle of a step finishes that step, saves and exits with EXIT_STOPPED.
 
 The killed runs are subprocesses (``tests/helpers/kill_run.py``); the reference runs in this process.
 The long variant (``-m soak``) kills at several random points of one run.
@@ -20,6 +21,7 @@ import pytest
 
 from pam.train.state import latest_checkpoint, list_step_checkpoints
 from pam.train.trainer import Trainer
+from pam.utils.stop import EXIT_STOPPED
 
 from .test_train import ONE_STAGE, TINY, data_root, losses_by_step, one_torch_thread, tiny_cfg  # noqa: F401 (fixtures)
 
@@ -114,6 +116,24 @@ def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_pa
     assert "skipping damaged checkpoint" in logged and "resumed from" in logged and "step-000002 at step 2" in logged
     assert_same_losses(out, reference_losses)
     assert latest_checkpoint(out).name == "step-000004"
+
+
+def test_sigterm_mid_stage_stops_after_that_step_and_the_resume_loses_no_step(tmp_path, data_root, extra, reference_losses, caplog):  # noqa: F811
+    """SIGTERM arrives during step 2 of 4 (no periodic checkpoints), and again inside the save it causes:
+    step 2 is finished, saved once, the process exits with EXIT_STOPPED; the resume runs steps 3-4 and
+    every step's loss equals the uninterrupted run's."""
+    out = tmp_path / "run"
+    extra = (*extra, "trainer.save_every=0")
+    proc = run_killed(out, data_root, extra, "term2:2")
+    assert proc.returncode == EXIT_STOPPED, proc.stderr[-3000:]
+    assert "SIGTERM: training stops after the current step" in proc.stderr
+    assert "SIGTERM again" in proc.stderr and "RUN STOPPED 2" in proc.stdout
+    assert [p.name for p in list_step_checkpoints(out / "checkpoints")] == ["step-000002"]
+    assert latest_checkpoint(out).name == "step-000002"  # the save under the second signal completed and verifies
+    assert sorted(losses_by_step(out)) == [1, 2]
+    resume_in_process(out, data_root, extra, caplog)
+    assert "step-000002 at step 2" in caplog.text
+    assert_same_losses(out, reference_losses)
 
 
 @pytest.mark.soak

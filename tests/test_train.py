@@ -225,8 +225,8 @@ def test_stage1_then_stage2(tmp_path, data_root):
 
 
 def test_hooks_come_from_the_config_in_order():
-    cfg = build_trainer_config({"hooks": ["metrics_logger", "validation"]})
-    assert cfg.hooks == ["metrics_logger", "validation"]
+    cfg = build_trainer_config({"hooks": ["metrics_logger", "checkpointing"]})
+    assert cfg.hooks == ["metrics_logger", "checkpointing"]
     with pytest.raises(ConfigError, match=r"trainer\.hooks"):
         build_trainer_config({"hooks": ["validaton"]})
 

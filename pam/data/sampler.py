@@ -6,8 +6,12 @@ Every rank computes the same global order for an epoch from ``(seed, epoch)`` an
 group_size_multiplier`` indices that are sorted by the dataset's ``approx_lengths()``, then cut into
 global batches whose order is shuffled: a batch holds samples of similar length.
 
-``state_dict()`` is ``{"epoch", "consumed"}`` with ``consumed`` counted over all ranks; after
-``load_state_dict`` the sampler yields exactly the indices that were still to come.
+``state_dict()`` is ``{"epoch", "consumed", "seed", "world_size"}`` with ``consumed`` counted over
+all ranks; after ``load_state_dict`` the sampler yields exactly the indices that were still to come.
+A state saved by another number of ranks keeps that epoch's order (``world_size`` is the one the
+order was built for): the rest of it is dealt out over the new ranks, so within the epoch no sample
+is seen twice or missed (the rest is padded by wrap-around to a multiple of the new world size when
+it does not divide). The next epoch's order is built for the new world size.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class RegionSampler(Sampler[int]):
             raise ValueError(f"group_by_length needs a dataset with approx_lengths(); {type(dataset).__name__} has none")
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, consumed) restored by load_state_dict
+        self._order_world: tuple[int, int] | None = None  # (epoch, world size its order was built for), after a resume on another
         self._base = 0  # global position this iteration started from
         self._yielded = 0  # indices this rank yielded in the current iteration
 
@@ -70,13 +75,20 @@ class RegionSampler(Sampler[int]):
         self.epoch = int(epoch)
         if self._resume is not None and self._resume[0] != self.epoch:
             self._resume = None
+        if self._order_world is not None and self._order_world[0] != self.epoch:
+            self._order_world = None
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
 
+    @property
+    def order_world_size(self) -> int:
+        """The world size this epoch's global order is built for (module docstring)."""
+        return self._order_world[1] if self._order_world is not None and self._order_world[0] == self.epoch else self.world_size
+
     def total_size(self) -> int:
-        """Length of the global order (a multiple of world_size)."""
-        n = len(self.dataset)
-        return (n // self.world_size) * self.world_size if self.drop_last else math.ceil(n / self.world_size) * self.world_size
+        """Length of the global order (a multiple of order_world_size)."""
+        n, world = len(self.dataset), self.order_world_size
+        return (n // world) * world if self.drop_last else math.ceil(n / world) * world
 
     def global_order(self, epoch: int | None = None) -> np.ndarray:
         """The order all ranks share for ``epoch`` (the dataset must already be set to that epoch)."""
@@ -86,7 +98,7 @@ class RegionSampler(Sampler[int]):
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         if self.group_by_length and n:
             lengths = np.asarray(self.dataset.approx_lengths())
-            global_batch = self.batch_size * self.world_size
+            global_batch = self.batch_size * self.order_world_size
             mega = global_batch * self.group_size_multiplier
             chunks = [order[s : s + mega] for s in range(0, n, mega)]
             order = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
@@ -107,14 +119,17 @@ class RegionSampler(Sampler[int]):
 
     def __len__(self) -> int:
         remaining = max(self.total_size() - self._start(), 0)
-        return math.ceil(max(remaining - self.rank, 0) / self.world_size)
+        return math.ceil(remaining / self.world_size)  # padded to a multiple of world_size (module docstring)
 
     def __iter__(self):
         start = self._start()
         self._resume = None
-        order = self.global_order()
+        rest = self.global_order()[start:]
+        pad = -len(rest) % self.world_size  # non-zero only after a resume on another world size
+        if pad and len(rest):
+            rest = np.concatenate([rest, np.resize(rest, pad)])
         self._base, self._yielded = start, 0
-        for index in order[start + self.rank :: self.world_size]:
+        for index in rest[self.rank :: self.world_size]:
             self._yielded += 1
             yield int(index)
 
@@ -128,7 +143,7 @@ class RegionSampler(Sampler[int]):
         consumed = self._base + self._yielded * self.world_size if consumed_samples is None else int(consumed_samples)
         if self._resume is not None:  # restored but not iterated yet
             consumed = self._resume[1] if consumed_samples is None else consumed
-        return {"epoch": self.epoch, "consumed": min(consumed, self.total_size()), "seed": self.seed, "world_size": self.world_size}
+        return {"epoch": self.epoch, "consumed": min(consumed, self.total_size()), "seed": self.seed, "world_size": self.order_world_size}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at ``state``: the next iteration yields what the saved run had still to yield."""
@@ -138,5 +153,7 @@ class RegionSampler(Sampler[int]):
         if consumed < 0:
             raise ValueError(f"sampler state has a negative consumed count {consumed}")
         self.set_epoch(int(state["epoch"]))
+        saved_world = int(state.get("world_size", self.world_size))
+        self._order_world = (self.epoch, saved_world) if saved_world != self.world_size else None
         self._resume = (self.epoch, consumed)
         self._base, self._yielded = consumed, 0

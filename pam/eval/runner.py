@@ -4,12 +4,14 @@ merge once, score, write results. Scoring alone (:func:`score_file`) needs no mo
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from ..utils.stop import StopRequested, StopSignal
 from .predictions import (
     PredictionWriter,
     done_ids,
@@ -66,7 +68,11 @@ def generate_predictions(
 ) -> Path:
     """Predict every item not yet in ``pred_path`` (or its shards); item ``i`` belongs to rank
     ``i % world_size``. Rows are appended and flushed one batch at a time; rank 0 then merges
-    everything into ``pred_path`` in item order, checking nothing is missing or repeated."""
+    everything into ``pred_path`` in item order, checking nothing is missing or repeated.
+
+    SIGTERM or SIGUSR1 stops it after the batch in progress: the rows written so far stay, a line
+    says how many, and :class:`~pam.utils.stop.StopRequested` exits with ``EXIT_STOPPED`` (75); the
+    same command resumes (pam/utils/stop.py)."""
     pred_path = Path(pred_path)
     ids = check_item_ids(items, benchmark.name)
     done = done_ids(pred_path)
@@ -75,9 +81,15 @@ def generate_predictions(
     target = pred_path if world_size == 1 else shard_path(pred_path, rank)
     batch = max(1, benchmark.config.generation.batch_size)
     bar = tqdm(total=len(share), initial=len(share) - len(todo), desc=f"{benchmark.name} rank {rank}", disable=not progress, dynamic_ncols=True)
+    written = 0
     try:
-        with PredictionWriter(target, also_done=done) as writer:
+        with StopSignal(what="evaluation") as stop, PredictionWriter(target, also_done=done) as writer:
             for start in range(0, len(todo), batch):
+                if stop.requested:  # between batches; every row so far is flushed
+                    saved = len(share) - len(todo) + written
+                    msg = f"{benchmark.name}: stopped on {stop.received[0]}; {saved} of {len(share)} predictions saved in {target}; re-run to resume"
+                    print(msg, file=sys.stderr, flush=True)
+                    raise StopRequested(msg)
                 chunk = todo[start : start + batch]
                 generator.seed(chunk[0]["id"])
                 rows = benchmark.predict(chunk, generator)
@@ -87,6 +99,7 @@ def generate_predictions(
                     writer.write(row)
                     if on_written is not None:
                         on_written(row)
+                written += len(rows)
                 bar.update(len(chunk))
     finally:
         bar.close()

@@ -15,6 +15,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_ENV_MODES = (*WANDB_MODES, "dryrun", "run", "shared")  # what wandb itself accepts in $WANDB_MODE
+# the hooks `trainer.hooks` may name, in their default order (pam/train/hooks.py:HOOKS builds them
+# and checks it has exactly these, so this module need not import hooks.py)
+HOOK_NAMES = ("checkpointing", "skip_report", "metrics_logger", "curves_plot", "final_evaluation")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "betas": [0.9, 0.999], "eps": 1.0e-8}
 
 
@@ -120,10 +123,11 @@ class TrainerConfig:
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
     max_nonfinite_in_a_row: int = 5  # NaN/Inf-loss or -gradient steps skipped in a row before the run stops; 0 stops at the first
     min_free_disk_gb: float = 1.0  # free space output_dir must have at start-up; 0 skips the check
+    dist_timeout_s: float = 600.0  # seconds a collective waits for the other ranks; a dead node fails the run after this
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event: validation fills the
-    # step's metrics before the checkpoint and the log see them; the final evaluation runs last
-    hooks: list = field(default_factory=lambda: ["validation", "checkpointing", "skip_report", "metrics_logger", "curves_plot", "final_evaluation"])
+    # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event; the loop validates
+    # before them (pam/train/validate.py), so checkpoint and log see val/ metrics; evaluation runs last
+    hooks: list = field(default_factory=lambda: list(HOOK_NAMES))
 
     def validate(self) -> None:
         _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
@@ -141,10 +145,10 @@ class TrainerConfig:
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
         _check(self.max_nonfinite_in_a_row >= 0, "trainer.max_nonfinite_in_a_row", "must be >= 0")
         _check(self.min_free_disk_gb >= 0, "trainer.min_free_disk_gb", "must be >= 0")
-        from .hooks import HOOKS
-
-        unknown = [h for h in self.hooks if h not in HOOKS]
-        _check(not unknown and len(set(self.hooks)) == len(self.hooks), "trainer.hooks", f"must name distinct hooks among {sorted(HOOKS)}, got unknown {unknown}")
+        _check(self.dist_timeout_s > 0, "trainer.dist_timeout_s", "must be > 0")
+        _check("validation" not in self.hooks, "trainer.hooks", "no longer lists `validation`: the loop validates every trainer.val_every steps")
+        unknown = [h for h in self.hooks if h not in HOOK_NAMES]
+        _check(not unknown and len(set(self.hooks)) == len(self.hooks), "trainer.hooks", f"must name distinct hooks among {sorted(HOOK_NAMES)}, got unknown {unknown}")
         _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
 
     def accumulation(self, world_size: int) -> int:

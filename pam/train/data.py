@@ -158,7 +158,10 @@ class BatchStream:
         self._loader = None
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.sampler.seed, "world_size": self.world_size}
+        """``world_size``: the one this epoch's order was built for (pam/data/sampler.py), which differs
+        from this run's after a resume on another number of ranks, until the epoch ends."""
+        world = getattr(self.sampler, "order_world_size", self.world_size)
+        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.sampler.seed, "world_size": world}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])

@@ -66,20 +66,20 @@ class TorchEngine:
         return float(self.scheduler.get_last_lr()[0])
 
     def state_dict(self) -> dict:
+        """Optimiser and schedule, whole on every rank (DDP replicates them), so any world size can load them."""
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
-    def load_state_dict(self, state: dict, _path: Path) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
     def gathered_parameters(self):
         return contextlib.nullcontext()
 
-    def save_sharded(self, _path: Path) -> None:
-        """Nothing: the optimiser state travels in trainer_state.pt."""
-
 
 class DeepSpeedEngine:
+    skips_nonfinite_itself = True  # its ZeRO optimisers skip a step whose gradient norm is NaN/Inf (guards.py)
+
     def __init__(self, model, stage, cfg, dist, accum):
         import deepspeed
 
@@ -123,11 +123,41 @@ class DeepSpeedEngine:
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])
 
-    def state_dict(self) -> dict:
-        return {}
+    def step_applied(self) -> bool:
+        """False when DeepSpeed's last optimiser step was skipped (a NaN/Inf gradient norm)."""
+        return bool(self.engine.was_step_applied())
 
-    def load_state_dict(self, _state: dict, path: Path) -> None:
-        self.engine.load_checkpoint(str(Path(path) / "deepspeed"), load_module_strict=False)
+    def state_dict(self) -> dict:
+        """The partitioning the shards were written with; the shards themselves: ``save_sharded``."""
+        return {"zero_stage": self.zero_stage, "world_size": self.dist.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._saved = dict(state)
+
+    def load_sharded(self, folder: Path) -> None:
+        """Optimiser, schedule and weights from ``folder/deepspeed``.
+
+        Saved by as many ranks as now: DeepSpeed loads its own shards. Saved by another number of
+        ranks: the shards are converted once (rank 0) into DeepSpeed's universal checkpoint, in
+        ``checkpoints/.universal/`` beside the step folder (DeepSpeed's ``ds_to_universal``, ZeRO-2
+        and ZeRO-3 alike), and every rank loads its new partition from it."""
+        folder = Path(folder)
+        ds_dir = folder / "deepspeed"
+        tag = (ds_dir / "latest").read_text().strip()
+        saved = getattr(self, "_saved", {})
+        saved_world = int(saved.get("world_size", self.dist.world_size))
+        if saved.get("zero_stage", self.zero_stage) != self.zero_stage:
+            raise ValueError(f"{folder}: saved with ZeRO stage {saved['zero_stage']}, this run uses stage {self.zero_stage}")
+        if saved_world == self.dist.world_size:
+            self.engine.load_checkpoint(str(ds_dir), tag=tag, load_module_strict=False)
+            return
+        universal = universal_checkpoint(folder, tag, self.dist)
+        config = self.engine._config  # DeepSpeed reads this flag when loading; our saves stay the sharded kind
+        config.load_universal_checkpoint = True
+        try:
+            self.engine.load_checkpoint(str(universal), tag=tag, load_module_strict=False)
+        finally:
+            config.load_universal_checkpoint = False
 
     def gathered_parameters(self):
         if self.zero_stage == 3:
@@ -138,4 +168,40 @@ class DeepSpeedEngine:
 
     def save_sharded(self, path: Path) -> None:
         """Optimiser and scheduler state, partitioned as DeepSpeed keeps it (all ranks write)."""
-        self.engine.save_checkpoint(str(Path(path) / "deepspeed"))
+        from deepspeed.checkpoint.constants import (
+            UNIVERSAL_CHECKPOINT_INFO,
+            UNIVERSAL_CHECKPOINT_VERSION_KEY,
+            UNIVERSAL_CHECKPOINT_VERSION_VALUE,
+        )
+
+        # the universal-checkpoint converter requires the client to declare this (load_sharded)
+        info = {UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE}}
+        self.engine.save_checkpoint(str(Path(path) / "deepspeed"), client_state=info)
+
+
+def universal_checkpoint(folder: Path, tag: str, dist: DistInfo) -> Path:
+    """``folder/deepspeed/<tag>`` converted to DeepSpeed's universal format (on rank 0, once per
+    checkpoint: the cache name carries the manifest's hash); returns the folder to load from."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from .distributed import barrier
+
+    digest = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()[:12]
+    target = folder.parent / ".universal" / f"{folder.name}-{digest}"
+    if dist.is_main and not (target / "latest_universal").is_file():
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(folder / "deepspeed" / tag),
+               "--output_folder", str(tmp / tag), "--num_extract_workers", "1", "--num_merge_workers", "1"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not (tmp / "latest_universal").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"{folder}: converting the DeepSpeed shards to a universal checkpoint failed:\n{proc.stderr[-3000:]}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    barrier(dist)
+    return target

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from .config import wandb_mode
+from .config import HOOK_NAMES, wandb_mode
 
 log = logging.getLogger("pam.train")
 
@@ -23,6 +23,9 @@ class HookBase:
     def after_stage(self, trainer) -> None: ...
 
     def after_train(self, trainer) -> None: ...
+
+    def on_stop(self, trainer) -> None:
+        """The run stopped early on a signal (a checkpoint was written); after_train does not run."""
 
 
 class MetricsLogger(HookBase):
@@ -91,15 +94,9 @@ class MetricsLogger(HookBase):
         if self.wandb is not None:
             self.wandb.finish()
 
-
-class Validation(HookBase):
-    """Validation loss every ``val_every`` steps and at the end of each stage."""
-
-    def after_step(self, trainer, metrics: dict) -> None:
-        every = trainer.cfg.val_every
-        last = trainer.stage_step == trainer.stage.max_steps
-        if trainer.val_loader is not None and ((every and trainer.stage_step % every == 0) or last):
-            metrics.update(trainer.validate())
+    def on_stop(self, trainer) -> None:
+        self.after_stage(trainer)
+        self.after_train(trainer)
 
 
 class Checkpointing(HookBase):
@@ -170,13 +167,16 @@ class FinalEvaluation(HookBase):
 
 # hooks by the names `trainer.hooks` lists; they run in that order at every event
 HOOKS = {
-    "validation": lambda trainer: Validation(),
     "checkpointing": lambda trainer: Checkpointing(),
     "skip_report": lambda trainer: SkipReport(),
     "metrics_logger": MetricsLogger,
     "curves_plot": lambda trainer: CurvesPlot(),
     "final_evaluation": lambda trainer: FinalEvaluation(),
 }
+
+
+if tuple(HOOKS) != HOOK_NAMES:
+    raise ImportError(f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} must list the same hooks")
 
 
 def build_hooks(names: list[str], trainer) -> list[HookBase]:

@@ -64,12 +64,3 @@ def instantiate_config(node, name: str, *, build=None, **kwargs):
             raise cause from e
         raise
 
-
-class CheckpointSaveError(OSError):
-    """A checkpoint could not be written; the previous checkpoints are untouched."""
-
-
-def save_error(target: Path, exc: OSError, last_good: Path | None) -> CheckpointSaveError:
-    kept = f"the last good checkpoint {last_good} is kept" if last_good is not None else "no earlier checkpoint exists"
-    reason = exc.strerror or str(exc)
-    return CheckpointSaveError(exc.errno, f"could not write checkpoint {target}: {reason}; nothing was replaced and {kept}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..utils.stop import EXIT_STOPPED
 from .distributed import barrier, setup_distributed
 from .trainer import Trainer
 
@@ -31,15 +32,18 @@ def prepare_data(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Prepare the data, train every stage; the hooks evaluate and write the report. Returns the
-    final metrics (also in metrics.json)."""
-    info = setup_distributed(cfg.trainer.engine)  # the one place distributed is set up
+    final metrics (also in metrics.json). After a stop signal (pam/utils/stop.py) the process exits
+    with ``EXIT_STOPPED`` once the checkpoint is written."""
+    info = setup_distributed(cfg.trainer.engine, cfg.trainer.get("dist_timeout_s", 600.0))  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
     barrier(info)  # other ranks read the data only once rank 0 has written it
     trainer = Trainer(cfg, dist=info)
     trainer.train()
     metrics = trainer.final_metrics
-    trainer.close()
+    trainer.close()  # a multi-process run exits here
+    if trainer.stopped:
+        raise SystemExit(EXIT_STOPPED)
     return metrics
 
 

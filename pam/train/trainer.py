@@ -8,7 +8,6 @@ torchrun DDP, or DeepSpeed ZeRO-2/3 (launched by ``deepspeed`` or ``torchrun``).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -18,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..api import build_pam
-from ..checkpoints.integrity import verify_manifest
 from ..checkpoints.pam_checkpoint import load_pam_weights, save_pam
 from ..data.sampler import RegionSampler
 from ..data.skips import SkipTracker
@@ -26,15 +24,17 @@ from ..modeling.config import PAMConfig
 from ..processing.collator import PAMCollator
 from ..utils.config import ConfigError
 from ..utils.layout import IGNORE_INDEX
+from ..utils.stop import EXIT_STOPPED, StopSignal
 from .config import StageConfig, build_stage, build_trainer_config
-from .data import BatchStream, build_dataset, has_split, loader_options, make_loader
+from .data import BatchStream, build_dataset, has_split, loader_options
 from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, shutdown
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
 from .guards import NonFiniteGuard
 from .hooks import build_hooks
 from .preflight import check_output_dir, instantiate_config
-from .state import CheckpointManager, latest_checkpoint, rng_state, set_rng_state
+from .state import CheckpointManager, TrainState, read_trainer_state
+from .validate import Validator
 
 log = logging.getLogger("pam.train")
 
@@ -52,7 +52,7 @@ class Trainer:
         stages = [("stage.", self.resolved_config["stage"])] + ([("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else [])
         self.stages: list[StageConfig] = [build_stage(s, prefix) for prefix, s in stages]
         self.data_cfg = cfg.data
-        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine)  # set up once, by the caller when given
+        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine, self.cfg.dist_timeout_s)  # set up once, by the caller when given
         self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         self.accum = self.cfg.accumulation(self.dist.world_size)
         self.loader_options = loader_options(self.cfg, self.dist.device)  # workers, pinning, prefetch
@@ -75,12 +75,14 @@ class Trainer:
         self.hooks = build_hooks(self.cfg.hooks, self)
         self.final_checkpoint: Path | None = None
         self.final_metrics: dict = {}
-        self.ckpt = CheckpointManager(self.run_dir, keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode)
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
-        self.global_step = 0
-        self.stage_index = 0
-        self.stage_step = 0
-        self.val_loader = None
+        self.state = TrainState(self.run_dir, self.dist)
+        self.stop = StopSignal(device=self.dist.device)
+        self.stopped = False
+        self.validator = Validator(
+            self.val_set, every=self.cfg.val_every, max_batches=self.cfg.val_max_batches, micro_batch_size=self.cfg.micro_batch_size,
+            seed=self.cfg.seed, dist=self.dist, loader_options=self.loader_options,
+        )
 
     # ----- building blocks ----------------------------------------------------------------------
     @staticmethod
@@ -168,74 +170,70 @@ class Trainer:
         self.model.llm = get_peft_model(self.model.llm, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
 
     # ----- the loop -----------------------------------------------------------------------------
-    def train(self) -> Path:
-        resume = self._find_resume()
-        start_stage = 0
-        if resume is not None:
-            start_stage = json.loads((resume / "info.json").read_text())["metrics"].get("stage_index", 0)
+    @property
+    def global_step(self) -> int:
+        return self.state.global_step
+
+    @property
+    def stage_step(self) -> int:
+        return self.state.stage_step
+
+    @property
+    def stage_index(self) -> int:
+        return self.state.stage_index
+
+    def train(self) -> Path | None:
+        """Train every stage. Returns the last stage's final weights, or None when a stop signal ended
+        the run early (``self.stopped``; a step checkpoint was written, see pam/utils/stop.py)."""
+        resume = CheckpointManager(self.run_dir, **self._ckpt_options()).find_resume(self.cfg.resume)
+        start_stage = read_trainer_state(resume)["train"].get("stage_index", 0) if resume is not None else 0
         final = None
-        for i, stage in enumerate(self.stages):
-            if i < start_stage:
-                continue
-            self.stage_index = i
-            # a later stage starts from the previous stage's final weights unless it names its own
-            init_from = stage.init_from or (str(final) if i > 0 and final is not None else None)
-            final = self._run_stage(stage, init_from, resume if i == start_stage else None)
-            resume = None
+        with self.stop:
+            for i, stage in enumerate(self.stages):
+                if i < start_stage:
+                    continue
+                self.state.stage_index = i
+                # a later stage starts from the previous stage's final weights unless it names its own
+                init_from = stage.init_from or (str(final) if i > 0 and final is not None else None)
+                final = self._run_stage(stage, init_from, resume if i == start_stage else None)
+                resume = None
+                if self.stopped:
+                    for h in self.hooks:
+                        h.on_stop(self)
+                    return None
         self.final_checkpoint = final
         for h in self.hooks:
             h.after_train(self)
         return final
 
-    def _find_resume(self) -> Path | None:
-        mode = self.cfg.resume
-        if mode == "never":
-            return None
-        if mode == "auto":
-            return latest_checkpoint(self.run_dir)
-        path = Path(mode)
-        if not (path / "trainer_state.pt").is_file():
-            raise FileNotFoundError(f"trainer.resume={mode}: not a training checkpoint (no trainer_state.pt)")
-        verify_manifest(path)
-        return path
+    def _ckpt_options(self) -> dict:
+        return dict(keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode, dist=self.dist)
 
     def stateful(self) -> dict:
         """The objects whose state a checkpoint carries, by their key in trainer_state.pt."""
-        return {"engine": self.engine, "sampler": self.batches, "skips": self.skips, "nonfinite": self.guard}
+        return {"engine": self.engine, "sampler": self.batches, "skips": self.skips, "nonfinite": self.guard, "train": self.state}
 
-    def _run_stage(self, stage: StageConfig, init_from: str | None, resume: Path | None) -> Path:
+    def _run_stage(self, stage: StageConfig, init_from: str | None, resume: Path | None) -> Path | None:
         self.stage = stage
+        self.state.stage_name, self.state.max_steps = stage.name, stage.max_steps
         self._prepare_stage(stage, None if resume is not None else init_from)
-        if resume is not None:
+        if resume is not None:  # the weights go in before the engine wraps (and, under ZeRO-3, partitions) them
             load_pam_weights(self.model, resume / "model")
         self.engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
         collate = self._collator(stage)
-        self.val_loader = None
-        if self.val_set is not None:
-            val_sampler = RegionSampler(self.val_set, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-            self.val_loader = make_loader(self.val_set, val_sampler, collate, batch_size=self.cfg.micro_batch_size, seed=self.cfg.seed, **self.loader_options)
+        self.validator.start_stage(collate)
         self.batches = BatchStream(
             self.train_set, self._train_sampler(), collate,
             micro_batch_size=self.cfg.micro_batch_size, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch, **self.loader_options,
         )
-        self.stage_step = 0
+        self.state.stage_step = 0
+        self.ckpt = CheckpointManager(self.run_dir, states=self.stateful(), write_model=self._write_model, **self._ckpt_options())
         if resume is not None:
-            state = CheckpointManager.load_trainer_state(resume)
-            self.engine.load_state_dict(state["engine"], resume)
-            self.batches.load_state_dict(state["sampler"])
-            if "skips" in state:
-                self.skips.load_state_dict(state["skips"])
-            if "nonfinite" in state:
-                self.guard.load_state_dict(state["nonfinite"])
-            self.global_step, self.stage_step = state["global_step"], state["stage_step"]
-            log.info("resumed from %s at step %d", resume, self.global_step)
+            self.ckpt.load(resume)
         for h in self.hooks:
             h.before_stage(self)
         self.batches.start()
-        if resume is not None:
-            # after the loader started: the loaders have their own generators (pam/train/data.py), but
-            # nothing done while starting may move the RNG stream the uninterrupted run continues
-            set_rng_state(state["rng"])
+        self.state.restore_rng()  # after the loader started (TrainState)
         while self.stage_step < stage.max_steps:
             micro_batches = []
             for _ in range(self.accum):
@@ -245,16 +243,26 @@ class Trainer:
             metrics = self.train_step(micro_batches)
             if metrics is None:
                 continue  # a NaN/Inf loss or gradient: no update, counted by the guard
-            self.stage_step += 1
-            self.global_step += 1
+            self.state.stage_step += 1
+            self.state.global_step += 1
             self.skips.check()
             metrics["stage_index"] = self.stage_index
+            if self.validator.should_validate(self.stage_step, stage.max_steps):  # before the hooks: checkpoint and log see it
+                metrics.update(self.validate())
             for h in self.hooks:
                 h.after_step(self, metrics)
+            if self.stop.agreed():  # every rank, every step: no rank stops alone
+                if self.ckpt.last_saved_step != self.global_step:
+                    self.save_checkpoint(metrics)
+                self.stopped = True
+                log.warning("stopped on %s after step %d; checkpoint %s", ",".join(self.stop.received) or "another rank's signal",
+                            self.global_step, self.ckpt.root / f"step-{self.global_step:06d}")
+                self.batches.close()
+                return None
         for h in self.hooks:
             h.after_stage(self)
         self.batches.close()  # the stage's loader workers end here
-        self.val_loader = None
+        self.validator.end_stage()
         final = self.run_dir / "checkpoints" / f"final-{stage.name}"
         self._write_model(final)
         barrier(self.dist)
@@ -280,6 +288,8 @@ class Trainer:
             return None
         lr = engine.lr()
         grad_norm = engine.step()
+        if not self.guard.after_update(loss, engine, self.global_step + 1):  # DeepSpeed skipped it itself
+            return None
         metrics = {"train/loss": loss, "lr": lr, "grad_norm": grad_norm}
         if self.guard.total:
             metrics["train/nonfinite_skipped"] = self.guard.total
@@ -290,34 +300,16 @@ class Trainer:
             if self.dist.is_main:
                 save_pam(self.model, self.bundle.tokenizer, folder, metadata={"stage": self.stage.name, "step": self.global_step})
 
-    def save_checkpoint(self, metrics: dict) -> None:
-        state = {name: obj.state_dict() for name, obj in self.stateful().items()}
-        state.update(rng=rng_state(), global_step=self.global_step, stage_step=self.stage_step)
-        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        if self.dist.is_main:
-            path = self.ckpt.save(self.global_step, self._write_model, state, metrics)
-        else:
-            with self.engine.gathered_parameters():
-                pass
-            path = self.ckpt.root / f"step-{self.global_step:06d}"
-        barrier(self.dist)
-        self.engine.save_sharded(path)
+    def save_checkpoint(self, metrics: dict) -> Path:
+        """A step checkpoint of every stateful part (every rank calls this)."""
+        return self.ckpt.save(self.global_step, metrics)
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
-        total, tokens = 0.0, 0
-        for i, batch in enumerate(self.val_loader):
-            if self.cfg.val_max_batches and i >= self.cfg.val_max_batches:
-                break
-            with self.engine.autocast():
-                out = self.model(**self._on_device(batch))
-            total += float(out.loss) * out.num_label_tokens
-            tokens += out.num_label_tokens
-        self.model.train()
-        # token mean over every rank's share of the split
-        return {"val/loss": all_reduce_sum(total, self.dist) / max(all_reduce_sum(float(tokens), self.dist), 1.0)}
+        """``{"val/loss"}`` on the validation split now (pam/train/validate.py)."""
+        return self.validator.validate(self.model, autocast=self.engine.autocast, to_device=self._on_device)
 
     def close(self) -> None:
-        shutdown(self.dist, exit_process=True)
+        """End the process group; a multi-process run leaves with ``os._exit`` (distributed.shutdown),
+        with :data:`EXIT_STOPPED` after a stop signal."""
+        shutdown(self.dist, exit_process=True, code=EXIT_STOPPED if self.stopped else 0)
 

@@ -6,7 +6,10 @@
   ``step:N``  after global step N is fully done (checkpoint, metrics line);
   ``save:N``  inside the atomic save of step N's checkpoint, after the model, trainer state and
               info.json are written and before the manifest and the rename;
-  ``weights:N`` inside that save, half-way through writing model.safetensors.
+  ``weights:N`` inside that save, half-way through writing model.safetensors;
+  ``term:N``  sends itself SIGTERM at the start of global step N (before its first forward pass): the
+              run must finish step N, save, and exit with EXIT_STOPPED;
+  ``term2:N`` as ``term:N``, and a second SIGTERM inside the save that follows, before its manifest.
 Nothing in the library knows about this: the script patches the functions it kills in.
 """
 
@@ -70,7 +73,30 @@ def main(overrides: list[str]) -> None:
                 _die()
 
         pam_checkpoint.save_tensors = dying_save
+    if kind in ("term", "term2"):
+        train_step = trainer.train_step
+
+        def signalled_step(micro_batches):
+            if trainer.global_step + 1 == at and not trainer.stop.requested:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return train_step(micro_batches)
+
+        trainer.train_step = signalled_step
+    if kind == "term2":
+        write_manifest = state.write_manifest
+
+        def signalled_manifest(folder):
+            if Path(folder).name == f".step-{at:06d}.tmp-save":
+                os.kill(os.getpid(), signal.SIGTERM)
+            return write_manifest(folder)
+
+        state.write_manifest = signalled_manifest
     trainer.train()
+    if trainer.stopped:
+        from pam.utils.stop import EXIT_STOPPED
+
+        print("RUN STOPPED", trainer.global_step, flush=True)
+        sys.exit(EXIT_STOPPED)
     print("RUN COMPLETE", trainer.global_step, flush=True)
 
 
