@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .distributed import barrier, setup_distributed
+from .sam2_teach import prepare_taught_sam2
 from .trainer import Trainer
 
 log = logging.getLogger("pam.train")
@@ -34,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
     info = setup_distributed(cfg.trainer.engine)  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
+        prepare_taught_sam2(cfg)  # only with a `sam2_teach` section (the quick-start's debug SAM 2)
     barrier(info)  # other ranks read the data only once rank 0 has written it
     trainer = Trainer(cfg, dist=info)
     trainer.train()
