@@ -65,11 +65,23 @@ def quickstart_scores(taught, tmp_path_factory):
 
     _, _, bundle = taught
     root = tmp_path_factory.mktemp("qsdata")
-    generate_quickstart(str(root), SyntheticConfig(
-        num_train=1, num_val=0, num_test=6, num_train_videos=0, num_val_videos=0, num_test_videos=3,
-        min_video_frames=16, max_video_frames=20, seed=3,
-    ))
-    bench = Quickstart(overrides={"tasks": ["category", "video_caption"], "generation": {"max_new_tokens": 2, "track_frames": 4}})
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(
+            num_train=1,
+            num_val=0,
+            num_test=6,
+            num_train_videos=0,
+            num_val_videos=0,
+            num_test_videos=3,
+            min_video_frames=16,
+            max_video_frames=20,
+            seed=3,
+        ),
+    )
+    bench = Quickstart(
+        overrides={"tasks": ["category", "video_caption"], "generation": {"max_new_tokens": 2, "track_frames": 4}}
+    )
     items = bench.read_items(root)
     generator = PAMGenerator(bundle, bench.config.generation)
     rows = bench.predict(items, generator)
@@ -113,13 +125,55 @@ def test_boundary_scores_match_hand_computed_values():
 def test_quickstart_score_aggregates_streams_and_masks():
     bench = Quickstart()
     rows = [
-        {"id": "a", "task": "category", "language": "en", "prediction": "kite", "reference": "kite", "media_type": "image", "mask_iou": 0.5},
-        {"id": "b", "task": "category", "language": "en", "prediction": "lemon", "reference": "kite", "media_type": "image", "mask_iou": 1.0},
-        {"id": "c", "task": "category", "language": "en", "prediction": "kite", "reference": "kite", "media_type": "video", "mask_iou": 0.25},
-        {"id": "s1", "task": "stream", "language": "en", "prediction": "x | y", "reference": "x | y", "pred_starts": [9], "true_starts": [8],
-         "num_frames": 20, "track_iou": 0.8},
-        {"id": "s2", "task": "stream", "language": "en", "prediction": "x", "reference": "x", "pred_starts": [], "true_starts": [],
-         "num_frames": 16, "track_iou": 0.6},
+        {
+            "id": "a",
+            "task": "category",
+            "language": "en",
+            "prediction": "kite",
+            "reference": "kite",
+            "media_type": "image",
+            "mask_iou": 0.5,
+        },
+        {
+            "id": "b",
+            "task": "category",
+            "language": "en",
+            "prediction": "lemon",
+            "reference": "kite",
+            "media_type": "image",
+            "mask_iou": 1.0,
+        },
+        {
+            "id": "c",
+            "task": "category",
+            "language": "en",
+            "prediction": "kite",
+            "reference": "kite",
+            "media_type": "video",
+            "mask_iou": 0.25,
+        },
+        {
+            "id": "s1",
+            "task": "stream",
+            "language": "en",
+            "prediction": "x | y",
+            "reference": "x | y",
+            "pred_starts": [9],
+            "true_starts": [8],
+            "num_frames": 20,
+            "track_iou": 0.8,
+        },
+        {
+            "id": "s2",
+            "task": "stream",
+            "language": "en",
+            "prediction": "x",
+            "reference": "x",
+            "pred_starts": [],
+            "true_starts": [],
+            "num_frames": 16,
+            "track_iou": 0.6,
+        },
     ]
     scores = bench.score(rows)
     assert scores["num_predictions"] == 3 and scores["num_streams"] == 2
@@ -143,7 +197,10 @@ def test_make_data_with_a_negative_count_fails_at_start_up(tmp_path):
     out = tmp_path / "never"
     result = subprocess.run(
         [sys.executable, "-m", "pam.cli", "make-data", "--out", str(out), "--num-train", "-1"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -168,5 +225,7 @@ def test_processor_raises_no_torch_jit_warning(resize):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            reference = SAM2Transforms(resolution=config.sam2.image_size, mask_threshold=0.0)(np.full((40, 60, 3), 200, np.uint8))
+            reference = SAM2Transforms(resolution=config.sam2.image_size, mask_threshold=0.0)(
+                np.full((40, 60, 3), 200, np.uint8)
+            )
         torch.testing.assert_close(pixels, reference)

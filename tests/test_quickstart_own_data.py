@@ -21,8 +21,15 @@ from pam.utils.masks import mask_to_box
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "quickstart.md"
 # appended to the documented train command: a few steps, a short evaluation
-SHORT = ["stage.max_steps=2", "next_stage.max_steps=2", "trainer.val_every=0", "trainer.log_every=1", "trainer.progress_bar=false",
-         "trainer.eval_max_samples=2", "trainer.min_free_disk_gb=0"]
+SHORT = [
+    "stage.max_steps=2",
+    "next_stage.max_steps=2",
+    "trainer.val_every=0",
+    "trainer.log_every=1",
+    "trainer.progress_bar=false",
+    "trainer.eval_max_samples=2",
+    "trainer.min_free_disk_gb=0",
+]
 
 
 def recipe_commands() -> list[str]:
@@ -40,7 +47,14 @@ def write_coco_set(root: Path) -> None:
     (root / "my" / "images").mkdir(parents=True)
     (root / "my" / "annotations").mkdir(parents=True)
     cfg = SyntheticConfig(image_size=(96, 96), other_image_sizes=())
-    names = sorted({c for split in ("train", "val", "test") for i in range(3) for c in [make_image_record(cfg, split, i)[0].regions[0].category["en"]]})
+    names = sorted(
+        {
+            c
+            for split in ("train", "val", "test")
+            for i in range(3)
+            for c in [make_image_record(cfg, split, i)[0].regions[0].category["en"]]
+        }
+    )
     categories = [{"id": k + 1, "name": name.replace(" ", "_")} for k, name in enumerate(names)]
     for split in ("train", "val", "test"):
         images, annotations = [], []
@@ -52,9 +66,20 @@ def write_coco_set(root: Path) -> None:
             region = record.regions[0]
             x0, y0, x1, y1 = (float(v) for v in mask_to_box(region.masks[0].decode()))
             cat = next(c["id"] for c in categories if c["name"] == region.category["en"].replace(" ", "_"))
-            annotations.append({"id": i, "image_id": i, "category_id": cat, "iscrowd": 0, "area": (x1 - x0) * (y1 - y0),
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
-        (root / "my" / "annotations" / f"{split}.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+            annotations.append(
+                {
+                    "id": i,
+                    "image_id": i,
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "area": (x1 - x0) * (y1 - y0),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                }
+            )
+        (root / "my" / "annotations" / f"{split}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": categories})
+        )
 
 
 def test_own_data_recipe_converts_then_trains(tmp_path):
@@ -62,7 +87,13 @@ def test_own_data_recipe_converts_then_trains(tmp_path):
     assert [c.split()[:4] for c in commands[:3]] == [["python", "-m", "data_pipeline", "convert"]] * 3
     assert "scripts/train.py" in commands[-1] and "experiment=quickstart_own_data" in commands[-1]
     write_coco_set(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     for command in commands:
         argv = shlex.split(os.path.expandvars(command.replace("$PWD", str(tmp_path))))
         assert argv[0] == "python"

@@ -28,15 +28,34 @@ FLOORS = {  # metric: (bound, "min" = must exceed, "max" = must stay below)
 @pytest.mark.soak
 def test_full_quickstart_figures_above_floors(tmp_path):
     out = tmp_path / "qs"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), "experiment=quickstart", f"trainer.output_dir={out}", "trainer.progress_bar=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            "experiment=quickstart",
+            f"trainer.output_dir={out}",
+            "trainer.progress_bar=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    low = {k: metrics.get(k) for k, (bound, kind) in FLOORS.items()
-           if metrics.get(k) is None or (metrics[k] <= bound if kind == "min" else metrics[k] >= bound)}
+    low = {
+        k: metrics.get(k)
+        for k, (bound, kind) in FLOORS.items()
+        if metrics.get(k) is None or (metrics[k] <= bound if kind == "min" else metrics[k] >= bound)
+    }
     assert not low, f"figures past their floors: {low} (all: {metrics})"
     report = (out / "report.md").read_text()
     assert all(k in report for k in FLOORS)

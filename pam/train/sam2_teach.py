@@ -127,7 +127,9 @@ def _iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred & truth).sum((2, 3)).float() / (pred | truth).sum((2, 3)).clamp(min=1).float()
 
 
-def _prompt_batch(rng: np.random.Generator, masks: np.ndarray, kind: str, scale: float, max_points: int = 4) -> torch.Tensor | tuple:
+def _prompt_batch(
+    rng: np.random.Generator, masks: np.ndarray, kind: str, scale: float, max_points: int = 4
+) -> torch.Tensor | tuple:
     """Box corners (labels 2, 3) or ``n`` positive points inside each mask, in SAM 2 input pixels."""
     if kind == "box":
         boxes = []
@@ -171,7 +173,9 @@ def teach_sam2(sam2_model, preprocess, config: SAM2TeachConfig | None = None) ->
     (h0, w0), (h1, w1), (h, w) = sizes
     with torch.no_grad():  # a tracked frame's features: the memory attention (frozen, transparent) over the frame
         memory = torch.zeros(h * w, cfg.num_frames, model.mem_dim)
-        tracked_top = model.memory_attention(curr=[levels[-1]], curr_pos=[top_pos], memory=memory, memory_pos=memory, num_obj_ptr_tokens=0)
+        tracked_top = model.memory_attention(
+            curr=[levels[-1]], curr_pos=[top_pos], memory=memory, memory_pos=memory, num_obj_ptr_tokens=0
+        )
     low = tuple(model.sam_prompt_encoder.mask_input_size)  # the decoder's low-res mask size
     truth = F.interpolate(torch.tensor(frame_masks)[:, None].float(), size=low, mode="area")
     truth = (truth > 0.5).float()
@@ -202,8 +206,10 @@ def teach_sam2(sam2_model, preprocess, config: SAM2TeachConfig | None = None) ->
             if tracked:  # a later frame: memory-conditioned features, no prompt, one mask (sam2's tracking path)
                 current = tracked_top[:, idx]
                 out = model._forward_sam_heads(
-                    backbone_features=current.permute(1, 2, 0).reshape(b, channels, h, w), point_inputs=None,
-                    high_res_features=high_res, multimask_output=False,
+                    backbone_features=current.permute(1, 2, 0).reshape(b, channels, h, w),
+                    point_inputs=None,
+                    high_res_features=high_res,
+                    multimask_output=False,
                 )
                 logits, object_score = out[0], out[-1]
                 loss = _mask_losses(logits, target).mean()
@@ -290,7 +296,9 @@ def prepare_taught_sam2(cfg) -> Path | None:
         return None
     path = cfg.model.sam2.get("checkpoint")
     if not path:
-        raise ValueError("sam2_teach is set but model.sam2.checkpoint is null: give the path where the taught SAM 2 is written")
+        raise ValueError(
+            "sam2_teach is set but model.sam2.checkpoint is null: give the path where the taught SAM 2 is written"
+        )
     path = Path(path)
     if path.is_file():
         log.info("taught SAM 2: %s exists, not teaching again", path)
@@ -300,6 +308,10 @@ def prepare_taught_sam2(cfg) -> Path | None:
     result = teach_debug_sam2(model_config, path, teach)
     log.info(
         "taught SAM 2 in %.0f s (%d steps): IoU %.3f prompted, %.3f tracked; saved %s",
-        result.seconds, teach.steps, result.prompted_iou, result.tracked_iou, path,
+        result.seconds,
+        teach.steps,
+        result.prompted_iou,
+        result.tracked_iou,
+        path,
     )
     return path

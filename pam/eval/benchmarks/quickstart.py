@@ -44,7 +44,9 @@ STREAM_TASK = "stream"
 
 @dataclass
 class QuickstartConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task=None, max_new_tokens=128, batch_size=8))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task=None, max_new_tokens=128, batch_size=8)
+    )
     tasks: tuple[str, ...] = ("category", "short_caption")  # tasks asked of every test region
     languages: tuple[str, ...] = ("en",)  # prompt languages
     data_seed: int = 0  # seeds the point/box prompt drawn for each region
@@ -94,7 +96,9 @@ def boundary_errors(pred: list[int], true: list[int], num_frames: int) -> list[i
 
 def boundary_matches(pred: list[int], true: list[int], tolerance: int) -> int:
     """Predicted boundaries matched one to one to true ones within ``tolerance`` frames (closest pairs first)."""
-    pairs = sorted((abs(p - t), i, j) for i, p in enumerate(pred) for j, t in enumerate(true) if abs(p - t) <= tolerance)
+    pairs = sorted(
+        (abs(p - t), i, j) for i, p in enumerate(pred) for j, t in enumerate(true) if abs(p - t) <= tolerance
+    )
     used_p, used_t = set(), set()
     for _, i, j in pairs:
         if i not in used_p and j not in used_t:
@@ -123,12 +127,16 @@ class Quickstart(Benchmark):
         if not path.is_file():
             raise FileNotFoundError(f"quickstart data {path} does not exist (write it with `pam make-data --out DIR`)")
         cfg = self.config
-        options = dict(languages=list(cfg.languages), task_mode="all", seed=cfg.data_seed, track_frames=cfg.generation.track_frames)
+        options = dict(
+            languages=list(cfg.languages), task_mode="all", seed=cfg.data_seed, track_frames=cfg.generation.track_frames
+        )
         dataset = load_region_dataset(str(path), tasks=list(cfg.tasks), name="quickstart", **options)
         video = path.with_name(path.stem + "_video.jsonl")
         if video.is_file() and "video_caption" in cfg.tasks:
             clips = load_region_dataset(str(video), tasks=["video_caption"], name="quickstart_video", **options)
-            dataset = MixtureDataset([{"name": "images", "dataset": dataset}, {"name": "videos", "dataset": clips}], seed=cfg.data_seed)
+            dataset = MixtureDataset(
+                [{"name": "images", "dataset": dataset}, {"name": "videos", "dataset": clips}], seed=cfg.data_seed
+            )
         return self.use_dataset(dataset)
 
     def use_dataset(self, dataset) -> list[dict]:
@@ -177,7 +185,11 @@ class Quickstart(Benchmark):
             }
             mask = r.mask.cpu().numpy()
             if s.get("media_type") == "video":
-                ious = [mask_iou(m, t) for m, f in zip(mask, s.get("frame_indices") or []) if (t := self._truth(s, f)) is not None]
+                ious = [
+                    mask_iou(m, t)
+                    for m, f in zip(mask, s.get("frame_indices") or [])
+                    if (t := self._truth(s, f)) is not None
+                ]
                 if ious:
                     row["mask_iou"] = float(np.mean(ious))
             elif s.get("gt_mask") is not None:
@@ -194,11 +206,19 @@ class Quickstart(Benchmark):
 
         record, region = self.regions[(item["record"], item["region"])]
         total = 1 + max(max(region.masks), region.events[-1].end_frame)
-        frames = read_frame_files(record.frames, range(total)) if record.frames is not None else read_video(record.video, range(total))
+        frames = (
+            read_frame_files(record.frames, range(total))
+            if record.frames is not None
+            else read_video(record.video, range(total))
+        )
         truth = [region.masks[f].decode() if f in region.masks else None for f in range(total)]
         box = mask_to_box(truth[0])
         language = self.config.languages[0]
-        events = list(stream_events(generator.predictor, frames, list(range(total)), Region.from_any({"box": box}), language=language))
+        events = list(
+            stream_events(
+                generator.predictor, frames, list(range(total)), Region.from_any({"box": box}), language=language
+            )
+        )
         masks = np.concatenate([e.masks for e in events])
         ious = [mask_iou(m, t) for m, t in zip(masks, truth) if t is not None]
         return {
@@ -221,7 +241,9 @@ class Quickstart(Benchmark):
         for r in rows:
             for key in ("prediction", "reference", "task"):
                 if not isinstance(r.get(key), str):
-                    raise ValueError(f"quickstart prediction {r.get('id')!r}: {key!r} must be a string, got {r.get(key)!r}")
+                    raise ValueError(
+                        f"quickstart prediction {r.get('id')!r}: {key!r} must be a string, got {r.get(key)!r}"
+                    )
         streams = [r for r in rows if r["task"] == STREAM_TASK]
         rows = [r for r in rows if r["task"] != STREAM_TASK]
         out: dict[str, float] = {"num_predictions": float(len(rows))}
@@ -229,16 +251,26 @@ class Quickstart(Benchmark):
         if cat:
             out["category_accuracy"] = category_accuracy([r["prediction"] for r in cat], [r["reference"] for r in cat])
         if rows:
-            out["semantic_similarity"] = semantic_similarity([r["prediction"] for r in rows], [r["reference"] for r in rows], model_path=self.config.similarity_model)
+            out["semantic_similarity"] = semantic_similarity(
+                [r["prediction"] for r in rows], [r["reference"] for r in rows], model_path=self.config.similarity_model
+            )
         caps = [r for r in rows if r["task"] in CAPTION_TASKS and r.get("language", "en") == "en"]
         if caps:
-            scores = caption_metrics([r["prediction"] for r in caps], [[r["reference"]] for r in caps], metrics=("METEOR", "CIDEr", "BLEU"))
+            scores = caption_metrics(
+                [r["prediction"] for r in caps], [[r["reference"]] for r in caps], metrics=("METEOR", "CIDEr", "BLEU")
+            )
             out.update({f"caption_{k}": v for k, v in scores.items()})
         vcaps = [r for r in rows if r["task"] == VIDEO_CAPTION_TASK and r.get("language", "en") == "en"]
         if vcaps:
-            out["video_caption_meteor"] = caption_metrics([r["prediction"] for r in vcaps], [[r["reference"]] for r in vcaps], metrics=("METEOR",))["meteor"]
+            out["video_caption_meteor"] = caption_metrics(
+                [r["prediction"] for r in vcaps], [[r["reference"]] for r in vcaps], metrics=("METEOR",)
+            )["meteor"]
         for key, media in (("mask_iou", "image"), ("video_mask_iou", "video")):
-            ious = [r["mask_iou"] for r in rows if r.get("mask_iou") is not None and (r.get("media_type") or "image") == media]
+            ious = [
+                r["mask_iou"]
+                for r in rows
+                if r.get("mask_iou") is not None and (r.get("media_type") or "image") == media
+            ]
             if ious:
                 out[key] = float(np.mean(ious))
         if streams:
@@ -250,9 +282,13 @@ class Quickstart(Benchmark):
         for r in streams:
             for key in ("pred_starts", "true_starts"):
                 if not isinstance(r.get(key), list) or not all(isinstance(v, int) for v in r[key]):
-                    raise ValueError(f"quickstart prediction {r.get('id')!r}: {key!r} must be a list of frame numbers, got {r.get(key)!r}")
+                    raise ValueError(
+                        f"quickstart prediction {r.get('id')!r}: {key!r} must be a list of frame numbers, got {r.get(key)!r}"
+                    )
             if not isinstance(r.get("num_frames"), int) or r["num_frames"] < 1:
-                raise ValueError(f"quickstart prediction {r.get('id')!r}: 'num_frames' must be a positive int, got {r.get('num_frames')!r}")
+                raise ValueError(
+                    f"quickstart prediction {r.get('id')!r}: 'num_frames' must be a positive int, got {r.get('num_frames')!r}"
+                )
             errors += boundary_errors(r["pred_starts"], r["true_starts"], r["num_frames"])
             matched += boundary_matches(r["pred_starts"], r["true_starts"], self.config.boundary_tolerance)
             n_pred += len(r["pred_starts"])
