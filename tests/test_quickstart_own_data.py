@@ -96,6 +96,8 @@ def test_own_data_recipe_converts_then_trains(tmp_path):
     }
     for command in commands:
         argv = shlex.split(os.path.expandvars(command.replace("$PWD", str(tmp_path))))
+        while "=" in argv[0]:  # leading VAR=value assignments (the environment below sets them)
+            argv.pop(0)
         assert argv[0] == "python"
         argv[0] = sys.executable
         argv = [str(REPO / a) if a == "scripts/train.py" else a for a in argv]
