@@ -15,7 +15,7 @@ from PIL import Image
 from pam.data.readers import read_jsonl
 from pam.data.schema import Record
 from pam.data.synthetic import SyntheticConfig, generate_quickstart, make_image_record, make_video_record
-from pam.data.synthetic_shapes import BACKGROUNDS, CATEGORIES, DISTRACTOR_RGB, position_words
+from pam.data.synthetic_shapes import BACKGROUNDS, CATEGORIES, DISTRACTOR_RGB, SHAPE_WORDS, position_words
 from pam.data.video import read_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def test_video_masks_follow_the_object(default_data):
             assert (err[inner] <= tol).mean() > 0.97
             assert (err[~mask] > 60).all() if rec.frames is not None else (err[~mask] > 60).mean() > 0.99
         for event in region.events:
-            assert event.caption["en"].startswith(f"the {region.extra['color']} {region.category['en']} ")
+            assert event.caption["en"].startswith(f"the {region.extra['color']} {SHAPE_WORDS[region.extra['shape']]} {region.category['en']} ")
             assert any(w in event.caption["en"] for w in ("moves", "stops", "stays still"))
             if "moves right" in event.caption["en"]:
                 x0 = np.nonzero(region.masks[event.start_frame].decode())[1].mean()

@@ -15,7 +15,10 @@ Layout written under ``out_dir`` (paths in the JSONL files are relative to it)::
     info.json                                              the config and the category table
 
 Texts: category, definition and function (EN + ZH), a short caption (EN + ZH) and a detailed
-caption (EN) naming colour, size and position; videos add per-event captions (EN + ZH).
+caption (EN) naming colour, size and position; videos add per-event captions (EN + ZH) naming the
+colour, the shape, the category and the motion ("the red round tomato moves right"). A clip's
+shape moves in 1 to 3 events, one motion each, and consecutive events differ, so every event
+boundary is a change of velocity at the event's first frame (what the streaming boundary rule finds).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pam.data.synthetic_shapes import (
     CATEGORIES,
     DISTRACTOR_RGB,
     SHAPE_WORDS,
+    SHAPE_WORDS_ZH,
     SHAPES,
     Category,
     position_words,
@@ -64,6 +68,11 @@ class SyntheticConfig:
     video_size: tuple[int, int] = (128, 128)  # (height, width) of video frames; even numbers
     min_video_frames: int = 16  # shortest video
     max_video_frames: int = 32  # longest video
+    min_video_object_size: float = 0.2  # smallest diameter of a video's object, as a share of the shorter side
+    max_video_object_size: float = 0.32  # largest diameter of a video's object, as a share of the shorter side
+    min_video_speed: float = 0.03  # slowest moving object, in shares of the shorter side per frame
+    max_video_speed: float = 0.04  # fastest moving object (each event's speed may drop where the shape runs out of room)
+    min_event_frames: int = 6  # shortest event (a run of one motion); a video holds 1 to 3 events
     video_format: str = "mixed"  # "mp4", "frames" (PNG folders) or "mixed" (alternating)
     fps: int = 8  # mp4 frame rate
     num_categories: int = 8  # how many of the built-in categories to use (at most 8)
@@ -79,6 +88,28 @@ class SyntheticConfig:
         self.image_size = tuple(self.image_size)
         self.other_image_sizes = tuple(tuple(s) for s in self.other_image_sizes)
         self.video_size = tuple(self.video_size)
+        for name in ("num_train", "num_val", "num_test", "num_train_videos", "num_val_videos", "num_test_videos"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.num_train + self.num_train_videos == 0:
+            raise ValueError("num_train and num_train_videos are both 0: the train split would be empty")
+        for name in ("image_size", "video_size"):
+            size = getattr(self, name)
+            if len(size) != 2 or min(size) < 16:
+                raise ValueError(f"{name} must be (height, width) with both >= 16, got {size}")
+        if any(len(s) != 2 or min(s) < 16 for s in self.other_image_sizes):
+            raise ValueError(f"other_image_sizes must hold (height, width) pairs with both >= 16, got {self.other_image_sizes}")
+        if not 0.0 <= self.other_size_fraction <= 1.0:
+            raise ValueError(f"other_size_fraction must lie in [0, 1], got {self.other_size_fraction}")
+        if self.fps < 1:
+            raise ValueError(f"fps must be >= 1, got {self.fps}")
+        if not 0 < self.min_video_object_size <= self.max_video_object_size <= 0.6:
+            raise ValueError("need 0 < min_video_object_size <= max_video_object_size <= 0.6")
+        if not 0 < self.min_video_speed <= self.max_video_speed <= 0.2:
+            raise ValueError("need 0 < min_video_speed <= max_video_speed <= 0.2")
+        if not 2 <= self.min_event_frames <= self.min_video_frames:
+            raise ValueError(f"need 2 <= min_event_frames <= min_video_frames, got {self.min_event_frames} and {self.min_video_frames}")
         if not 1 <= self.num_categories <= len(CATEGORIES):
             raise ValueError(f"num_categories must lie in [1, {len(CATEGORIES)}], got {self.num_categories}")
         if not 0 < self.min_object_size <= self.max_object_size <= 0.95:
@@ -177,39 +208,62 @@ def make_image_record(config: SyntheticConfig, split: str, index: int) -> tuple[
     return record, pixels
 
 
-def _plan_events(rng: np.random.Generator, num_frames: int) -> list[tuple[int, int]]:
-    n = int(rng.integers(1, 4))
-    n = max(1, min(n, num_frames // 6))
-    cuts = sorted(rng.choice(np.arange(6, num_frames - 5), size=n - 1, replace=False).tolist()) if n > 1 else []
+def _plan_events(rng: np.random.Generator, num_frames: int, min_frames: int) -> list[tuple[int, int]]:
+    """1 to 3 consecutive events of at least ``min_frames`` frames covering the clip."""
+    n = max(1, min(int(rng.integers(1, 4)), num_frames // min_frames))
+    cuts = sorted(rng.choice(np.arange(min_frames, num_frames - min_frames + 1), size=n - 1, replace=False).tolist()) if n > 1 else []
     bounds = [0] + cuts + [num_frames]
-    if any(b - a < 6 for a, b in zip(bounds, bounds[1:])):
+    if any(b - a < min_frames for a, b in zip(bounds, bounds[1:])):
         bounds = [round(k * num_frames / n) for k in range(n + 1)]
     return [(bounds[k], bounds[k + 1] - 1) for k in range(n)]
 
 
+def _choose_motion(rng: np.random.Generator, previous: str | None, room: dict[str, float], travel: float) -> str:
+    """The next event's motion: always different from the previous one (so every event boundary is a
+    change of velocity), never "still" twice, and a direction only where the shape has room."""
+    movers = [m for m in _MOTIONS if m != previous and room[m] >= travel]
+    if previous != "still" and (not movers or rng.random() < 0.25):
+        return "still"
+    if movers:
+        return movers[int(rng.integers(len(movers)))]
+    return max((m for m in _MOTIONS if m != previous), key=lambda m: room[m])  # the most room; the caller slows down to fit
+
+
+def video_event_caption(cat: Category, motion: str, first: bool) -> dict[str, str]:
+    """An event's caption naming the colour, the shape, the category and the motion."""
+    if motion == "still":
+        en, zh = ("stays still", "保持不动") if first else ("stops", "停了下来")
+    else:
+        en, zh = f"moves {motion}", f"{_MOTIONS[motion][2]}移动"
+    return {"en": f"the {cat.color} {SHAPE_WORDS[cat.shape]} {cat.name} {en}", "zh": f"{cat.color_zh}的{SHAPE_WORDS_ZH[cat.shape]}{cat.zh}{zh}"}
+
+
 def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[Record, np.ndarray]:
-    """One video record (paths relative to the output folder) and its (T, H, W, 3) frames."""
+    """One video record (paths relative to the output folder) and its (T, H, W, 3) frames. The shape
+    moves in 1 to 3 events; each event is one motion (right, left, up, down or still) at one speed,
+    and consecutive events differ, so every event boundary is a change of velocity."""
     rng = _rng(config, split, "video", index)
     height, width = config.video_size
     num_frames = int(rng.integers(config.min_video_frames, config.max_video_frames + 1))
     bg_name, bg_rgb = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     cat = _colour(rng, config, CATEGORIES[int(rng.integers(config.num_categories))])
-    fraction = float(rng.uniform(config.min_object_size, min(config.max_object_size, 0.45)))
+    fraction = float(rng.uniform(config.min_video_object_size, config.max_video_object_size))
     diameter = fraction * min(height, width)
     angle = float(rng.uniform(-config.max_rotation, config.max_rotation)) if config.max_rotation else 0.0
     x, y = _place(rng, diameter, height, width)
     r = diameter / 2 + 1
-    speed = float(rng.uniform(1.5, 2.5)) * min(height, width) / 128
+    speed = float(rng.uniform(config.min_video_speed, config.max_video_speed)) * min(height, width)
     events, centers, previous = [], [], None
-    for start, end in _plan_events(rng, num_frames):
+    for start, end in _plan_events(rng, num_frames, config.min_event_frames):
         steps = end - start + 1
         room = {"right": width - r - x, "left": x - r, "down": height - r - y, "up": y - r}
-        options = [m for m in _MOTIONS if room[m] >= speed * steps and m != previous]
-        motion = options[int(rng.integers(len(options)))] if options and (previous is None or previous == "still" or rng.random() < 0.7) else "still"
+        motion = _choose_motion(rng, previous, room, speed * steps)
+        step_speed = 0.0 if motion == "still" else min(speed, max(room[motion], 0.0) / steps)
         dx, dy, _ = _MOTIONS.get(motion, (0, 0, ""))
-        for _ in range(steps):
+        for t in range(start, end + 1):  # frame t's velocity is its event's: c_t - c_(t-1) changes exactly at an event start
+            if t > 0:
+                x, y = x + dx * step_speed, y + dy * step_speed
             centers.append((x, y))
-            x, y = x + dx * speed, y + dy * speed
         events.append((start, end, motion))
         previous = motion
     background = np.empty((height, width, 3), np.uint8)
@@ -224,29 +278,24 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
         frame[mask] = cat.rgb
         frames.append(frame)
         masks[t] = MaskAnnotation.from_mask(mask)
-    phrases_en, phrases_zh, event_objs = [], [], []
-    for k, (start, end, motion) in enumerate(events):
-        if motion == "still":
-            en, zh = ("stops", "停了下来") if k else ("stays still", "保持不动")
-        else:
-            en, zh = f"moves {motion}", f"{_MOTIONS[motion][2]}移动"
-        phrases_en.append(en)
-        phrases_zh.append(zh)
-        event_objs.append(Event(start, end, {"en": f"the {cat.color} {cat.name} {en}", "zh": f"{cat.color_zh}的{cat.zh}{zh}"}))
+    event_objs = [Event(start, end, video_event_caption(cat, motion, k == 0)) for k, (start, end, motion) in enumerate(events)]
+    phrases_en = [e.caption["en"].split(f" {cat.name} ", 1)[1] for e in event_objs]
+    phrases_zh = [e.caption["zh"].split(cat.zh, 1)[1] for e in event_objs]
     size_en, size_zh = size_words(fraction)
     first_pos = position_words(masks[0].decode())[0]
     last_pos = position_words(masks[num_frames - 1].decode())[0]
+    shape_en, shape_zh = SHAPE_WORDS[cat.shape], SHAPE_WORDS_ZH[cat.shape]
     region = Region(
         masks=masks,
         category={"en": cat.name, "zh": cat.zh},
         definition={"en": cat.definition, "zh": cat.definition_zh},
         function={"en": cat.function, "zh": cat.function_zh},
-        short_caption={"en": f"a {size_en} {cat.color} {cat.name} that {', then '.join(phrases_en)}",
-                       "zh": f"一个{size_zh}的{cat.color_zh}{cat.zh}，{'，然后'.join(phrases_zh)}"},
-        detailed_caption={"en": f"A {size_en} {cat.color} {cat.name} on a plain {bg_name} background. It starts {position_phrase(first_pos)}, "
+        short_caption={"en": f"a {size_en} {cat.color} {shape_en} {cat.name} that {', then '.join(phrases_en)}",
+                       "zh": f"一个{size_zh}的{cat.color_zh}{shape_zh}{cat.zh}，{'，然后'.join(phrases_zh)}"},
+        detailed_caption={"en": f"A {size_en} {cat.color} {shape_en} {cat.name} on a plain {bg_name} background. It starts {position_phrase(first_pos)}, "
                                 f"{', then '.join(phrases_en)}, and ends {position_phrase(last_pos)}."},
         events=event_objs,
-        extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb)},
+        extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb), "motions": [m for _, _, m in events]},
     )
     as_mp4 = config.video_format == "mp4" or (config.video_format == "mixed" and index % 2 == 0)
     stem = f"videos/{split}/{index:06d}"

@@ -57,6 +57,8 @@ CATEGORIES: tuple[Category, ...] = (
 SHAPES = tuple(c.shape for c in CATEGORIES)
 SHAPE_WORDS = {"circle": "round", "ellipse": "oval", "triangle": "triangular", "square": "square", "diamond": "diamond-shaped",
                "star": "star-shaped", "rectangle": "rectangular", "ring": "ring-shaped"}
+SHAPE_WORDS_ZH = {"circle": "圆形", "ellipse": "椭圆形", "triangle": "三角形", "square": "方形", "diamond": "菱形",
+                  "star": "星形", "rectangle": "长方形", "ring": "环形"}
 BACKGROUNDS = (("white", (248, 248, 248)), ("pale blue", (214, 228, 242)), ("pale green", (218, 238, 218)),
                ("beige", (238, 228, 206)), ("light grey", (214, 214, 214)))
 DISTRACTOR_RGB = (128, 128, 128)  # small grey shapes that carry no region

@@ -46,7 +46,7 @@ class PAMProcessor:
         self.image_size = config.sam2.image_size
         self.mask_input_size = 4 * config.sam2.embedding_size
         self.resize = config.processing.resize
-        self.transforms = SAM2Transforms(resolution=self.image_size, mask_threshold=0.0)
+        self._transforms = None  # sam2's SAM2Transforms, built on first use (resize: sam2 only)
         self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {config.image_token!r} token; load it with pam.processing.tokenizer")
@@ -60,6 +60,19 @@ class PAMProcessor:
         if self.resize == "pil_bicubic":
             return resize_pil_bicubic(image, self.image_size)
         return self.transforms(image)
+
+    @property
+    def transforms(self):
+        """sam2's ``SAM2Transforms``. Its constructor calls ``torch.jit.script``, which torch 2.14
+        deprecates with a FutureWarning on every build; that one warning is silenced here, where it
+        arises, and the object is only built when ``resize: sam2`` needs it."""
+        if self._transforms is None:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+                self._transforms = SAM2Transforms(resolution=self.image_size, mask_threshold=0.0)
+        return self._transforms
 
     def preprocess_video(self, frames: np.ndarray) -> torch.Tensor:
         """(T, H, W, 3) uint8 -> (T, 3, S, S)."""

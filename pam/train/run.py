@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ..utils.stop import EXIT_STOPPED
 from .distributed import barrier, setup_distributed
+from .sam2_teach import prepare_taught_sam2
 from .trainer import Trainer
 
 log = logging.getLogger("pam.train")
@@ -37,6 +38,7 @@ def run(cfg: DictConfig) -> dict:
     info = setup_distributed(cfg.trainer.engine, cfg.trainer.get("dist_timeout_s", 600.0))  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
+        prepare_taught_sam2(cfg)  # only with a `sam2_teach` section (the quick-start's debug SAM 2)
     barrier(info)  # other ranks read the data only once rank 0 has written it
     trainer = Trainer(cfg, dist=info)
     trainer.train()
