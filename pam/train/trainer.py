@@ -306,8 +306,8 @@ class Trainer:
                 break
             with self.engine.autocast():
                 out = self.model(**self._on_device(batch))
-            total += float(out.loss) * out.num_label_tokens
-            tokens += out.num_label_tokens
+            total += float(out.loss_sum)
+            tokens += int(out.num_tokens)
         self.model.train()
         # token mean over every rank's share of the split
         return {"val/loss": all_reduce_sum(total, self.dist) / max(all_reduce_sum(float(tokens), self.dist), 1.0)}
