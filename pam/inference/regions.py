@@ -134,12 +134,19 @@ def _floats(value, name: str, field: str) -> np.ndarray:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:
         raise RegionError(f"{name}: {field} must be numbers ({e})", field) from None
-    if arr.dtype.kind not in "iuf":  # not bools, strings or ragged lists
+    if arr.dtype.kind not in "iuf" or _holds_bool(value):  # not bools, strings or ragged lists
         raise RegionError(f"{name}: {field} must be numbers, got {np.asarray(value, dtype=object).tolist()!r}", field)
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise RegionError(f"{name}: {field} has non-finite values", field)
     return arr
+
+
+def _holds_bool(value) -> bool:
+    """A (nested) list holding a bool, which numpy would read as 0/1 beside numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
 
 
 def load_rgb(image, name: str = "image") -> np.ndarray:
