@@ -1,8 +1,10 @@
-"""The public entry points: build a PAM model from its config, or load one from a checkpoint folder.
+"""The public entry points: build a PAM model from its config, or load one from a folder.
 
 Building is here, above :mod:`pam.modeling` and :mod:`pam.checkpoints`: the model is built first,
 then the checkpoint adapters fill the model they are handed (SAM 2 ``.pt`` files, PAM safetensors
-folders, released LLaVA-style folders).
+folders, released LLaVA-style folders). :func:`load_pam` is the one loader every front-end uses
+(predictor, server, demo, evaluation, CLI): it takes a PAM checkpoint or export (``meta.json``) or
+a released upstream folder (``config.json`` of a ``llava_qwen`` model).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .processing.tokenizer import build_debug_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAMBundle", "build_pam", "build_sam2", "load_pam", "load_released_pam", "tokenizer_for"]
+__all__ = ["PAMBundle", "build_pam", "build_sam2", "load_pam", "load_released_pam", "read_model_config", "tokenizer_for"]
 
 
 @dataclass
@@ -62,13 +64,49 @@ def build_pam(config: PAMConfig, tokenizer=None) -> PAMBundle:
     return PAMBundle(model=model, tokenizer=tokenizer, processor=processor)
 
 
-def load_pam(folder: str | Path, *, device: str = "cpu") -> PAMBundle:
-    """Load a folder written by ``save_pam`` / ``export_pam`` strictly."""
+def read_model_config(path: str | Path) -> PAMConfig:
+    """A PAMConfig from a ``.json`` (``pam_config.json``) or ``.yaml`` file (``configs/model/*.yaml``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {path} not found")
+    if path.suffix in (".yaml", ".yml"):
+        from .utils.config import load_group_yaml
+
+        return PAMConfig.from_dict(load_group_yaml(path, schema=PAMConfig().to_dict()))
+    return PAMConfig.load(path)
+
+
+def is_released_folder(folder: str | Path) -> bool:
     folder = Path(folder)
-    meta = read_meta(folder)
-    config = PAMConfig.load(folder / "pam_config.json")
-    bundle = build_pam(config, tokenizer=load_tokenizer(folder / "tokenizer", config.image_token))
-    load_pam_weights(bundle.model, folder, meta)
+    return not (folder / "meta.json").is_file() and (folder / "config.json").is_file()
+
+
+def load_pam(
+    folder: str | Path,
+    *,
+    device: str = "cpu",
+    sam2_checkpoint: str | None = None,
+    base_config: PAMConfig | str | Path | None = None,
+    dtype: str = "bfloat16",
+    sam2_weights: str = "folder",
+) -> PAMBundle:
+    """Load a model folder strictly: a PAM checkpoint or export written by ``save_pam`` /
+    ``export_pam`` (``meta.json``), or a released PAM folder (``config.json``; see
+    :func:`load_released_pam` for ``sam2_checkpoint``, ``base_config``, ``dtype``, ``sam2_weights``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such checkpoint folder")
+    if (folder / "meta.json").is_file():
+        meta = read_meta(folder)
+        config = PAMConfig.load(folder / "pam_config.json")
+        bundle = build_pam(config, tokenizer=load_tokenizer(folder / "tokenizer", config.image_token))
+        load_pam_weights(bundle.model, folder, meta)
+    elif (folder / "config.json").is_file():
+        if base_config is not None and not isinstance(base_config, PAMConfig):
+            base_config = read_model_config(base_config)
+        bundle = load_released_pam(folder, sam2_checkpoint=sam2_checkpoint, base=base_config, dtype=dtype, sam2_weights=sam2_weights)
+    else:
+        raise FileNotFoundError(f"{folder}: neither a PAM checkpoint (meta.json) nor a released PAM folder (config.json)")
     bundle.model.to(device)
     return bundle
 

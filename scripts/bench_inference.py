@@ -156,6 +156,13 @@ class FirstTokenClock(LogitsProcessor):
         return scores
 
 
+class _Row:
+    """Generated ids of one region (EOS suppressed by min_new_tokens, so all max_new_tokens)."""
+
+    def __init__(self, token_ids: list[int]):
+        self.token_ids = token_ids
+
+
 def timed_generate(model, batch, tokenizer, max_new_tokens: int, device: str) -> dict:
     """One ``model.generate`` call on ``batch``, with its stage breakdown."""
     clock = StageClock(model, device)
@@ -174,7 +181,10 @@ def timed_generate(model, batch, tokenizer, max_new_tokens: int, device: str) ->
     try:
         with clock.attached():
             t0 = clock.now()
-            results = model.generate(**batch, tokenizer=tokenizer, max_new_tokens=max_new_tokens, generation_kwargs=kwargs)
+            proc = getattr(tokenizer, "_pam_processor", None)
+            eos = proc.eos_token_ids if proc is not None else [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, generation_kwargs=kwargs)
+            results = [_Row([t for t in row if t not in eos]) for row in out.sequences.tolist()]
             total = clock.now() - t0
     finally:
         del model.llm.generate

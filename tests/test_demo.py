@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from pam.data.video import write_video_mp4
+from pam.inference.events import BoundaryRule
+from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
+from pam.inference.request import RegionRequest
 from pam.serve.demo import IMAGE_TASKS, DemoHandlers, read_clip
 from pam.serve.engine import Engine
 from pam.serve.protocol import RequestError
@@ -29,11 +32,11 @@ def test_describe_gives_four_answers_from_one_encode(handlers, debug_bundle, mon
     picture, *texts, info = handlers.describe(image, points, "50, 40, 190, 130")
     assert calls == [1]
     region = {"box": [50, 40, 190, 130], "points": [[240.0, 150.0], [20.0, 20.0]], "point_labels": [1, 0]}
-    predictor = PAMPredictor(debug_bundle, max_new_tokens=4)
-    for (task, _), text in zip(IMAGE_TASKS, texts):
-        ref = predictor.describe_image(image, [region], task=task)[0]
+    predictor = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(4))
+    refs = predictor.generate([RegionRequest(region=region, image=image, task=task) for task, _ in IMAGE_TASKS])
+    for ref, text in zip(refs, texts):
         assert text == (ref.text or f"(no text: the model produced {len(ref.token_ids)} tokens that decode to whitespace or special tokens)")
-    ref_mask = predictor.describe_image(image, [region], task="category")[0].mask.numpy()
+    ref_mask = refs[0].mask
     expected = overlay(image, ref_mask, box=[50, 40, 190, 130], points=np.array([[240.0, 150.0], [20.0, 20.0]]), labels=[1, 0])
     assert np.array_equal(np.asarray(picture), np.asarray(expected))
     assert "mask score" in info
@@ -62,7 +65,8 @@ def test_stream_yields_each_event_as_the_predictor_streams_it(handlers, debug_bu
     updates = list(handlers.stream(str(path), "10, 20, 50, 60", 3))
     assert len(updates) == 1 + 2  # the box on frame 0, then one update per segment (3 + 2 frames)
     decoded, _ = read_clip(str(path))
-    events = PAMPredictor(debug_bundle, max_new_tokens=4).stream_video(decoded, {"box": [10.0, 20.0, 50.0, 60.0]}, segment_length=3)
+    rule = BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=3)
+    events = list(PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(4)).stream(decoded, {"box": [10.0, 20.0, 50.0, 60.0]}, boundaries=rule))
     preview, text, gallery = updates[-1]
     captions = [" ".join(e.caption.split()) or "(no text)" for e in events]
     assert [caption for _, caption in gallery] == [f"{e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PAM_ROOT = Path(__file__).resolve().parents[1] / "pam"
@@ -134,3 +135,46 @@ def test_public_api_is_lazy():
     code = "import sys, pam; assert 'torch' not in sys.modules, 'import pam loaded torch'; from pam import PAMConfig, build_pam, load_pam, load_released_pam, PAMPredictor; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# ----- one inference door ---------------------------------------------------------------------------
+REPO = PAM_ROOT.parent
+GENERATE_ALLOWED = {
+    "pam/inference/predictor.py",  # the door
+    "pam/clients/transformers_local.py",  # a judge/refinement chat model, not PAM
+    "scripts/bench_inference.py",  # still times PAM.generate directly (to move onto the predictor)
+}
+
+
+def _generate_calls(path: Path) -> list[int]:
+    """Lines of ``x.generate(...)`` calls whose receiver is not a predictor."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "generate":
+            receiver = ast.unparse(node.func.value)
+            if not receiver.split(".")[-1].endswith("predictor"):
+                out.append(node.lineno)
+    return out
+
+
+def test_no_generate_call_outside_the_predictor_and_the_model():
+    bad = []
+    for path in sorted([*PAM_ROOT.rglob("*.py"), *(REPO / "scripts").rglob("*.py")]):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in GENERATE_ALLOWED or rel.startswith("pam/modeling/"):
+            continue
+        bad += [f"{rel}:{line}" for line in _generate_calls(path)]
+    assert not bad, f".generate( outside the predictor and the model: {bad}"
+
+
+def test_one_task_list_and_one_region_validator():
+    """Task lists are written only in pam/processing/prompts.py; regions are checked only by
+    pam.inference.regions.Region.checked."""
+    literal = re.compile(r"""["']category["'],\s*["']explain["']""")
+    tasks = [p.relative_to(REPO).as_posix() for p in PAM_ROOT.rglob("*.py") if literal.search(p.read_text(encoding="utf-8"))]
+    assert tasks == ["pam/processing/prompts.py"] or tasks == [], tasks
+    outside = re.compile(r"x0 < x1")  # the box rule, written by the one validator only
+    front_ends = [*(PAM_ROOT / "inference").rglob("*.py"), *(PAM_ROOT / "serve").rglob("*.py"), *(PAM_ROOT / "cli").rglob("*.py"),
+                  PAM_ROOT / "eval" / "generation.py", PAM_ROOT / "train" / "report.py", PAM_ROOT / "api.py"]
+    validators = sorted(p.relative_to(REPO).as_posix() for p in front_ends if outside.search(p.read_text(encoding="utf-8")))
+    assert validators == ["pam/inference/regions.py"], validators

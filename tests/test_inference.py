@@ -7,14 +7,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from pam.cli import main as pam_cli
 from pam.inference.events import BoundaryDetector, BoundaryRule
 from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor, mask_to_box
 from pam.inference.regions import ImageInputError, RegionError, TaskError
-from pam.inference.results import decode_rle, parse_fields
+from pam.inference.request import RegionRequest
+from pam.inference.results import decode_rle
 from pam.processing.collator import PAMCollator
+from pam.processing.prompts import parse_fields
 from pam.utils.visualize import contour, overlay
 
 from .helpers import image_sample, region_mask, synthetic_image
@@ -43,23 +46,43 @@ def test_n_regions_equal_n_single_calls(predictor):
     assert json.loads(json.dumps(together[0].to_json()))["mask_rle"]["size"] == [200, 300]
 
 
-def test_predict_equals_model_generate(predictor, debug_bundle):
+def test_predict_equals_model_generate_decoded_here(predictor, debug_bundle):
+    """The predictor's text and mask equal the model's plain tensors decoded and upsampled by
+    hand here: ids cut at the first <|im_end|> / <|endoftext|>, bilinear logits > 0."""
     [res] = predictor.predict(synthetic_image(), [{"box": BOX}], tasks=["category"])
-    ref = debug_bundle.model.generate(
-        **PAMCollator(debug_bundle.processor, for_generation=True)([image_sample("r", {"box": np.asarray(BOX)})]), tokenizer=debug_bundle.tokenizer, max_new_tokens=4
-    )[0]
-    assert res.texts["category"] == ref.text and np.array_equal(res.mask, ref.mask.numpy()) and res.score == ref.score
-    # the earlier API still works
-    [old] = PAMPredictor(debug_bundle, max_new_tokens=4).describe_image(synthetic_image(), [{"box": BOX}], task="category")
-    assert old.token_ids == ref.token_ids
+    tok = debug_bundle.tokenizer
+    batch = PAMCollator(debug_bundle.processor, for_generation=True)([image_sample("r", {"box": np.asarray(BOX)})])
+    eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
+    out = debug_bundle.model.generate(**batch, max_new_tokens=4, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    ids = out.sequences[0].tolist()
+    ids = ids[: next((i for i, t in enumerate(ids) if t in eos), len(ids))]
+    low = out.mask_logits[0][None].float()  # (1, 1, h, w)
+    mask = torch.nn.functional.interpolate(low, size=(200, 300), mode="bilinear", align_corners=False)[0, 0] > 0
+    assert res.texts["category"] == tok.decode(ids, skip_special_tokens=True).strip()
+    assert np.array_equal(res.mask, mask.numpy()) and res.score == pytest.approx(float(out.scores[0]), abs=0)
+
+
+def test_mixed_max_new_tokens_in_one_batch_equal_single_calls(debug_bundle):
+    """One batch whose items stop at different limits gives each item what it gets alone."""
+    sampled = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(max_new_tokens=6))  # greedy
+    image = synthetic_image()
+    requests = [RegionRequest(region={"box": BOX}, image=image, task="detailed_caption", max_new_tokens=n) for n in (1, 6, 3)]
+    together = sampled.generate(requests)
+    assert [len(r.token_ids) <= n for r, n in zip(together, (1, 6, 3))] == [True] * 3
+    for request, joint in zip(requests, together):
+        [alone] = sampled.generate([request])
+        assert (joint.text, joint.token_ids, joint.finish_reason) == (alone.text, alone.token_ids, alone.finish_reason)
+    assert len(together[1].token_ids) > 3  # the limits did cut something, so equality means something
+    assert together[0].finish_reason == ("length" if together[0].token_ids else "stop") and len(together[0].token_ids) <= 1
 
 
 BAD_REGIONS = [
-    ({"box": [1, 2]}, "region 0: a box needs 4 values"),
+    ({"box": [1, 2]}, r"region 0: box must be \[x0, y0, x1, y1\] \(4 numbers\)"),
     ({"box": [50, 40, 20, 130]}, r"region 0: box .* needs x0 < x1"),
     ({"box": [50, 40, 350, 130]}, r"region 0: box .* outside the 300x200 image"),
     ({"points": [[10, 10], [310, 20]]}, r"region 0: point\(s\) \[\[310.0, 20.0\]\] outside"),
-    ({"points": [[10, 10]], "labels": [1, 1]}, "region 0: labels must be one 0 or 1 per point"),
+    ({"points": [[10, 10]], "labels": [1, 1]}, r"region 0: labels must be 1 values of 1 \(positive\) or 0 \(negative\), one per point"),
+    ({"box": [True, 2, 30, 40]}, "region 0: box must be numbers"),
     ({"mask": np.zeros((200, 300), bool)}, "region 0: mask is empty"),
     ({"mask": np.ones((100, 300), bool)}, r"region 0: mask has shape \(100, 300\)"),
     ({}, "region 0: give points, a box or a mask"),
@@ -86,7 +109,7 @@ def test_bad_images_tasks_and_languages(predictor, tmp_path):
         predictor.predict(synthetic_image(), [{"box": BOX}], tasks=["caption"])
     with pytest.raises(TaskError, match="unknown language 'fr'"):
         predictor.predict(synthetic_image(), [{"box": BOX}], language="fr")
-    with pytest.raises(RegionError, match="image 1 region 0: a box needs 4 values"):
+    with pytest.raises(RegionError, match=r"image 1 region 0: box must be \[x0, y0, x1, y1\] \(4 numbers\)"):
         predictor.predict_batch([(synthetic_image(), [{"box": BOX}]), (synthetic_image(), [{"box": [1, 2, 3]}])])
     # a grey image is RGB-convertible
     assert predictor.predict(synthetic_image()[..., 0], [{"box": BOX}], tasks=["category"])[0].mask.shape == (200, 300)
@@ -163,7 +186,8 @@ def test_stream_carries_one_tracking_state_and_history(predictor, monkeypatch):
     ref = sam2.track_video(proc.preprocess_video(frames), proc.region_prompt({"box": np.array([8.0, 16, 32, 40])}, (64, 96)), keep=[0])
     streamed = np.concatenate([e.masks for e in events])
     for t in range(3):
-        assert np.array_equal(streamed[t], (sam2.upscale_masks(ref["mask_logits"][t].reshape(1, 1, *ref["mask_logits"][t].shape[-2:]), (64, 96))[0, 0] > 0).numpy())
+        low = ref["mask_logits"][t].reshape(1, 1, *ref["mask_logits"][t].shape[-2:]).float()
+        assert np.array_equal(streamed[t], (torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)[0, 0] > 0).numpy())
 
 
 def test_mask_to_box_overlay_and_contour():

@@ -19,7 +19,7 @@ httpx = pytest.importorskip("httpx")
 from PIL import Image
 
 from pam.serve.app import create_app
-from pam.serve.engine import Engine, load_bundle
+from pam.serve.engine import Engine, random_debug_bundle
 from pam.serve.server import BackgroundServer
 
 from .test_reliability_fuzz import SCALE, regions, valid_regions
@@ -30,7 +30,7 @@ SERVER = settings(max_examples=25 * SCALE, deadline=None, suppress_health_check=
 
 @pytest.fixture(scope="module")
 def server():
-    engine = Engine(load_bundle(None, seed=0), max_new_tokens=2, model_name="pam-fuzz")
+    engine = Engine(random_debug_bundle(seed=0), max_new_tokens=2, model_name="pam-fuzz")
     with BackgroundServer(create_app(engine, max_batch_size=4, max_wait_ms=0, max_body_mb=2)) as url:
         yield url
     print(f"\nhypothesis examples, server: {COUNTS}")

@@ -24,10 +24,12 @@ httpx = pytest.importorskip("httpx")
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
+from pam.inference.request import RegionRequest
 from pam.serve.app import create_app
 from pam.serve.batcher import RequestBatcher
-from pam.serve.engine import Engine, load_bundle
+from pam.serve.engine import Engine, random_debug_bundle
 from pam.serve.protocol import ParsedRequest, encode_rle
 from pam.serve.server import BackgroundServer, bind_socket
 
@@ -56,7 +58,7 @@ def region_sensitive_bundle():
     """The debug model, with its LLM matrices redrawn at std 0.3: at the default init a random
     2-layer LM just repeats its last input token, so every region would get the same text and
     comparing answers would prove nothing. With larger weights the text depends on the region."""
-    bundle = load_bundle(None, seed=0)
+    bundle = random_debug_bundle(seed=0)
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in bundle.model.llm.named_parameters():
@@ -111,15 +113,14 @@ def test_single_request_matches_the_predictor(server, image, bundle, encode_call
     assert r.status_code == 200, r.text
     body = r.json()
     assert len(encode_calls) == before + 1 and encode_calls[-1] == 1  # three regions, one encode
-    ref = PAMPredictor(bundle, max_new_tokens=TOKENS).describe_image(
-        image, [{"box": BOX}, {"points": [[240.0, 150.0]], "point_labels": [1]}, {"mask": region_mask()}], task="category"
-    )
+    same = [{"box": BOX}, {"points": [[240.0, 150.0]], "point_labels": [1]}, {"mask": region_mask()}]
+    ref = PAMPredictor(bundle, generation=GenerationSettings.greedy(TOKENS)).generate([RegionRequest(region=r, image=image, task="category") for r in same])
     assert body["object"] == "chat.completion" and body["model"] == "pam-test"
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
     for choice, region, expected in zip(body["choices"], body["regions"], ref):
         assert choice["message"] == {"role": "assistant", "content": expected.text}
-        assert choice["finish_reason"] == ("stop" if len(expected.token_ids) < TOKENS else "length")
-        assert np.array_equal(decode(region["mask"]), expected.mask.numpy())
+        assert choice["finish_reason"] == expected.finish_reason == ("stop" if len(expected.token_ids) < TOKENS else "length")
+        assert np.array_equal(decode(region["mask"]), expected.mask)
         assert region["score"] == pytest.approx(expected.score, abs=1e-6)
     completion = sum(len(e.token_ids) for e in ref)
     assert body["usage"]["completion_tokens"] == completion
@@ -253,7 +254,7 @@ def test_api_key(engine, image):
 
 
 def _fake_request(name: str, regions: int = 1, sampling: tuple = ()) -> ParsedRequest:
-    return ParsedRequest(np.zeros((4, 4, 3), np.uint8), name, [{"box": None}] * regions, "<image>\nx", 4, sampling)
+    return ParsedRequest(np.zeros((4, 4, 3), np.uint8), name, [None] * regions, 4, sampling)
 
 
 def test_batcher_groups_by_settings_and_size_and_isolates_failures():

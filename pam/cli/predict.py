@@ -8,28 +8,27 @@ import json
 import sys
 from pathlib import Path
 
+from ..processing.prompts import IMAGE_TASKS, LANGUAGES
 from . import UsageError
-
-TASKS = ("category", "explain", "short_caption", "detailed_caption")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="masks and text for regions of one image", description="Masks and text for regions of one image; JSON on stdout.")
     p.add_argument("image", help="image file")
     _common(p)
-    p.add_argument("--task", action="append", choices=TASKS, help="repeatable; default detailed_caption")
-    p.add_argument("--prompt", default=None, help="ask this free-text question about the region instead of --task (raw answer in texts.prompt)")
+    p.add_argument("--task", action="append", choices=IMAGE_TASKS, help="repeatable; default detailed_caption")
+    _question_args(p, "ask this free question about the region instead of --task (raw answer in texts.question)")
     p.set_defaults(func=_predict)
 
     v = sub.add_parser("video", help="caption a region tracked through a video (or --stream events)", description="Track a region given on frame K and caption it; --stream captions events one after another.")
     _video_args(v)
     v.add_argument("--stream", action="store_true", help="caption events one after another (as `pam stream`)")
-    v.add_argument("--prompt", default=None, help="ask this free-text question about the tracked region instead of captioning it (not with --stream)")
+    _question_args(v, "ask this free question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
 
     s = sub.add_parser("stream", help="stream event captions of a region tracked through a video", description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.")
     _video_args(s)
-    s.set_defaults(func=_video, stream=True, prompt=None)
+    s.set_defaults(func=_video, stream=True, question=None)
 
     c = sub.add_parser("convert-upstream", help="write a released PAM folder out in PAM's format", description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.")
     c.add_argument("src")
@@ -38,6 +37,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="LLM dtype of the export")
     c.add_argument("--base-config", default=None, help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)")
     c.set_defaults(func=_convert)
+
+
+def _question_args(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--question", default=None, help=text)
+    p.add_argument("--prompt", dest="prompt_alias", default=None, help="deprecated alias of --question")
+
+
+def _question(args: argparse.Namespace) -> str | None:
+    """``--question``, or the deprecated ``--prompt`` (with a warning on stderr)."""
+    alias = getattr(args, "prompt_alias", None)
+    if alias is not None:
+        if args.question is not None:
+            raise UsageError("give --question (or its deprecated alias --prompt), not both")
+        print("pam: --prompt is deprecated; use --question", file=sys.stderr)
+        args.question = alias
+    return args.question
 
 
 def _video_args(v: argparse.ArgumentParser) -> None:
@@ -61,7 +76,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box", help="x0,y0,x1,y1 in pixels")
     p.add_argument("--point", action="append", default=[], help="x,y[,label] (label 1 positive, 0 negative); repeatable")
     p.add_argument("--mask", help="binary mask PNG (nonzero = region)")
-    p.add_argument("--language", choices=("en", "zh"), default="en")
+    p.add_argument("--language", choices=LANGUAGES, default="en")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -118,22 +133,23 @@ def _predictor(args, **kwargs):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..inference.predictor import PROMPT_KEY, prompt_turn
+    from ..inference.predictor import question_turn
     from ..inference.regions import Region, check_tasks, load_rgb
+    from ..processing.prompts import QUESTION_KEY
     from ..utils.visualize import overlay
 
-    if args.prompt is not None:
+    if _question(args) is not None:
         if args.task:
-            raise UsageError("give --task or --prompt, not both")
-        prompt_turn(args.prompt)  # an empty prompt fails before loading the model
-        tasks = [PROMPT_KEY]
+            raise UsageError("give --task or --question, not both")
+        question_turn(args.question)  # an empty question fails before loading the model
+        tasks = [QUESTION_KEY]
     else:
         tasks = check_tasks(args.task or ["detailed_caption"], args.language)
     image = load_rgb(args.image, args.image)
     region = _region(args)
     Region.from_any(region).checked(image.shape[:2])  # fail before loading the model
-    if args.prompt is not None:
-        [result] = _predictor(args).predict(image, [region], language=args.language, prompt=args.prompt)
+    if args.question is not None:
+        [result] = _predictor(args).predict(image, [region], language=args.language, question=args.question)
     else:
         [result] = _predictor(args).predict(image, [region], tasks=tasks, language=args.language)
     out = {"image": args.image, "checkpoint": args.checkpoint, **result.to_json()}
@@ -157,12 +173,12 @@ def _video(args: argparse.Namespace) -> int:
 
     if args.window < 1:
         raise UsageError("--window must be >= 1")
-    if args.prompt is not None:
+    if _question(args) is not None:
         if args.stream:
-            raise UsageError("--prompt asks one question about the clip; it does not go with --stream")
-        from ..inference.predictor import prompt_turn
+            raise UsageError("--question asks one question about the clip; it does not go with --stream")
+        from ..inference.predictor import question_turn
 
-        prompt_turn(args.prompt)  # an empty prompt fails before any decoding
+        question_turn(args.question)  # an empty question fails before any decoding
     frames, indices = load_video(args.video, max_frames=args.max_frames, start=args.frame)
     region = _region(args)
     Region.from_any(region).checked(frames.shape[1:3])  # fail before loading the model
@@ -179,7 +195,7 @@ def _video(args: argparse.Namespace) -> int:
         masks = np.concatenate([e.masks for e in events])
         captions = [e.caption for e in events for _ in range(len(e.masks))]
     else:
-        result = predictor.predict_video(frames, region, language=args.language, prompt=args.prompt)
+        result = predictor.predict_video(frames, region, language=args.language, question=args.question)
         out = {"video": args.video, "text": result.text, "score": result.score, "frame_indices": indices, "llm_frames": [indices[k] for k in result.llm_frames]}
         masks, captions = result.masks, [result.text] * len(result.masks)
     if args.out:
@@ -212,17 +228,15 @@ def _write_annotated(folder: Path, frames, masks, captions, fmt: str) -> Path:
 def _convert(args: argparse.Namespace) -> int:
     import shutil
 
-    from ..api import load_released_pam
+    from ..api import is_released_folder, load_pam
     from ..checkpoints.pam_checkpoint import export_pam
-    from ..inference.predictor import read_model_config
 
     src, dst = Path(args.src), Path(args.dst)
-    if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src}: not a released PAM folder (no config.json)")
+    if not is_released_folder(src):
+        raise FileNotFoundError(f"{src}: not a released PAM folder (no config.json, or a PAM checkpoint)")
     if dst.exists():
         raise UsageError(f"{dst} already exists")
-    base = read_model_config(args.base_config) if args.base_config else None
-    bundle = load_released_pam(src, sam2_checkpoint=args.sam2_checkpoint, base=base, dtype=args.dtype)
+    bundle = load_pam(src, sam2_checkpoint=args.sam2_checkpoint, base_config=args.base_config, dtype=args.dtype)
     export_pam(bundle.model, bundle.tokenizer, dst, metadata={"converted_from": str(src)})
     if (src / "generation_config.json").is_file():
         shutil.copy(src / "generation_config.json", dst / "generation_config.json")

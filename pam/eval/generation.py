@@ -1,29 +1,24 @@
-"""Where evaluation meets the model: load a checkpoint, turn benchmark inputs into predictor calls.
+"""Where evaluation meets the model: benchmark inputs as predictor requests.
 
-Every dependency of ``pam.eval`` on the model side (checkpoint loading, the predictor, the
-collator's sample dict) lives in this file, so a change of those APIs is adapted here only.
+An adapter over :class:`~pam.inference.predictor.PAMPredictor`'s public methods: models are loaded
+by :func:`pam.api.load_pam`, regions are checked by the predictor's one validator (format only:
+benchmark boxes may touch or leave the image), prompts come from the task vocabulary.
 """
 
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..inference.generation import GenerationSettings
+from ..inference.predictor import PAMPredictor
+from ..inference.request import RegionRequest
 from ..processing.prompts import Task
 from .config import GenerationConfig
 
-
-def load_checkpoint(folder: str | Path, device: str = "cpu"):
-    """A PAM bundle (model, tokenizer, processor) from a checkpoint folder written by save/export."""
-    from ..api import load_pam
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
-    return load_pam(folder, device=device)
+VIDEO_TASK = Task.VIDEO_CAPTION.value
 
 
 def item_seed(seed: int, item_id) -> int:
@@ -31,60 +26,55 @@ def item_seed(seed: int, item_id) -> int:
     return zlib.crc32(f"{seed}/{item_id}".encode()) & 0x7FFFFFFF
 
 
-def _full_prompt(region: dict) -> dict:
-    out = {"points": None, "point_labels": None, "box": None, "mask": None}
-    for key, value in region.items():
-        if key not in out:
-            raise ValueError(f"unknown region field {key!r}; use points, point_labels, box (xyxy) and mask")
-        if value is not None:
-            dtype = bool if key == "mask" else (np.int64 if key == "point_labels" else np.float32)
-            out[key] = np.asarray(value, dtype=dtype)
-    return out
+def predictor_settings(generation: GenerationConfig) -> GenerationSettings:
+    """A benchmark's generation config as the predictor's settings (the runner seeds each item)."""
+    sampling = generation.do_sample
+    return GenerationSettings(
+        do_sample=sampling,
+        temperature=generation.temperature if sampling else None,
+        top_p=generation.top_p if sampling else None,
+        num_beams=generation.num_beams,
+        max_new_tokens=generation.max_new_tokens,
+        seed=None,
+        source="benchmark generation config",
+    )
 
 
 class PAMGenerator:
     """Generates PAM answers for benchmark items with one benchmark's generation settings."""
 
     def __init__(self, bundle, generation: GenerationConfig):
-        from ..inference.predictor import PAMPredictor
-
         generation.validate()
         generation.check_llm_frames(bundle.model.config.video_num_frames)
         self.bundle = bundle
         self.generation = generation
-        self.predictor = PAMPredictor(bundle, max_new_tokens=generation.max_new_tokens, generation_kwargs=generation.hf_kwargs())
+        self.predictor = PAMPredictor(bundle, generation=predictor_settings(generation))
 
     def seed(self, item_id) -> None:
         torch.manual_seed(item_seed(self.generation.seed, item_id))
 
     def describe_regions(self, image: np.ndarray, regions: list[dict], *, text: str | None = None, task: str | None = None) -> list[str]:
-        """One answer per region of ``image``: the task prompt, or ``text`` as the user turn."""
+        """One answer per region of ``image``: the task prompt, or ``text`` as the question."""
         if text is None:
             task = task or self.generation.task
             if task is None:
                 raise ValueError("describe_regions needs a task or a text prompt")
-            results = self.predictor.describe_image(np.asarray(image), regions, task=task, language=self.generation.language)
-        else:
-            results = self.predictor.describe_image(np.asarray(image), [_full_prompt(r) for r in regions], prompt=text)
-        return [r.text for r in results]
+        image = np.asarray(image)
+        language = self.generation.language
+        requests = [RegionRequest(region=r, image=image, task=task, question=text, language=language) for r in regions]
+        return [r.text for r in self.predictor.generate(requests, strict=False)]
 
     def describe_video(self, frames: np.ndarray, region: dict, *, text: str | None = None, history: str | None = None) -> str:
         """Caption (``text`` None) or answer ``text`` about a region given on frame 0 of ``frames``:
         SAM 2 tracks every given frame, the LLM sees the model's ``video_num_frames`` of them."""
-        if text is None:
-            return self.predictor.describe_video(np.asarray(frames), region, language=self.generation.language, history=history).text
-        return self.predictor.describe_video(np.asarray(frames), _full_prompt(region), prompt=text).text
+        request = RegionRequest(region=region, video=np.asarray(frames), question=text, history=history, language=self.generation.language)
+        return self.predictor.generate([request], strict=False)[0].text
 
     def describe_events(self, frames: np.ndarray, region: dict, ends: list[int]) -> list[str]:
         """Streamed captions of consecutive events of ``frames`` (event k ends at position
         ``ends[k]``): one SAM 2 tracking state from the region on frame 0, each event captioned
-        from its own frames with the previous caption as history (:func:`~pam.inference.streaming.stream_events`)."""
-        from ..inference.regions import Region
-        from ..inference.streaming import stream_events
-
-        frames = np.asarray(frames)
-        events = stream_events(self.predictor, frames, list(range(len(frames))), Region.from_any(region, "region"), language=self.generation.language, ends=ends)
-        return [e.caption for e in events]
+        from its own frames with the previous caption as history (:meth:`PAMPredictor.stream`)."""
+        return [e.caption for e in self.predictor.stream(np.asarray(frames), region, language=self.generation.language, ends=ends, strict=False)]
 
     def generate_samples(self, samples: list[dict]):
         """RegionResults for dataset samples (their last assistant turn is dropped)."""
@@ -95,6 +85,3 @@ class PAMGenerator:
                 turns = turns[:-1]
             prepared.append({**s, "turns": turns})
         return self.predictor.generate_samples(prepared)
-
-
-VIDEO_TASK = Task.VIDEO_CAPTION.value

@@ -131,7 +131,8 @@ def evaluate(
 ) -> dict | None:
     """Generate with the checkpoint's model, score, write ``results.json``/``.md``; returns the
     result on rank 0 (None elsewhere). ``bundle`` skips loading ``checkpoint`` again."""
-    from .generation import PAMGenerator, load_checkpoint
+    from ..api import load_pam
+    from .generation import PAMGenerator
 
     bench = benchmark if isinstance(benchmark, Benchmark) else get_benchmark(benchmark, overrides=overrides)
     rank, world = dist_info()
@@ -139,7 +140,7 @@ def evaluate(
     items = _limit(bench.read_items(data), limit)
     if bench.needs_judge and judge is None and rank == 0:
         judge = _judge_for(bench, out_dir)  # fail before hours of generation, not after
-    bundle = bundle if bundle is not None else load_checkpoint(checkpoint, device)
+    bundle = bundle if bundle is not None else load_pam(checkpoint, device=device)
     generator = PAMGenerator(bundle, bench.config.generation)
     pred_path = generate_predictions(bench, items, generator, out_dir / PREDICTIONS, rank=rank, world_size=world, progress=progress)
     if rank != 0:

@@ -1,19 +1,13 @@
-"""What the predictor returns: per region the mask (array and COCO RLE), SAM 2's score, the raw
-text per task and the fields parsed from it; per video event its frame range and caption."""
+"""What the predictor returns: per request the text, mask and score (:class:`RegionResult`); per
+image region the mask (array and COCO RLE), SAM 2's score, the raw text per task and the fields
+parsed from it; per video event its frame range and caption."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools import mask as mask_utils
-
-# the answer formats PAM is trained on (pam.data.turns.explain_answer)
-_EXPLAIN = {
-    "en": re.compile(r"^(?P<category>.*?)\.\s*Definition:\s*(?P<definition>.*?)\.?(?:\s*Function:\s*(?P<function>.*?)\.?)?$", re.S),
-    "zh": re.compile(r"^(?P<category>.*?)。\s*定义：(?P<definition>.*?)。?(?:\s*功能：(?P<function>.*?)。?)?$", re.S),
-}
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -26,18 +20,15 @@ def decode_rle(rle: dict) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
-def parse_fields(task: str, text: str, language: str = "en") -> dict:
-    """Structured fields of one answer: ``category`` (category), ``category/definition/function``
-    (explain; None where the text does not follow the trained format), ``caption`` (captions)."""
-    text = text.strip()
-    if task == "category":
-        return {"category": text.rstrip(".。").strip()}
-    if task == "explain":
-        m = _EXPLAIN[language].match(text)
-        if not m:
-            return {"category": None, "definition": None, "function": None}
-        return {k: (v.strip() if v else None) for k, v in m.groupdict().items()}
-    return {"caption": text}
+@dataclass
+class RegionResult:
+    """One request's answer: the text, its token ids, why decoding stopped, the mask and score."""
+
+    text: str
+    mask: np.ndarray  # bool, (H, W) for an image region, (T, H, W) for a video region
+    score: float  # SAM 2's predicted IoU of the (first-frame) mask
+    token_ids: list[int]
+    finish_reason: str = "stop"  # "stop" (an end-of-sequence token) or "length" (max_new_tokens)
 
 
 @dataclass
@@ -94,10 +85,6 @@ class StreamEvent:
     caption: str
     masks: np.ndarray  # bool (T_event, H, W)
     boundary_score: float | None = None  # the change-point score that closed the event (None: window end / video end)
-
-    @property
-    def mask(self):  # the name of the earlier API
-        return self.masks
 
     def to_json(self) -> dict:
         return {"start_frame": self.start_frame, "end_frame": self.end_frame, "caption": self.caption, "boundary_score": self.boundary_score}

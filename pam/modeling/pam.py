@@ -32,17 +32,25 @@ from .sam2_types import ImageFeatures, RegionPrompt
 
 @dataclass
 class PAMOutput:
-    loss: torch.Tensor | None
+    """What ``forward`` returns: plain tensors, nothing read back to the host.
+
+    ``loss_sum`` is the cross-entropy summed over the label tokens and ``num_tokens`` their count
+    (a 0-d tensor): the trainer divides by the count over all ranks and micro-batches.
+    """
+
+    loss_sum: torch.Tensor | None
+    num_tokens: torch.Tensor | None
     logits: torch.Tensor  # (R, L, V)
-    num_label_tokens: int
 
 
 @dataclass
-class RegionResult:
-    text: str
-    mask: torch.Tensor  # bool, (H, W) for an image region, (T, H, W) for a video region
-    score: float  # SAM 2's predicted IoU of the (first-frame) mask
-    token_ids: list[int]
+class GenerationOutput:
+    """What ``generate`` returns, per region, as tensors: decoding the text and upsampling the masks
+    belong to the processor (:meth:`PAMProcessor.decode`, :meth:`PAMProcessor.postprocess_masks`)."""
+
+    sequences: torch.Tensor  # (R, N) generated token ids (rows that stopped early are padded)
+    mask_logits: list[torch.Tensor]  # per region: (1, h, w) image, or (T, h, w) video, low-res
+    scores: torch.Tensor  # (R,) SAM 2's predicted IoU of the (first-frame) mask
 
 
 @dataclass
@@ -124,8 +132,9 @@ class PAM(nn.Module):
         return self.llm.get_input_embeddings().weight.dtype
 
     # ----- visual path ---------------------------------------------------------------------------
-    def _region_tokens(self, image_embedding, mask_tokens, first_frame: bool, last: bool) -> torch.Tensor:
-        """[image tokens, image_newline, semantic tokens, semT_newline(, frame_newline)] per region."""
+    def region_tokens(self, image_embedding, mask_tokens, first_frame: bool, last: bool) -> torch.Tensor:
+        """[image tokens, image_newline, semantic tokens, semT_newline(, frame_newline)] per region,
+        from SAM 2's post-decoder image embedding and mask tokens (the perceiver's inputs)."""
         semantic, image_tokens = self.perceiver(image_embedding, mask_tokens, first_frame=first_frame)
         b = semantic.shape[0]
         parts = []
@@ -138,6 +147,8 @@ class PAM(nn.Module):
         if not last:
             parts.append(self.frame_newline.expand(b, 1, -1))
         return torch.cat([p.to(parts[0].dtype) for p in parts], dim=1)
+
+    _region_tokens = region_tokens  # the name training's tracking tests use
 
     def encode_regions(
         self,
@@ -168,7 +179,7 @@ class PAM(nn.Module):
                 image_features = self.sam2.encode_images(pixel_values.to(self.device, self.sam2_dtype))
             index = torch.as_tensor([index_list[r] for r in image_rows], dtype=torch.long, device=image_features.image_embed.device)
             dec = self.sam2.decode(image_features, index, [prompts[r].to(self.device) for r in image_rows])
-            tokens = self._region_tokens(dec.image_embedding, dec.mask_tokens, first_frame=True, last=True)
+            tokens = self.region_tokens(dec.image_embedding, dec.mask_tokens, first_frame=True, last=True)
             for i, r in enumerate(image_rows):
                 embeddings[r] = tokens[i]
                 masks[r] = dec.mask_logits[i]
@@ -194,7 +205,7 @@ class PAM(nn.Module):
         keep = select_frames(frames.shape[0], self.config.video_num_frames)
         track = self.sam2.track_video(frames, prompt.to(self.device), keep)
         per_frame = [
-            self._region_tokens(track["image_embedding"][f], track["mask_tokens"][f], first_frame=(i == 0), last=False)[0]
+            self.region_tokens(track["image_embedding"][f], track["mask_tokens"][f], first_frame=(i == 0), last=False)[0]
             for i, f in enumerate(keep)
         ]
         mask_logits = torch.cat([track["mask_logits"][t][:, 0] if track["mask_logits"][t].ndim == 4 else track["mask_logits"][t] for t in sorted(track["mask_logits"])])
@@ -229,7 +240,8 @@ class PAM(nn.Module):
         image_features: ImageFeatures | None = None,
         videos: list[torch.Tensor | None] | None = None,
     ) -> PAMOutput:
-        """LM loss on the label tokens (the assistant replies), averaged over them."""
+        """LM loss on the label tokens (the assistant replies): their summed loss and their count,
+        both tensors (no device->host sync); the caller divides by the global count."""
         visual = self.encode_regions(
             prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
         )
@@ -238,13 +250,13 @@ class PAM(nn.Module):
         out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask.to(self.device), use_cache=False)
         logits = out.logits
         if labels is None:
-            return PAMOutput(None, logits, 0)
+            return PAMOutput(None, None, logits)
         labels = labels.to(self.device)
         shift_logits = logits[:, :-1].float()
         shift_labels = labels[:, 1:]
-        n = int((shift_labels != IGNORE_INDEX).sum())
+        n = (shift_labels != IGNORE_INDEX).sum()
         loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-        return PAMOutput(loss / max(n, 1), logits, n)
+        return PAMOutput(loss, n, logits)
 
     # ----- generation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -255,15 +267,15 @@ class PAM(nn.Module):
         attention_mask: torch.Tensor,
         prompts: list[RegionPrompt],
         region_image_index: torch.Tensor,
-        orig_sizes: list[tuple[int, int]],
-        tokenizer,
         pixel_values: torch.Tensor | None = None,
         image_features: ImageFeatures | None = None,
         videos: list[torch.Tensor | None] | None = None,
         max_new_tokens: int = 128,
+        eos_token_id: list[int] | None = None,
+        pad_token_id: int | None = None,
         generation_kwargs: dict | None = None,
-    ) -> list[RegionResult]:
-        """Text, mask (original size) and SAM 2 score for each region.
+    ) -> GenerationOutput:
+        """Token ids, low-resolution mask logits and SAM 2 scores for each region.
 
         ``input_ids`` end with the assistant header (right-padded rows are re-padded on the left
         for batched decoding). ``generation_kwargs`` go to Hugging Face ``generate`` (greedy by
@@ -272,30 +284,42 @@ class PAM(nn.Module):
         visual = self.encode_regions(
             prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
         )
+        sequences = self.generate_from_visual(
+            input_ids=input_ids, attention_mask=attention_mask, visual=visual.embeddings, max_new_tokens=max_new_tokens,
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id, generation_kwargs=generation_kwargs,
+        )
+        scores = torch.stack(
+            [p.float().reshape(()) if isinstance(p, torch.Tensor) else torch.tensor(float(p), device=self.device) for p in visual.score_parts]
+        )
+        return GenerationOutput(sequences=sequences, mask_logits=visual.mask_logits, scores=scores)
+
+    @torch.no_grad()
+    def generate_from_visual(
+        self,
+        *,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        visual: list[torch.Tensor],
+        max_new_tokens: int = 128,
+        eos_token_id: list[int] | None = None,
+        pad_token_id: int | None = None,
+        generation_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        """The LLM's new token ids (R, N) for sequences whose image placeholders take ``visual``
+        (per region, e.g. :meth:`region_tokens` of frames tracked elsewhere)."""
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device).bool()
-        embeds = self.build_inputs_embeds(input_ids, visual.embeddings)
+        embeds = self.build_inputs_embeds(input_ids, [v.to(self.llm_dtype) for v in visual])
         left, left_mask = left_pad(embeds, attention_mask)
         generate_kwargs = {"do_sample": False, **(generation_kwargs or {})}
-        eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tokenizer.get_vocab()]
-        out = self.llm.generate(
+        return self.llm.generate(
             inputs_embeds=left,
             attention_mask=left_mask,
             max_new_tokens=max_new_tokens,
-            eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
             **generate_kwargs,
         )
-        results = []
-        index_list = region_image_index.tolist()
-        scores = visual.scores
-        for r, ids in enumerate(out.tolist()):  # one device->host copy of all generated ids
-            cut = next((i for i, t in enumerate(ids) if t in eos), len(ids))
-            text = tokenizer.decode(ids[:cut], skip_special_tokens=True).strip()
-            logits = self.sam2.upscale_masks(visual.mask_logits[r].unsqueeze(1), orig_sizes[r])[:, 0]
-            mask = logits > 0.0
-            results.append(RegionResult(text=text, mask=mask[0] if index_list[r] >= 0 else mask, score=scores[r], token_ids=ids[:cut]))
-        return results
 
 
 def left_pad(embeds: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

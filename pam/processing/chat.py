@@ -22,10 +22,13 @@ import torch
 
 from ..utils.layout import IGNORE_INDEX
 
-__all__ = ["IGNORE_INDEX", "TokenizedChat", "tokenize_chat"]
+__all__ = ["EOS_TOKENS", "IGNORE_INDEX", "IM_END", "IM_START", "TokenizedChat", "tokenize_chat"]
 SYSTEM_PROMPT = "You are a helpful assistant."
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
+END_OF_TEXT = "<|endoftext|>"
+# generation stops at any of these (the end of the assistant turn, or of the text)
+EOS_TOKENS = (IM_END, END_OF_TEXT)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..utils.layout import IGNORE_INDEX
 from .processor import PAMProcessor
 
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "region_image_index", "videos", "prompts")
-GENERATION_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_image_index", "videos", "prompts", "orig_sizes")
+GENERATION_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_image_index", "videos", "prompts")
 
 
 class PAMBatch(Mapping):

@@ -8,6 +8,9 @@
   becomes SAM 2's low-resolution dense mask input.
 * Text: ChatML with assistant-only labels; the single image placeholder is expanded to the
   region's number of visual tokens, which the model checks.
+* Outputs: generated ids are cut at the first end-of-sequence token and decoded; SAM 2's
+  low-resolution mask logits are upsampled to the original image size, as ``SAM2ImagePredictor``
+  post-processes them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..modeling.config import PAMConfig
 from ..modeling.sam2_build import import_sam2
 from ..modeling.sam2_types import RegionPrompt, mask_input_from_binary
 from ..utils.layout import IGNORE_INDEX
-from .chat import tokenize_chat
+from .chat import EOS_TOKENS, tokenize_chat
 
 import_sam2()
 from sam2.utils.transforms import SAM2Transforms  # noqa: E402
@@ -50,6 +53,8 @@ class PAMProcessor:
         self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {config.image_token!r} token; load it with pam.processing.tokenizer")
+        vocab = tokenizer.get_vocab()
+        self.eos_token_ids = [tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS if t in vocab]
 
     # ----- pixels --------------------------------------------------------------------------------
     def preprocess_image(self, image: np.ndarray) -> torch.Tensor:
@@ -122,3 +127,20 @@ class PAMProcessor:
         ids = chat.input_ids[:p] + [self.image_token_id] * n + chat.input_ids[p + 1 :]
         labels = chat.labels[:p] + [IGNORE_INDEX] * n + chat.labels[p + 1 :]
         return {"input_ids": ids, "labels": labels}
+
+    # ----- outputs -------------------------------------------------------------------------------
+    def decode(self, ids: list[int], max_new_tokens: int | None = None) -> tuple[str, list[int], str]:
+        """One generated row -> (text, its token ids, finish reason): the row is cut at its first
+        end-of-sequence token ("stop"), else at ``max_new_tokens`` ("length")."""
+        cut = next((i for i, t in enumerate(ids) if t in self.eos_token_ids), len(ids))
+        limit = len(ids) if max_new_tokens is None else max_new_tokens
+        if cut < limit:
+            kept, reason = ids[:cut], "stop"
+        else:
+            kept, reason = ids[:limit], "length"
+        return self.tokenizer.decode(kept, skip_special_tokens=True).strip(), kept, reason
+
+    def postprocess_masks(self, mask_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+        """Low-res logits (N, h, w) -> bool masks (N, H, W) at the original size (bilinear, > 0)."""
+        up = self.transforms.postprocess_masks(mask_logits.float().unsqueeze(1), tuple(orig_hw))
+        return up[:, 0] > 0.0

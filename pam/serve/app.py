@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .batcher import QueueFull, RequestBatcher
-from .engine import Engine, RegionJob
+from .engine import Engine
 from .protocol import ParsedRequest, RequestError, encode_rle, parse_chat_request
 
 log = logging.getLogger(__name__)
@@ -33,19 +33,19 @@ def error_response(status: int, message: str, *, param: str | None = None, kind:
 
 
 def run_batch(engine: Engine, requests: list[ParsedRequest]) -> list[list]:
-    """All regions of ``requests`` through one ``engine.describe`` call; answers split per request."""
-    images = {r.image_key: r.image for r in requests}
-    jobs = [RegionJob(r.image_key, region, r.user_prompt, r.max_new_tokens) for r in requests for region in r.regions]
-    answers = engine.describe(images, jobs, generation_kwargs=requests[0].generation_kwargs)
+    """All regions of ``requests`` through one ``engine.describe`` call; answers split per request,
+    each as ``(RegionResult, prompt tokens)``."""
+    answers = engine.describe([q for r in requests for q in r.requests], requests[0].generation_settings)
     out, start = [], 0
     for r in requests:
-        out.append(answers[start : start + len(r.regions)])
-        start += len(r.regions)
+        out.append([(a, r.prompt_tokens) for a in answers[start : start + len(r.requests)]])
+        start += len(r.requests)
     return out
 
 
-def completion_body(engine: Engine, answers: list) -> dict:
-    prompt = sum(a.prompt_tokens for a in answers)
+def completion_body(engine: Engine, pairs: list) -> dict:
+    answers = [a for a, _ in pairs]
+    prompt = sum(n for _, n in pairs)
     completion = sum(len(a.token_ids) for a in answers)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -126,6 +126,7 @@ def create_app(
             n = engine.prompt_length(parsed.user_prompt)
             if n > engine.max_length:
                 raise RequestError("messages", f"the prompt takes {n} tokens, more than the model's max_length {engine.max_length}")
+            parsed.prompt_tokens = n
         except RequestError as err:
             return error_response(400, err.message, param=err.param)
         except ValueError as err:  # tokenizer-level problems with the instruction text

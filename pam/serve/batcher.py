@@ -82,16 +82,16 @@ class RequestBatcher:
         return await item.future
 
     def _fits(self, batch: list[_Item], regions: int, item: _Item) -> bool:
-        return item.request.sampling == batch[0].request.sampling and regions + len(item.request.regions) <= self.max_batch_size
+        return item.request.sampling == batch[0].request.sampling and regions + len(item.request.requests) <= self.max_batch_size
 
     async def _collect(self) -> list[_Item]:
         """The next batch: held-over requests first, then what arrives within ``max_wait``."""
         first = self._held.popleft() if self._held else await self._queue.get()
-        batch, regions, deferred = [first], len(first.request.regions), []
+        batch, regions, deferred = [first], len(first.request.requests), []
         for item in list(self._held):
             if self._fits(batch, regions, item):
                 batch.append(item)
-                regions += len(item.request.regions)
+                regions += len(item.request.requests)
             else:
                 deferred.append(item)
         self._held.clear()
@@ -110,10 +110,10 @@ class RequestBatcher:
                     break
             if self._fits(batch, regions, item):
                 batch.append(item)
-                regions += len(item.request.regions)
+                regions += len(item.request.requests)
             else:
                 deferred.append(item)
-                if regions + len(item.request.regions) > self.max_batch_size:
+                if regions + len(item.request.requests) > self.max_batch_size:
                     break
         self._held.extend(deferred)
         return batch
@@ -127,7 +127,7 @@ class RequestBatcher:
                 continue
             self.stats.batches += 1
             self.stats.requests += len(batch)
-            self.stats.regions += sum(len(i.request.regions) for i in batch)
+            self.stats.regions += sum(len(i.request.requests) for i in batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             try:
                 outputs = await loop.run_in_executor(self._executor, self.run_batch, [i.request for i in batch])

@@ -4,8 +4,9 @@ Image tab: upload an image, click it to add points (positive or negative) and/or
 "Describe" runs the four image tasks on the region in one model call (one SAM 2 encode) and shows
 the mask overlay with the category, the explanation, the short and the detailed caption. Video
 tab: upload a video, type a box on frame 0; captions arrive segment by segment, each with the
-tracked mask drawn on the segment's last frame. All model calls go through ``Engine`` and are
-serialised by a lock (Gradio runs handlers on several threads).
+tracked mask drawn on the segment's last frame. All model calls go through ``Engine`` (the
+predictor) and are serialised by a lock (Gradio runs handlers on several threads); regions are
+checked by the predictor's one validator, tasks and labels come from the task vocabulary.
 """
 
 from __future__ import annotations
@@ -17,24 +18,41 @@ import time
 import numpy as np
 
 # the one import of the drawing helpers in pam/serve
+from ..inference.regions import InputError, Region
+from ..inference.request import RegionRequest
+from ..processing.prompts import IMAGE_TASKS as TASK_NAMES
+from ..processing.prompts import TASK_LABELS
 from ..utils.visualize import overlay
-from .engine import Engine, RegionJob
-from .protocol import RequestError, image_key, parse_box, parse_points
+from .engine import Engine
+from .protocol import RequestError, image_key
 
-IMAGE_TASKS = (("category", "Category"), ("explain", "Explanation"), ("short_caption", "Short caption"), ("detailed_caption", "Detailed caption"))
+IMAGE_TASKS = tuple((task, TASK_LABELS[task]) for task in TASK_NAMES)  # (task, label) per answer box
 MAX_VIDEO_FRAMES = 64
 
 
-def parse_box_text(text: str, hw: tuple[int, int]) -> np.ndarray | None:
-    """"x0, y0, x1, y1" (commas or spaces) -> a validated box, or None for an empty field."""
+def box_numbers(text: str) -> list[float] | None:
+    """"x0, y0, x1, y1" (commas or spaces) -> the numbers, or None for an empty field."""
     text = (text or "").strip()
     if not text:
         return None
     try:
-        values = [float(v) for v in text.replace(",", " ").split()]
+        return [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise RequestError("box", f"box must be four numbers x0, y0, x1, y1, got {text!r}") from None
-    return parse_box(values, hw, "box")
+
+
+def checked_region(hw: tuple[int, int], box=None, points=None, labels=None) -> Region:
+    """The UI's box and clicks through the one region validator; errors name the UI field."""
+    try:
+        return Region(points=points, labels=labels, box=box).checked(hw, "region")
+    except InputError as err:
+        raise RequestError(err.field or "region", str(err)) from None
+
+
+def parse_box_text(text: str, hw: tuple[int, int]) -> np.ndarray | None:
+    """"x0, y0, x1, y1" -> a validated box, or None for an empty field."""
+    values = box_numbers(text)
+    return None if values is None else checked_region(hw, box=values).box
 
 
 def shown_text(text: str, n_tokens: int) -> str:
@@ -67,20 +85,23 @@ class DemoHandlers:
             raise RequestError("image", "upload an image first")
         image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
         hw = image.shape[:2]
-        region = {"points": None, "point_labels": None, "box": parse_box_text(box_text, hw), "mask": None}
-        if points:
-            region["points"], region["point_labels"] = parse_points([p[:2] for p in points], [p[2] for p in points], hw, "points")
-        if region["box"] is None and region["points"] is None:
+        box = box_numbers(box_text)
+        if box is None and not points:
             raise RequestError("region", "click the image to add points or type a box x0, y0, x1, y1")
+        pts = [p[:2] for p in points] if points else None
+        region = checked_region(hw, box=box, points=pts, labels=[p[2] for p in points] if points else None)
         key = image_key(image)
-        jobs = [RegionJob(key, region, self.engine.task_prompt(task), self.engine.max_new_tokens) for task, _ in IMAGE_TASKS]
+        requests = [RegionRequest(region=region, image=image, task=task, image_key=key) for task, _ in IMAGE_TASKS]
+        try:
+            requests = self.engine.predictor.check(requests)
+        except InputError as err:
+            raise RequestError(err.field or "region", str(err)) from None
         start = time.perf_counter()
         with self.lock:
-            answers = self.engine.describe({key: image}, jobs)
+            answers = self.engine.describe(requests)
         seconds = time.perf_counter() - start
         first = answers[0]
-        pts = region["points"]
-        picture = overlay(image, first.mask, box=region["box"], points=pts, labels=region["point_labels"])
+        picture = overlay(image, first.mask, box=region.box, points=region.points, labels=region.labels)
         texts = [shown_text(a.text, len(a.token_ids)) for a in answers]
         info = f"mask score (SAM 2 IoU) {first.score:.3f} · mask area {int(first.mask.sum())} px · {seconds:.2f} s for four answers (one SAM 2 encode)"
         return (picture, *texts, info)

@@ -1,66 +1,42 @@
-"""The one place where serving touches the model: loading, region description, video streaming.
+"""Where serving meets the predictor: loading, region requests in batches, video streaming.
 
-The server and the demo call only ``Engine``; switching to a new predictor API means editing this
-file alone. ``Engine.describe`` runs a batch of regions over one or more images as ONE model call:
-the collator keeps each distinct image (by ``image_key``) once, so SAM 2 encodes it once, and all
-regions are decoded in one batched ``generate``. The engine is not thread-safe; the server calls it
-from a single worker thread.
+The server and the demo call only ``Engine``, an adapter over
+:class:`~pam.inference.predictor.PAMPredictor`: ``Engine.describe`` hands a batch of checked
+:class:`~pam.inference.request.RegionRequest` s over one or more images to ONE
+``PAMPredictor.generate`` call, which encodes each distinct image (by ``image_key``) once with
+SAM 2 and decodes all regions in one batch, each stopping at its own ``max_new_tokens``. The engine
+is not thread-safe; the server calls it from a single worker thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..api import build_pam, load_pam, read_model_config
 from ..inference.events import BoundaryRule
 from ..inference.generation import GenerationSettings
 from ..inference.predictor import PAMPredictor
-from ..inference.predictor import load_bundle as load_checkpoint
-from ..inference.results import StreamEvent
-from ..processing.prompts import Task, task_prompt
+from ..inference.request import RegionRequest
+from ..inference.results import RegionResult, StreamEvent
+from ..processing.prompts import IMAGE_PLACEHOLDER
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "debug.yaml"
-
-
-@dataclass
-class RegionJob:
-    """One region to describe: which image, the prompt (original pixels), the user turn."""
-
-    image_key: str
-    region: dict  # {"points", "point_labels", "box", "mask"}: numpy arrays or None
-    user_prompt: str  # the full user turn, with the image placeholder
-    max_new_tokens: int
-
-
-@dataclass
-class RegionAnswer:
-    text: str
-    token_ids: list[int]
-    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_new_tokens)
-    mask: np.ndarray  # bool (H, W) at the image's size
-    score: float  # SAM 2's predicted IoU
-    prompt_tokens: int
+ONE_CALL = 1 << 20  # the predictor's batch size: the batcher sizes the batches, each is one model call
 
 
 def debug_config():
     """configs/model/debug.yaml, composed as Hydra would (schema defaults, then the file)."""
-    from ..inference.predictor import read_model_config
-
     return read_model_config(DEBUG_CONFIG)
 
 
-def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
-    """A PAM bundle from a checkpoint folder (PAM checkpoint, export or released folder, through
-    the predictor's loader), or (``None``) the debug-size model with random weights."""
-    if checkpoint is not None:
-        return load_checkpoint(checkpoint, device=device)
-    from ..api import build_pam
-
+def random_debug_bundle(seed: int = 0, device: str = "cpu"):
+    """The debug-size model with random weights (``pam serve`` / ``pam demo`` without a checkpoint)."""
     torch.manual_seed(seed)
     bundle = build_pam(debug_config())
     bundle.model.to(device)
@@ -69,20 +45,21 @@ def load_bundle(checkpoint: str | None, device: str = "cpu", seed: int = 0):
 
 class Engine:
     def __init__(self, bundle, *, max_new_tokens: int = 128, model_name: str = "pam", random_weights: bool = False):
-        # greedy unless a request asks for sampling (its temperature/top_p override per batch)
-        self.predictor = PAMPredictor(bundle, generation=GenerationSettings.greedy(max_new_tokens))
-        self.tokenizer = bundle.tokenizer
+        # greedy unless a request asks for sampling (its temperature/top_p override per batch); no seed
+        settings = dataclasses.replace(GenerationSettings.greedy(max_new_tokens), seed=None, source="server default (greedy)")
+        # fast tokenizers reset their padding/truncation state on every call, which is not safe
+        # from two threads at once: the request handlers and the model thread both tokenize
+        self._tokenizer_lock = threading.Lock()
+        self.predictor = PAMPredictor(bundle, generation=settings, batch_size=ONE_CALL, tokenizer_lock=self._tokenizer_lock)
         self.processor = bundle.processor
         self.max_new_tokens = max_new_tokens
         self.model_name = model_name
         self.random_weights = random_weights
-        # fast tokenizers reset their padding/truncation state on every call, which is not safe
-        # from two threads at once: the request handlers and the model thread both tokenize
-        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "cpu", max_new_tokens: int = 128) -> Engine:
-        bundle = load_bundle(checkpoint, device=device)
+        """A checkpoint folder through :func:`pam.api.load_pam`, or (``None``) the random debug model."""
+        bundle = load_pam(checkpoint, device=device) if checkpoint is not None else random_debug_bundle(device=device)
         name = Path(checkpoint).name if checkpoint else "pam-debug-random"
         return cls(bundle, max_new_tokens=max_new_tokens, model_name=name, random_weights=checkpoint is None)
 
@@ -90,14 +67,9 @@ class Engine:
     def model(self):
         return self.predictor.model
 
-    # ----- prompts -------------------------------------------------------------------------------
-    @staticmethod
-    def task_prompt(task: str, language: str = "en") -> str:
-        return task_prompt(Task(task), language)
-
     @property
     def image_placeholder(self) -> str:
-        return self.processor.config.image_token
+        return IMAGE_PLACEHOLDER
 
     def prompt_length(self, user_prompt: str) -> int:
         """Tokens of one image region's generation prompt (visual tokens included)."""
@@ -110,39 +82,11 @@ class Engine:
         return self.processor.config.max_length
 
     # ----- images --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def describe(self, images: dict[str, np.ndarray], jobs: list[RegionJob], generation_kwargs: dict | None = None) -> list[RegionAnswer]:
-        """All ``jobs`` in one model call: one SAM 2 encode per distinct image, one batched generate."""
-        samples = [
-            {
-                "id": f"region{i}",
-                "media_type": "image",
-                "image_key": job.image_key,
-                "pixels": images[job.image_key],
-                "prompt": job.region,
-                "turns": [{"role": "user", "content": job.user_prompt}],
-            }
-            for i, job in enumerate(jobs)
-        ]
-        with self._tokenizer_lock:
-            batch = self.predictor.collate(samples)
-        budget = max(job.max_new_tokens for job in jobs)
-        # one generate over all jobs (the predictor's own _generate would split at its batch_size)
-        with self.predictor.autocast():
-            results = self.model.generate(
-                **batch, tokenizer=self.tokenizer, max_new_tokens=budget, generation_kwargs={**self.predictor.generation_kwargs, **(generation_kwargs or {})}
-            )
-        prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
-        answers = []
-        for job, result, n_prompt in zip(jobs, results, prompt_tokens):
-            ids = result.token_ids
-            # generate() cuts each row at its end-of-turn token, so a row shorter than this job's
-            # limit stopped by itself; otherwise the limit cut it
-            stopped = len(ids) < job.max_new_tokens
-            ids = ids[: job.max_new_tokens]
-            text = result.text if len(ids) == len(result.token_ids) else self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            answers.append(RegionAnswer(text, ids, "stop" if stopped else "length", result.mask.cpu().numpy(), float(result.score), int(n_prompt)))
-        return answers
+    def describe(self, requests: list[RegionRequest], sampling: dict | None = None) -> list[RegionResult]:
+        """All checked ``requests`` in one model call: one SAM 2 encode per distinct image, one
+        batched generate; ``sampling`` overrides the greedy settings (temperature, top_p)."""
+        generation = dataclasses.replace(self.predictor.generation, **sampling) if sampling else None
+        return self.predictor.generate(requests, generation=generation, checked=True)
 
     # ----- video ---------------------------------------------------------------------------------
     @torch.no_grad()

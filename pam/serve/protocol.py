@@ -10,7 +10,10 @@ The instruction: a ``"task"`` field (category, explain, short_caption, detailed_
 text equal to a task name or to a task's prompt wording selects that task; else the text itself is
 the user prompt (the image placeholder is put in front of it); no text means detailed_caption.
 
-Every problem raises ``RequestError`` naming the offending field (``param``), before any model work.
+This module only maps JSON onto the predictor's typed request
+(:class:`~pam.inference.request.RegionRequest`): the request's one validator checks regions, task,
+question and limits, and each error's field is mapped back onto its JSON path, so every problem
+raises ``RequestError`` naming the offending JSON field (``param``), before any model work.
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..inference.regions import InputError, Region
+from ..inference.request import RegionRequest
 from ..inference.results import encode_rle  # noqa: F401  (re-exported: the response's mask format)
-from ..processing.chat import IM_END, IM_START
-from ..processing.prompts import LANGUAGES, Task, task_prompt
+from ..processing.prompts import IMAGE_PLACEHOLDER, task_from_text
 
-IMAGE_TASKS = (Task.CATEGORY, Task.EXPLAIN, Task.SHORT_CAPTION, Task.DETAILED_CAPTION)
 IMAGE_FORMATS = ("PNG", "JPEG")
 MAX_IMAGE_PIXELS = 4096 * 4096
-CONTROL_TOKENS = (IM_START, IM_END, "<|endoftext|>")  # the chat template's own markers
 
 
 class RequestError(ValueError):
@@ -48,17 +50,38 @@ class RequestError(ValueError):
 class ParsedRequest:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     image_key: str  # sha256 of the decoded pixels and their shape
-    regions: list[dict]  # {"points", "point_labels", "box", "mask"} numpy arrays or None
-    user_prompt: str
+    requests: list[RegionRequest]  # one checked request per region, in order
     max_new_tokens: int
     sampling: tuple = ()  # hashable generation settings; requests batch together only if equal
     language: str = "en"
     task: str | None = None
     meta: dict = field(default_factory=dict)
+    prompt_tokens: int = 0  # tokens of one region's generation prompt (set by the app)
 
     @property
-    def generation_kwargs(self) -> dict:
+    def regions(self) -> list[Region]:
+        return [r.region for r in self.requests]
+
+    @property
+    def user_prompt(self) -> str:
+        return self.requests[0].user_turn()
+
+    @property
+    def generation_settings(self) -> dict:
+        """The decoding settings this request asks for, over the engine's (greedy) defaults."""
         return dict(self.sampling)
+
+
+REGION_JSON_FIELDS = {"labels": "point_labels"}  # request field -> JSON key, where they differ
+
+
+def json_path(field: str | None, region_param: str) -> str:
+    """A request field (``region.points[1]``, ``region``) -> its JSON path under ``region_param``."""
+    if field is None or field == "region":
+        return region_param
+    _, _, rest = field.partition(".")
+    key, bracket, index = rest.partition("[")
+    return f"{region_param}.{REGION_JSON_FIELDS.get(key, key)}{bracket}{index}"
 
 
 def _number(value, param: str) -> float:
@@ -103,35 +126,12 @@ def image_key(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def parse_box(value, hw: tuple[int, int], param: str) -> np.ndarray:
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise RequestError(param, f"{param} must be [x0, y0, x1, y1] (4 numbers), got {value!r}")
-    x0, y0, x1, y1 = (_number(v, f"{param}[{i}]") for i, v in enumerate(value))
-    h, w = hw
-    if not (x0 < x1 and y0 < y1):
-        raise RequestError(param, f"{param} must have x0 < x1 and y0 < y1, got {list(value)}")
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise RequestError(param, f"{param} {list(value)} lies outside the {w}x{h} image")
-    return np.array([x0, y0, x1, y1], dtype=np.float32)
-
-
-def parse_points(points, labels, hw: tuple[int, int], param: str) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(points, (list, tuple)) or not points:
-        raise RequestError(f"{param}.points", f"{param}.points must be a non-empty list of [x, y], got {points!r}")
-    h, w = hw
-    coords = []
-    for i, p in enumerate(points):
-        if not isinstance(p, (list, tuple)) or len(p) != 2:
-            raise RequestError(f"{param}.points[{i}]", f"{param}.points[{i}] must be [x, y], got {p!r}")
-        x, y = (_number(v, f"{param}.points[{i}]") for v in p)
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise RequestError(f"{param}.points[{i}]", f"{param}.points[{i}] {list(p)} lies outside the {w}x{h} image")
-        coords.append((x, y))
-    if labels is None:
-        labels = [1] * len(coords)
-    if not isinstance(labels, (list, tuple)) or len(labels) != len(coords) or any(l not in (0, 1) or isinstance(l, bool) for l in labels):
-        raise RequestError(f"{param}.point_labels", f"{param}.point_labels must be {len(coords)} values of 1 (positive) or 0 (negative), got {labels!r}")
-    return np.asarray(coords, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+def check_region(value: dict, hw: tuple[int, int], param: str) -> Region:
+    """``Region.checked`` (the one validator) with its error's field mapped onto the JSON path."""
+    try:
+        return Region.from_any(value, param).checked(hw, param)
+    except InputError as err:
+        raise RequestError(json_path(None if err.field is None else f"region.{err.field}", param), str(err)) from None
 
 
 def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
@@ -157,41 +157,20 @@ def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
         raise RequestError(param, f"{param}: undecodable RLE ({err})") from None
     if mask.shape != tuple(hw):
         raise RequestError(param, f"{param}: RLE decodes to {mask.shape}, expected {tuple(hw)}")
-    if not mask.any():
-        raise RequestError(param, f"{param} is empty (no pixel set)")
     return mask
 
 
-def parse_region(value, hw: tuple[int, int], param: str) -> dict:
-    """One region dict from the request -> the predictor's prompt dict (numpy, original pixels)."""
+def parse_region(value, hw: tuple[int, int], param: str) -> Region:
+    """One region object of the request -> a checked Region (the mask's COCO RLE decoded first)."""
     if not isinstance(value, dict):
         raise RequestError(param, f"{param} must be an object with box, points/point_labels or mask")
     unknown = set(value) - {"box", "points", "point_labels", "mask"}
     if unknown:
         raise RequestError(f"{param}.{min(unknown)}", f"{param}: unknown fields {sorted(unknown)}; use box, points, point_labels, mask")
-    out = {"points": None, "point_labels": None, "box": None, "mask": None}
-    if value.get("box") is not None:
-        out["box"] = parse_box(value["box"], hw, f"{param}.box")
-    if value.get("points") is not None:
-        out["points"], out["point_labels"] = parse_points(value["points"], value.get("point_labels"), hw, param)
-    elif value.get("point_labels") is not None:
-        raise RequestError(f"{param}.point_labels", f"{param}.point_labels given without points")
-    if value.get("mask") is not None:
-        out["mask"] = parse_rle(value["mask"], hw, f"{param}.mask")
-    if all(v is None for v in out.values()):
-        raise RequestError(param, f"{param} has no box, points or mask")
-    return out
-
-
-def _task_from_text(text: str) -> Task | None:
-    t = text.strip()
-    for task in IMAGE_TASKS:
-        if t.lower() == task.value:
-            return task
-        for lang in LANGUAGES:
-            if t == task_prompt(task, lang).split("\n", 1)[1]:
-                return task
-    return None
+    fields = {k: v for k, v in value.items() if v is not None}
+    if "mask" in fields:
+        fields["mask"] = parse_rle(fields["mask"], hw, f"{param}.mask")
+    return check_region(fields, hw, param)
 
 
 def _user_content(messages) -> tuple[str, str, str]:
@@ -224,7 +203,7 @@ def _user_content(messages) -> tuple[str, str, str]:
     return url, "\n".join(texts), f"{param}[{j}].image_url"
 
 
-def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: str = "<image>") -> ParsedRequest:
+def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: str = IMAGE_PLACEHOLDER) -> ParsedRequest:
     if not isinstance(body, dict):
         raise RequestError(None, "the request body must be a JSON object")
     if body.get("stream"):
@@ -244,30 +223,16 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
         mask = pixels[..., 3] > 0
         if not mask.any():
             raise RequestError(url_param, f"{url_param}: the alpha channel marks no region (all transparent)")
-        regions = [{"points": None, "point_labels": None, "box": None, "mask": mask}]
+        regions = [check_region({"mask": mask}, hw, url_param)]
     else:
         raise RequestError("regions", "no region: give a regions list or an RGBA image whose alpha channel marks the region")
 
     language = body.get("language", "en")
-    if language not in LANGUAGES:
-        raise RequestError("language", f"unknown language {language!r}; expected one of {list(LANGUAGES)}")
     task = body.get("task")
-    if task is not None:
-        if task not in [t.value for t in IMAGE_TASKS]:
-            raise RequestError("task", f"unknown task {task!r}; expected one of {[t.value for t in IMAGE_TASKS]}")
-        user_prompt = task_prompt(task, language)
-    elif not text.strip():
-        task, user_prompt = Task.DETAILED_CAPTION.value, task_prompt(Task.DETAILED_CAPTION, language)
-    elif (found := _task_from_text(text)) is not None:
-        task, user_prompt = found.value, task_prompt(found, language)
-    else:
-        for token in CONTROL_TOKENS:
-            if token in text:
-                raise RequestError("messages", f"the instruction may not contain the chat-template token {token}")
-        if text.count(placeholder) > 1:
-            raise RequestError("messages", f"the instruction may contain the image placeholder {placeholder!r} at most once")
-        user_prompt = text if placeholder in text else f"{placeholder}\n{text.strip()}"
-
+    question = None
+    if task is None:
+        task = task_from_text(text) if text.strip() else "detailed_caption"
+        question = None if task is not None else (text if placeholder in text else text.strip())
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     if limit is None:
@@ -283,4 +248,15 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
     if not 0 < top_p <= 1:
         raise RequestError("top_p", f"top_p must be in (0, 1], got {top_p}")
     sampling = () if temperature == 0 else (("do_sample", True), ("temperature", temperature), ("top_p", top_p))
-    return ParsedRequest(rgb, image_key(rgb), regions, user_prompt, limit, sampling, language, task, {"model": body.get("model")})
+    key = image_key(rgb)
+    requests = []
+    for i, region in enumerate(regions):
+        request = RegionRequest(region=region, image=rgb, task=task, question=question, language=language, max_new_tokens=limit, image_key=key)
+        try:
+            requests.append(request.checked(f"regions[{i}]"))
+        except InputError as err:  # the region is checked already: task, question, language
+            raise RequestError(REQUEST_JSON_FIELDS.get(err.field, err.field), str(err)) from None
+    return ParsedRequest(rgb, key, requests, limit, sampling, language, task, {"model": body.get("model")})
+
+
+REQUEST_JSON_FIELDS = {"question": "messages", "history": "messages", "max_new_tokens": "max_tokens"}

@@ -51,7 +51,7 @@ class TorchEngine:
         """Backward of ``scale`` x the summed token loss; returns the summed token loss."""
         with self.autocast():
             out = self.module(**batch)
-        loss_sum = out.loss * out.num_label_tokens
+        loss_sum = out.loss_sum
         (loss_sum * scale).backward()
         return float(loss_sum.detach())
 
@@ -111,7 +111,7 @@ class DeepSpeedEngine:
 
     def forward_backward(self, batch: dict, scale: float) -> float:
         out = self.engine(**batch)
-        loss_sum = out.loss.float() * out.num_label_tokens
+        loss_sum = out.loss_sum.float()
         self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
         self.engine.step()
         return float(loss_sum.detach())

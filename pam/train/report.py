@@ -5,28 +5,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
-from ..processing.collator import PAMCollator
+from ..inference.generation import GenerationSettings
+from ..inference.predictor import PAMPredictor
 from ..utils.visualize import overlay
 
+EXAMPLE_TOKENS = 24  # greedy tokens per example answer
 
-@torch.no_grad()
+
 def draw_examples(bundle, dataset, out_dir: Path, n: int = 4) -> list[Path]:
-    """Predicted masks (and answers) for the first ``n`` image samples of ``dataset``."""
+    """Predicted masks (and answers) for the first ``n`` image samples of ``dataset``, through
+    the predictor (greedy, as the samples' user turns ask)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    was_training = bundle.model.training
+    predictor = PAMPredictor(bundle, generation=GenerationSettings.greedy(EXAMPLE_TOKENS), vision_dtype="float32")
     paths = []
     for i in range(min(n, len(dataset))):
         s = dataset[i]
         if s["media_type"] != "image":
             continue
-        batch = PAMCollator(bundle.processor, for_generation=True)([s])
-        r = bundle.model.generate(**batch, tokenizer=bundle.tokenizer, max_new_tokens=24)[0]
+        turns = s["turns"][:-1] if s["turns"][-1]["role"] == "assistant" else s["turns"]
+        [r] = predictor.generate_samples([{**s, "turns": turns}])
         p = s["prompt"]
-        img = overlay(s["pixels"], r.mask.numpy(), box=p.get("box"), points=p.get("points"), labels=p.get("point_labels"), caption=r.text)
+        img = overlay(s["pixels"], r.mask, box=p.get("box"), points=p.get("points"), labels=p.get("point_labels"), caption=r.text)
         path = out_dir / f"example_{i}.png"
         img.save(path)
         paths.append(path)
+    bundle.model.train(was_training)
     return paths
 
 

@@ -53,7 +53,7 @@ class Validator:
                 break
             with autocast():
                 out = model(**to_device(batch))
-            total += float(out.loss) * out.num_label_tokens
-            tokens += out.num_label_tokens
+            total += float(out.loss_sum)
+            tokens += int(out.num_tokens)
         model.train()
         return {"val/loss": all_reduce_sum(total, self.dist) / max(all_reduce_sum(float(tokens), self.dist), 1.0)}
