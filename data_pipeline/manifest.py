@@ -27,7 +27,11 @@ class StepCounts:
     dropped: Counter = field(default_factory=Counter)  # reason -> count
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "dropped": dict(sorted(self.dropped.items())), "dropped_total": sum(self.dropped.values())}
+        return {
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "dropped_total": sum(self.dropped.values()),
+        }
 
 
 @dataclass
@@ -102,5 +106,12 @@ def merge_manifests(manifests: list[dict[str, Any]]) -> dict[str, Any]:
         "prompts": sorted({f"{k}.v{v}" for m in manifests for k, v in m.get("prompts", {}).items()}),
         "usage": dict(sorted(usage.items())),
         "counts": dict(sorted(counts.items())),
-        "steps": {k: {"kept": v["kept"], "dropped": dict(sorted(v["dropped"].items())), "dropped_total": sum(v["dropped"].values())} for k, v in steps.items()},
+        "steps": {
+            k: {
+                "kept": v["kept"],
+                "dropped": dict(sorted(v["dropped"].items())),
+                "dropped_total": sum(v["dropped"].values()),
+            }
+            for k, v in steps.items()
+        },
     }

@@ -35,7 +35,9 @@ logger = logging.getLogger("data_pipeline")
 @dataclass
 class RefineConfig:
     fields: tuple[str, ...] = TEXT_FIELDS  # fields to fill where a region lacks them
-    overwrite: tuple[str, ...] = ()  # fields regenerated even when present; the old value goes to extra["source_<field>"]
+    overwrite: tuple[
+        str, ...
+    ] = ()  # fields regenerated even when present; the old value goes to extra["source_<field>"]
     image_prompt_version: int | None = None  # refine_image version (default: newest)
     video_prompt_version: int | None = None  # refine_video version (default: newest)
     keyframes: int = 3  # keyframes shown per video region
@@ -52,9 +54,13 @@ class RefineConfig:
         self.fields, self.overwrite = tuple(self.fields), tuple(self.overwrite)
         bad = [f for f in self.fields + self.overwrite if f not in TEXT_FIELDS]
         if bad or not self.fields:
-            raise ValueError(f"refine field `fields`/`overwrite` has unknown field(s) {bad}; expected a non-empty subset of {TEXT_FIELDS}")
+            raise ValueError(
+                f"refine field `fields`/`overwrite` has unknown field(s) {bad}; expected a non-empty subset of {TEXT_FIELDS}"
+            )
         if not set(self.overwrite) <= set(self.fields):
-            raise ValueError(f"refine field `overwrite` {list(self.overwrite)} must be among `fields` {list(self.fields)}")
+            raise ValueError(
+                f"refine field `overwrite` {list(self.overwrite)} must be among `fields` {list(self.fields)}"
+            )
         if not 0 <= self.shard < self.num_shards:
             raise ValueError(f"refine field `shard` must be in [0, num_shards={self.num_shards}), got {self.shard}")
         for name in ("keyframes", "max_side", "max_workers", "chunk_records", "max_tokens"):
@@ -102,8 +108,17 @@ def image_jobs(record: Record, config: RefineConfig, prompt: Prompt, index: int)
     overlay = image_part(render(pixels, marks, max_side=config.max_side))
     jobs = []
     for k, needed in todo:
-        text = prompt.render(num_regions=len(marks), number=k + 1, label=source_label(record.regions[k]), fields=_field_lines(prompt, needed), keys=_keys(needed))
-        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": [text_part(text), overlay]}]
+        text = prompt.render(
+            num_regions=len(marks),
+            number=k + 1,
+            label=source_label(record.regions[k]),
+            fields=_field_lines(prompt, needed),
+            keys=_keys(needed),
+        )
+        messages = [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": [text_part(text), overlay]},
+        ]
         jobs.append(_Job(index, k, needed, messages))
     return jobs
 
@@ -126,11 +141,24 @@ def video_jobs(record: Record, config: RefineConfig, prompt: Prompt, index: int)
         if not frames:
             raise BadSample("no_prompt", f"record {record.id} region {k} has no annotated frame")
         pixels = read_frames(record, frames, config.root)
-        parts = [text_part(prompt.render(num_frames=len(frames), frames=", ".join(map(str, frames)), number=1, label=source_label(region), fields=_field_lines(prompt, needed), keys=_keys(needed)))]
+        parts = [
+            text_part(
+                prompt.render(
+                    num_frames=len(frames),
+                    frames=", ".join(map(str, frames)),
+                    number=1,
+                    label=source_label(region),
+                    fields=_field_lines(prompt, needed),
+                    keys=_keys(needed),
+                )
+            )
+        ]
         for f, image in zip(frames, pixels):
             h, w = image.shape[:2]
             parts.append(image_part(render(image, [mark_of(region, 1, f, h, w)], max_side=config.max_side)))
-        jobs.append(_Job(index, k, needed, [{"role": "system", "content": prompt.system}, {"role": "user", "content": parts}]))
+        jobs.append(
+            _Job(index, k, needed, [{"role": "system", "content": prompt.system}, {"role": "user", "content": parts}])
+        )
     return jobs
 
 
@@ -204,8 +232,15 @@ def refine_file(path: str, out: str, backend: ChatBackend, config: RefineConfig,
     return manifest.as_dict()
 
 
-def _refine_chunk(chunk: list[Record], backend: ChatBackend, config: RefineConfig, prompts: tuple[Prompt, Prompt], manifest: Manifest,
-                  output: ResumableOutput, params: dict[str, Any]) -> ChatError | None:
+def _refine_chunk(
+    chunk: list[Record],
+    backend: ChatBackend,
+    config: RefineConfig,
+    prompts: tuple[Prompt, Prompt],
+    manifest: Manifest,
+    output: ResumableOutput,
+    params: dict[str, Any],
+) -> ChatError | None:
     """Ask for every region of ``chunk`` concurrently, append the finished records; the first
     transport error, if any, is returned (its records are not written)."""
     image_prompt, video_prompt = prompts
@@ -222,7 +257,9 @@ def _refine_chunk(chunk: list[Record], backend: ChatBackend, config: RefineConfi
             records_step.dropped[f"media_{err.reason}"] += 1
             broken.add(k)
     jobs = [j for j in jobs if j.record not in broken]
-    answers = complete_many(backend, [j.messages for j in jobs], max_workers=config.max_workers, return_exceptions=True, **params)
+    answers = complete_many(
+        backend, [j.messages for j in jobs], max_workers=config.max_workers, return_exceptions=True, **params
+    )
     failed_records: set[int] = set()
     outcome: dict[int, list[tuple[int, str | None, int]]] = {}  # record -> [(region, drop reason, fields filled)]
     for job, answer in zip(jobs, answers):

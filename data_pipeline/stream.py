@@ -59,7 +59,9 @@ class StreamConfig:
             prev = -1
             for s, e in self.intervals:
                 if not (prev < s <= e):
-                    raise ValueError(f"stream field `intervals` must be increasing, non-overlapping spans start <= end, got {list(self.intervals)}")
+                    raise ValueError(
+                        f"stream field `intervals` must be increasing, non-overlapping spans start <= end, got {list(self.intervals)}"
+                    )
                 prev = e
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +82,11 @@ def parse_intervals(text: str) -> tuple[tuple[int, int], ...]:
 def _geometry(region: Region, frame: int, height: int | None, width: int | None) -> tuple[np.ndarray, float] | None:
     """(centroid xy, size = sqrt(area)) of the region on ``frame``."""
     if frame in region.masks and (region.masks[frame].rle is not None or height):
-        mask = region.masks[frame].decode(height, width) if region.masks[frame].rle is None else region.masks[frame].decode()
+        mask = (
+            region.masks[frame].decode(height, width)
+            if region.masks[frame].rle is None
+            else region.masks[frame].decode()
+        )
         ys, xs = np.nonzero(mask)
         if len(xs):
             return np.array([xs.mean(), ys.mean()]), float(np.sqrt(len(xs)))
@@ -91,7 +97,9 @@ def _geometry(region: Region, frame: int, height: int | None, width: int | None)
     return None
 
 
-def motion_states(region: Region, height: int | None = None, width: int | None = None, threshold: float = 0.05) -> list[tuple[int, bool]]:
+def motion_states(
+    region: Region, height: int | None = None, width: int | None = None, threshold: float = 0.05
+) -> list[tuple[int, bool]]:
     """(frame, moving) for each annotated frame but the last: is the region moving from it to the next?"""
     frames = [f for f in region.annotated_frames() if _geometry(region, f, height, width) is not None]
     out = []
@@ -119,7 +127,15 @@ def _merge_short(spans: list[list[int]], min_len: int, max_events: int) -> list[
     return [(s, e) for s, e in spans]
 
 
-def segment_events(region: Region, last_frame: int, config: StreamConfig, *, height: int | None = None, width: int | None = None, cuts: set[int] | None = None) -> list[tuple[int, int]]:
+def segment_events(
+    region: Region,
+    last_frame: int,
+    config: StreamConfig,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    cuts: set[int] | None = None,
+) -> list[tuple[int, int]]:
     """Inclusive (start, end) frame spans covering the region from its first annotated frame to ``last_frame``."""
     if config.intervals is not None:
         spans = [(s, min(e, last_frame)) for s, e in config.intervals if s <= last_frame]
@@ -154,7 +170,9 @@ def _event_frames(region: Region, start: int, end: int, n: int) -> list[int]:
     return keyframes_of(inside, n)
 
 
-def caption_region(record: Record, g: int, backend: ChatBackend, prompt: Prompt, config: StreamConfig, spans: list[tuple[int, int]]) -> list[Event] | str:
+def caption_region(
+    record: Record, g: int, backend: ChatBackend, prompt: Prompt, config: StreamConfig, spans: list[tuple[int, int]]
+) -> list[Event] | str:
     """The region's events with captions, or a drop reason. Transport errors propagate."""
     region = record.regions[g]
     previous = "none (this is the first event)"
@@ -164,11 +182,26 @@ def caption_region(record: Record, g: int, backend: ChatBackend, prompt: Prompt,
         if not frames:
             return "event_without_annotated_frame"
         pixels = read_frames(record, frames, config.root)
-        parts = [text_part(prompt.render(num_frames=len(frames), frames=", ".join(map(str, frames)), start=start, end=end, label=source_label(region), previous=previous))]
+        parts = [
+            text_part(
+                prompt.render(
+                    num_frames=len(frames),
+                    frames=", ".join(map(str, frames)),
+                    start=start,
+                    end=end,
+                    label=source_label(region),
+                    previous=previous,
+                )
+            )
+        ]
         for f, image in zip(frames, pixels):
             h, w = image.shape[:2]
             parts.append(image_part(render(image, [mark_of(region, 1, f, h, w)], max_side=config.max_side)))
-        answer = backend.complete([{"role": "system", "content": prompt.system}, {"role": "user", "content": parts}], max_tokens=config.max_tokens, temperature=config.temperature)
+        answer = backend.complete(
+            [{"role": "system", "content": prompt.system}, {"role": "user", "content": parts}],
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+        )
         try:
             caption = parse_json_object(answer).get("caption")
         except ValueError:
@@ -180,7 +213,9 @@ def caption_region(record: Record, g: int, backend: ChatBackend, prompt: Prompt,
     return events
 
 
-def build_streaming(path: str, out: str, backend: ChatBackend, config: StreamConfig, manifest: Manifest) -> dict[str, Any]:
+def build_streaming(
+    path: str, out: str, backend: ChatBackend, config: StreamConfig, manifest: Manifest
+) -> dict[str, Any]:
     """Segment and caption every video record of ``path`` into ``out`` (appending, resumable)."""
     if config.root is None:
         config.root = os.path.dirname(os.path.abspath(path))
@@ -191,7 +226,11 @@ def build_streaming(path: str, out: str, backend: ChatBackend, config: StreamCon
     manifest.add_input(path)
     manifest.outputs.append(out)
     output = ResumableOutput(out)
-    regions_step, records_step, events_step = manifest.step("regions"), manifest.step("records"), manifest.step("events")
+    regions_step, records_step, events_step = (
+        manifest.step("regions"),
+        manifest.step("records"),
+        manifest.step("events"),
+    )
     todo = []
     for record in iter_records(path):
         if record.media_type != "video":
@@ -212,7 +251,9 @@ def build_streaming(path: str, out: str, backend: ChatBackend, config: StreamCon
             results = []
             for g, region in enumerate(record.regions):
                 spans = segment_events(region, total - 1, config, height=record.height, width=record.width, cuts=cuts)
-                results.append(caption_region(record, g, backend, prompt, config, spans) if spans else "no_annotated_frame")
+                results.append(
+                    caption_region(record, g, backend, prompt, config, spans) if spans else "no_annotated_frame"
+                )
             return results
         except BadSample as err:
             return err

@@ -24,7 +24,15 @@ from .processing.tokenizer import build_debug_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAMBundle", "build_pam", "build_sam2", "load_pam", "load_released_pam", "read_model_config", "tokenizer_for"]
+__all__ = [
+    "PAMBundle",
+    "build_pam",
+    "build_sam2",
+    "load_pam",
+    "load_released_pam",
+    "read_model_config",
+    "tokenizer_for",
+]
 
 
 @dataclass
@@ -60,7 +68,11 @@ def build_pam(config: PAMConfig, tokenizer=None) -> PAMBundle:
     if vocab is not None and len(tokenizer) > vocab:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but llm.config.vocab_size is {vocab}")
     processor = PAMProcessor(config=config, tokenizer=tokenizer)
-    model = PAM.from_config(config, image_token_id=processor.image_token_id, sam2=build_sam2(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens))
+    model = PAM.from_config(
+        config,
+        image_token_id=processor.image_token_id,
+        sam2=build_sam2(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens),
+    )
     return PAMBundle(model=model, tokenizer=tokenizer, processor=processor)
 
 
@@ -104,9 +116,13 @@ def load_pam(
     elif (folder / "config.json").is_file():
         if base_config is not None and not isinstance(base_config, PAMConfig):
             base_config = read_model_config(base_config)
-        bundle = load_released_pam(folder, sam2_checkpoint=sam2_checkpoint, base=base_config, dtype=dtype, sam2_weights=sam2_weights)
+        bundle = load_released_pam(
+            folder, sam2_checkpoint=sam2_checkpoint, base=base_config, dtype=dtype, sam2_weights=sam2_weights
+        )
     else:
-        raise FileNotFoundError(f"{folder}: neither a PAM checkpoint (meta.json) nor a released PAM folder (config.json)")
+        raise FileNotFoundError(
+            f"{folder}: neither a PAM checkpoint (meta.json) nor a released PAM folder (config.json)"
+        )
     bundle.model.to(device)
     return bundle
 
@@ -139,10 +155,18 @@ def load_released_pam(
         if sam2_checkpoint is None:
             raise ValueError("sam2_weights='checkpoint' needs sam2_checkpoint")
         state = {k: v for k, v in state.items() if not k.startswith(sam2_prefix)}
-        log.info("SAM 2 weights: %s (the folder's %s are ignored)", sam2_checkpoint, "vision-tower tensors" if folder_has_sam2 else "missing vision tower")
+        log.info(
+            "SAM 2 weights: %s (the folder's %s are ignored)",
+            sam2_checkpoint,
+            "vision-tower tensors" if folder_has_sam2 else "missing vision tower",
+        )
     elif folder_has_sam2:
         if sam2_checkpoint is not None:
-            log.warning("SAM 2 weights: the released folder %s has its own vision tower; it takes precedence over sam2_checkpoint=%s (pass sam2_weights='checkpoint' to use that file)", folder, sam2_checkpoint)
+            log.warning(
+                "SAM 2 weights: the released folder %s has its own vision tower; it takes precedence over sam2_checkpoint=%s (pass sam2_weights='checkpoint' to use that file)",
+                folder,
+                sam2_checkpoint,
+            )
         else:
             log.info("SAM 2 weights: the released folder's vision tower (%s)", folder)
         sam2_checkpoint = None  # not read: the folder's tensors replace it

@@ -65,8 +65,14 @@ def build_config(preset: str, dtype: str, compile_: bool = False) -> PAMConfig:
         data["sam2"]["checkpoint"] = None
         data["llm"].update(name_or_path=None, tokenizer=None, gradient_checkpointing=False)
         data["llm"]["config"] = dict(
-            model_type="qwen2", vocab_size=151936, num_key_value_heads=2, max_position_embeddings=32768,
-            rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, **QWEN25[size],
+            model_type="qwen2",
+            vocab_size=151936,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            **QWEN25[size],
         )
     data["llm"]["dtype"] = dtype
     data["compile"] = compile_
@@ -86,8 +92,20 @@ def make_samples(n: int, h: int = 480, w: int = 640) -> list[dict]:
             prompt["box"] = np.array([x0, y0, x1, y1])
         else:
             prompt.update(points=np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]), point_labels=np.array([1]))
-        turns = [{"role": "user", "content": task_prompt("short_caption")}, {"role": "assistant", "content": "a region"}]
-        samples.append({"id": f"region{i}", "media_type": "image", "image_key": "img0", "pixels": image, "prompt": prompt, "turns": turns})
+        turns = [
+            {"role": "user", "content": task_prompt("short_caption")},
+            {"role": "assistant", "content": "a region"},
+        ]
+        samples.append(
+            {
+                "id": f"region{i}",
+                "media_type": "image",
+                "image_key": "img0",
+                "pixels": image,
+                "prompt": prompt,
+                "turns": turns,
+            }
+        )
     return samples
 
 
@@ -124,7 +142,9 @@ class StageClock:
 
     def _hooks(self, module, stage: str):
         pre = module.register_forward_pre_hook(lambda *_: self._start.__setitem__(stage, self.now()))
-        post = module.register_forward_hook(lambda *_: self.totals.__setitem__(stage, self.totals[stage] + self.now() - self._start[stage]))
+        post = module.register_forward_hook(
+            lambda *_: self.totals.__setitem__(stage, self.totals[stage] + self.now() - self._start[stage])
+        )
         return lambda: (pre.remove(), post.remove())
 
     @contextmanager
@@ -182,8 +202,18 @@ def timed_generate(model, batch, tokenizer, max_new_tokens: int, device: str) ->
         with clock.attached():
             t0 = clock.now()
             proc = getattr(tokenizer, "_pam_processor", None)
-            eos = proc.eos_token_ids if proc is not None else [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, generation_kwargs=kwargs)
+            eos = (
+                proc.eos_token_ids
+                if proc is not None
+                else [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+            )
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+                generation_kwargs=kwargs,
+            )
             results = [_Row([t for t in row if t not in eos]) for row in out.sequences.tolist()]
             total = clock.now() - t0
     finally:
@@ -229,7 +259,11 @@ def run_paths(model, bundle, n: int, args) -> dict:
             encode_s = clock.now() - t0
         runs = []
         for r, b in enumerate(singles):
-            inputs = {**b.model_inputs, "pixel_values": None, "image_features": feats.select(batch["region_image_index"][r : r + 1].to(dev))}
+            inputs = {
+                **b.model_inputs,
+                "pixel_values": None,
+                "image_features": feats.select(batch["region_image_index"][r : r + 1].to(dev)),
+            }
             inputs["region_image_index"] = torch.zeros(1, dtype=torch.long)
             runs.append(timed_generate(model, inputs, tok, k, dev))
         out = merge(runs)
@@ -284,7 +318,18 @@ def perceiver_kernels(model, bundle, n: int, device: str, repeats: int = 3) -> d
         dec = model.sam2.decode(feats, batch["region_image_index"].to(device), [p.to(device) for p in batch["prompts"]])
         clock = StageClock(model, device)
         out, times = {}, {}
-        for name, backends in (("math", [SDPBackend.MATH]), ("sdpa", [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH])):
+        for name, backends in (
+            ("math", [SDPBackend.MATH]),
+            (
+                "sdpa",
+                [
+                    SDPBackend.FLASH_ATTENTION,
+                    SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.CUDNN_ATTENTION,
+                    SDPBackend.MATH,
+                ],
+            ),
+        ):
             with sdpa_kernel(backends):
                 model.perceiver(dec.image_embedding, dec.mask_tokens)  # warm-up
                 t = []
@@ -294,7 +339,13 @@ def perceiver_kernels(model, bundle, n: int, device: str, repeats: int = 3) -> d
                     t.append(clock.now() - t0)
             times[name] = min(t)
     diff = max(float((a - b).abs().max()) for a, b in zip(out["math"], out["sdpa"]))
-    return {"num_regions": n, "math_s": times["math"], "sdpa_s": times["sdpa"], "speedup": times["math"] / times["sdpa"], "max_abs_diff": diff}
+    return {
+        "num_regions": n,
+        "math_s": times["math"],
+        "sdpa_s": times["sdpa"],
+        "speedup": times["math"] / times["sdpa"],
+        "max_abs_diff": diff,
+    }
 
 
 def summarise(n: int, picked: dict, k: int, visual_tokens: int) -> dict:
@@ -348,16 +399,28 @@ def markdown(rows: list[dict], kernels: dict | None) -> str:
             f"| {r['num_regions']} | {r['ours_s_per_region']:.3f} | {r['upstream_s_per_region']:.3f} | {r['speedup']:.2f}x | "
             f"{o['ttft_first_region_s']:.3f} | {u['ttft_all_regions_s']:.3f} | {fmt(o['decode_tokens_per_s'])} | {fmt(u['decode_tokens_per_s'])} | {r['llm_tokens_per_region']:.0f} |"
         )
-    lines += ["", "Stage breakdown, share of each path's time (" + ", ".join(STAGES) + "):", "",
-              "| N | path | " + " | ".join(STAGES) + " | perceiver+projectors |", "|---|---|" + "---|" * (len(STAGES) + 1)]
+    lines += [
+        "",
+        "Stage breakdown, share of each path's time (" + ", ".join(STAGES) + "):",
+        "",
+        "| N | path | " + " | ".join(STAGES) + " | perceiver+projectors |",
+        "|---|---|" + "---|" * (len(STAGES) + 1),
+    ]
     for r in rows:
         for p in ("ours", "shared_seq", "upstream"):
             if p in r:
                 sh = r[p]["stage_share"]
-                lines.append(f"| {r['num_regions']} | {p} | " + " | ".join(f"{100 * sh[s]:.1f}%" for s in STAGES) + f" | {100 * r[p]['perceiver_projectors_share']:.2f}% |")
+                lines.append(
+                    f"| {r['num_regions']} | {p} | "
+                    + " | ".join(f"{100 * sh[s]:.1f}%" for s in STAGES)
+                    + f" | {100 * r[p]['perceiver_projectors_share']:.2f}% |"
+                )
     if kernels:
-        lines += ["", f"Perceiver, {kernels['num_regions']} regions: MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
-                  f"({kernels['speedup']:.2f}x), max |diff| {kernels['max_abs_diff']:.2e}"]
+        lines += [
+            "",
+            f"Perceiver, {kernels['num_regions']} regions: MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
+            f"({kernels['speedup']:.2f}x), max |diff| {kernels['max_abs_diff']:.2e}",
+        ]
     return "\n".join(lines)
 
 
@@ -377,7 +440,12 @@ def run_generate(args) -> dict:
     rows = []
     for n in counts:
         rows.append(summarise(n, run_paths(model, bundle, n, args), args.max_new_tokens, config.image_region_tokens()))
-        print(json.dumps({k: rows[-1][k] for k in ("num_regions", "ours_s_per_region", "upstream_s_per_region", "speedup")}), flush=True)
+        print(
+            json.dumps(
+                {k: rows[-1][k] for k in ("num_regions", "ours_s_per_region", "upstream_s_per_region", "speedup")}
+            ),
+            flush=True,
+        )
     kernels = None if args.no_kernel_check else perceiver_kernels(model, bundle, max(counts), args.device)
     return {
         "mode": "generate",
@@ -390,7 +458,9 @@ def run_generate(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
-        "peak_memory_note": "CUDA max allocated per path" if args.device == "cuda" else "process peak RSS (all paths and N so far)",
+        "peak_memory_note": "CUDA max allocated per path"
+        if args.device == "cuda"
+        else "process peak RSS (all paths and N so far)",
         "rows": rows,
         "perceiver_kernels": kernels,
         "markdown": markdown(rows, kernels),
@@ -425,12 +495,21 @@ def run_forward(args) -> dict:
             upstream_t.append(clock.now() - t0)
     s, u = statistics.median(shared_t), statistics.median(upstream_t)
     return {
-        "mode": "forward", "preset": args.preset, "device": args.device, "dtype": args.dtype, "num_regions": n,
-        "image_size": config.sam2.image_size, "torch_threads": torch.get_num_threads(),
-        "per_region_latency_s": s / n, "shared_encode_s": s, "upstream_way_s": u, "speedup_ratio": u / s,
+        "mode": "forward",
+        "preset": args.preset,
+        "device": args.device,
+        "dtype": args.dtype,
+        "num_regions": n,
+        "image_size": config.sam2.image_size,
+        "torch_threads": torch.get_num_threads(),
+        "per_region_latency_s": s / n,
+        "shared_encode_s": s,
+        "upstream_way_s": u,
+        "speedup_ratio": u / s,
         "peak_memory_mb": round(peak_memory_mb(args.device), 1),
         "visual_tokens_per_region": config.image_region_tokens(),
-        "shared_times_s": [round(t, 4) for t in shared_t], "upstream_times_s": [round(t, 4) for t in upstream_t],
+        "shared_times_s": [round(t, 4) for t in shared_t],
+        "upstream_times_s": [round(t, 4) for t in upstream_t],
     }
 
 
@@ -438,7 +517,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=PRESETS, default="debug")
     ap.add_argument("--generate", action="store_true", help="time whole answers (encode to last token)")
-    ap.add_argument("--num-regions", default=None, help="comma list with --generate (default 1,4,8,16); one N without (default 8)")
+    ap.add_argument(
+        "--num-regions", default=None, help="comma list with --generate (default 1,4,8,16); one N without (default 8)"
+    )
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=None, help="default 1 with --generate, 3 without")
     ap.add_argument("--warmup", type=int, default=1)

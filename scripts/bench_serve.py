@@ -53,7 +53,12 @@ def image_url(h: int = 480, w: int = 640) -> str:
 def request_body(url: str, i: int, max_tokens: int, task: str) -> dict:
     box = [100 + (i % 16) * 5, 80 + (i % 16) * 3, 380 + (i % 16) * 5, 300 + (i % 16) * 3]
     content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": task}]
-    return {"model": "pam", "messages": [{"role": "user", "content": content}], "regions": [{"box": box}], "max_tokens": max_tokens}
+    return {
+        "model": "pam",
+        "messages": [{"role": "user", "content": content}],
+        "regions": [{"box": box}],
+        "max_tokens": max_tokens,
+    }
 
 
 def run_level(base: str, bodies: list[dict], concurrency: int) -> dict:
@@ -102,8 +107,20 @@ def main() -> None:
     args = ap.parse_args()
 
     port = free_port()
-    cmd = [sys.executable, "-m", "pam.cli", "serve", "--port", str(port), "--max-new-tokens", str(args.max_tokens),
-           "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pam.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--max-new-tokens",
+        str(args.max_tokens),
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+    ]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -123,7 +140,9 @@ def main() -> None:
                 time.sleep(0.5)
         url = image_url()
         for i in range(args.warmup):
-            httpx.post(f"{base}/v1/chat/completions", json=request_body(url, i, args.max_tokens, args.task), timeout=600).raise_for_status()
+            httpx.post(
+                f"{base}/v1/chat/completions", json=request_body(url, i, args.max_tokens, args.task), timeout=600
+            ).raise_for_status()
         bodies = [request_body(url, i, args.max_tokens, args.task) for i in range(args.requests)]
         levels = [run_level(base, bodies, c) for c in args.concurrency]
     finally:

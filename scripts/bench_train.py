@@ -71,7 +71,14 @@ def loader_bench(args, work: Path) -> list[dict]:
     for name in args.loader_configs.split(","):
         workers, persistent = LOADER_CONFIGS[name]
         options = loader_options(TrainerConfig(num_workers=workers, persistent_workers=persistent), device)
-        stream = BatchStream(dataset, RegionSampler(dataset, seed=0, rank=0, world_size=1), collate, micro_batch_size=args.batch, world_size=1, **options)
+        stream = BatchStream(
+            dataset,
+            RegionSampler(dataset, seed=0, rank=0, world_size=1),
+            collate,
+            micro_batch_size=args.batch,
+            world_size=1,
+            **options,
+        )
         first, rest, counts = [], [], []  # per epoch: seconds to its first batch, seconds for the others, batches
         t = time.perf_counter()
         start_epoch, n = 0, 0
@@ -94,14 +101,21 @@ def loader_bench(args, work: Path) -> list[dict]:
             t = now
         stream.close()
         total_batches, total_s = sum(counts), sum(first) + sum(rest)
-        rows.append({
-            "config": name, "num_workers": workers, "persistent_workers": options["persistent_workers"], "pin_memory": options["pin_memory"],
-            "prefetch_factor": options["prefetch_factor"], "epochs": args.epochs, "batches": total_batches,
-            "batches_per_s": round(total_batches / total_s, 2),
-            "steady_batches_per_s": round((total_batches - len(counts)) / sum(rest), 2),
-            "first_batch_s_epoch0": round(first[0], 3),
-            "first_batch_s_later_epochs": round(sum(first[1:]) / max(len(first) - 1, 1), 3),
-        })
+        rows.append(
+            {
+                "config": name,
+                "num_workers": workers,
+                "persistent_workers": options["persistent_workers"],
+                "pin_memory": options["pin_memory"],
+                "prefetch_factor": options["prefetch_factor"],
+                "epochs": args.epochs,
+                "batches": total_batches,
+                "batches_per_s": round(total_batches / total_s, 2),
+                "steady_batches_per_s": round((total_batches - len(counts)) / sum(rest), 2),
+                "first_batch_s_epoch0": round(first[0], 3),
+                "first_batch_s_later_epochs": round(sum(first[1:]) / max(len(first) - 1, 1), 3),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -116,18 +130,40 @@ def on_off(flag) -> str:
 
 
 def loader_markdown(rows: list[dict]) -> str:
-    headers = ["config", "workers", "persistent", "pinned", "batches/s (all)", "batches/s (within epochs)", "first batch s, epoch 0", "first batch s, later epochs"]
-    return md_table(headers, [
-        [r["config"], r["num_workers"], on_off(r["persistent_workers"]), on_off(r["pin_memory"]), f"{r['batches_per_s']:.2f}",
-         f"{r['steady_batches_per_s']:.2f}", f"{r['first_batch_s_epoch0']:.3f}", f"{r['first_batch_s_later_epochs']:.3f}"]
-        for r in rows
-    ])
+    headers = [
+        "config",
+        "workers",
+        "persistent",
+        "pinned",
+        "batches/s (all)",
+        "batches/s (within epochs)",
+        "first batch s, epoch 0",
+        "first batch s, later epochs",
+    ]
+    return md_table(
+        headers,
+        [
+            [
+                r["config"],
+                r["num_workers"],
+                on_off(r["persistent_workers"]),
+                on_off(r["pin_memory"]),
+                f"{r['batches_per_s']:.2f}",
+                f"{r['steady_batches_per_s']:.2f}",
+                f"{r['first_batch_s_epoch0']:.3f}",
+                f"{r['first_batch_s_later_epochs']:.3f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def steady_rate(rows: list[dict], batch: int) -> float:
     """Samples/s from the end of the stage's first step to the end of its second-to-last step."""
     if len(rows) < 3:
-        raise ValueError(f"need >= 3 logged steps per stage to time the steady state, got {len(rows)}; use --steps 3 or more")
+        raise ValueError(
+            f"need >= 3 logged steps per stage to time the steady state, got {len(rows)}; use --steps 3 or more"
+        )
     first, last = rows[0], rows[-2]
     # cumulative rate r after k steps means k * batch samples took k * batch / r seconds
     elapsed = lambda row, k: k * batch / row["samples_per_s"]  # noqa: E731
@@ -155,7 +191,12 @@ def run_one(name: str, cache: bool, gc: bool, args, work: Path) -> dict:
         f"model.llm.gradient_checkpointing={str(gc).lower()}",
     ]
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     log = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves: its own peak RSS, not all children's
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -165,19 +206,39 @@ def run_one(name: str, cache: bool, gc: bool, args, work: Path) -> dict:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     result = {"config": name, "feature_cache": cache, "gradient_checkpointing": gc, "wall_s": round(wall, 1)}
     for stage in ("stage1", "stage2"):
-        stage_rows = sorted((r for r in rows if r.get("stage") == stage and "samples_per_s" in r), key=lambda r: r["step"])
+        stage_rows = sorted(
+            (r for r in rows if r.get("stage") == stage and "samples_per_s" in r), key=lambda r: r["step"]
+        )
         result[f"{stage}_samples_per_s"] = round(steady_rate(stage_rows, args.batch), 3)
     result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
     return result
 
 
 def markdown(rows: list[dict]) -> str:
-    headers = ["config", "feature cache", "grad. checkpointing", "stage 1 samples/s", "stage 2 samples/s", "peak RSS MB (run)", "wall s"]
-    return md_table(headers, [
-        [r["config"], on_off(r["feature_cache"]), on_off(r["gradient_checkpointing"]), f"{r['stage1_samples_per_s']:.2f}",
-         f"{r['stage2_samples_per_s']:.2f}", r["peak_rss_mb"], r["wall_s"]]
-        for r in rows
-    ])
+    headers = [
+        "config",
+        "feature cache",
+        "grad. checkpointing",
+        "stage 1 samples/s",
+        "stage 2 samples/s",
+        "peak RSS MB (run)",
+        "wall s",
+    ]
+    return md_table(
+        headers,
+        [
+            [
+                r["config"],
+                on_off(r["feature_cache"]),
+                on_off(r["gradient_checkpointing"]),
+                f"{r['stage1_samples_per_s']:.2f}",
+                f"{r['stage2_samples_per_s']:.2f}",
+                r["peak_rss_mb"],
+                r["wall_s"],
+            ]
+            for r in rows
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -186,9 +247,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=4, help="steps per stage (>= 3)")
     ap.add_argument("--batch", type=int, default=8, help="regions per step (global = micro batch)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {list(CONFIGS)}")
-    ap.add_argument("--work", default="/tmp/pam_bench_train", help="run folders, quick-start data and feature cache (reused)")
+    ap.add_argument(
+        "--work", default="/tmp/pam_bench_train", help="run folders, quick-start data and feature cache (reused)"
+    )
     ap.add_argument("--out", default="bench_train.json")
-    ap.add_argument("--data-loader", action="store_true", help="time the data path alone (no model), see --loader-configs")
+    ap.add_argument(
+        "--data-loader", action="store_true", help="time the data path alone (no model), see --loader-configs"
+    )
     ap.add_argument("--loader-configs", default=",".join(LOADER_CONFIGS), help=f"comma list of {list(LOADER_CONFIGS)}")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per loader config (--data-loader)")
     ap.add_argument("--device", default="cpu", help="--data-loader: cuda pins batches and copies them to the GPU")
@@ -200,7 +265,14 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(args.work)
         work.mkdir(parents=True, exist_ok=True)
         rows = loader_bench(args, work)
-        result = {"model": args.model, "batch": args.batch, "epochs": args.epochs, "device": args.device, "rows": rows, "markdown": loader_markdown(rows)}
+        result = {
+            "model": args.model,
+            "batch": args.batch,
+            "epochs": args.epochs,
+            "device": args.device,
+            "rows": rows,
+            "markdown": loader_markdown(rows),
+        }
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(result["markdown"])
         return result
@@ -216,7 +288,13 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         rows.append(run_one(name, *CONFIGS[name], args, work))
         print(json.dumps(rows[-1]), flush=True)
-    result = {"model": args.model, "steps_per_stage": args.steps, "batch": args.batch, "rows": rows, "markdown": markdown(rows)}
+    result = {
+        "model": args.model,
+        "steps_per_stage": args.steps,
+        "batch": args.batch,
+        "rows": rows,
+        "markdown": markdown(rows),
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(result["markdown"])
     return result

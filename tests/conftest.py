@@ -43,8 +43,12 @@ def debug_checkpoint(debug_bundle, tmp_path_factory):
 @pytest.fixture
 def three_region_samples():
     return [
-        image_sample("points", {"points": np.array([[100.0, 80.0], [150.0, 100.0]]), "point_labels": np.array([1, 0])}, "tomato"),
-        image_sample("box", {"box": np.array([50.0, 40.0, 190.0, 130.0])}, "a red rectangle on the left", task="short_caption"),
+        image_sample(
+            "points", {"points": np.array([[100.0, 80.0], [150.0, 100.0]]), "point_labels": np.array([1, 0])}, "tomato"
+        ),
+        image_sample(
+            "box", {"box": np.array([50.0, 40.0, 190.0, 130.0])}, "a red rectangle on the left", task="short_caption"
+        ),
         image_sample("mask", {"mask": region_mask()}, "blueberry"),
     ]
 
@@ -64,4 +68,7 @@ def pytest_terminal_summary(terminalreporter):
     from .helpers import netguard
 
     if netguard.BLOCKED:
-        terminalreporter.write_line(f"network guard refused {len(netguard.BLOCKED)} non-loopback attempt(s): {sorted(set(netguard.BLOCKED))[:10]}", yellow=True)
+        terminalreporter.write_line(
+            f"network guard refused {len(netguard.BLOCKED)} non-loopback attempt(s): {sorted(set(netguard.BLOCKED))[:10]}",
+            yellow=True,
+        )

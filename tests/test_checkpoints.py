@@ -27,7 +27,9 @@ from .helpers import debug_config
 def _outputs(bundle, samples):
     bundle.model.eval()
     batch = PAMCollator(bundle.processor)(samples)
-    gen = bundle.model.generate(**PAMCollator(bundle.processor, for_generation=True)(samples), tokenizer=bundle.tokenizer, max_new_tokens=5)
+    gen = bundle.model.generate(
+        **PAMCollator(bundle.processor, for_generation=True)(samples), tokenizer=bundle.tokenizer, max_new_tokens=5
+    )
     return bundle.model(**batch).logits, gen
 
 
@@ -68,7 +70,9 @@ def test_save_load_round_trip_is_exact(tmp_path, debug_bundle, three_region_samp
     _assert_same(before, _outputs(loaded, three_region_samples))
 
 
-def test_training_checkpoint_refers_to_frozen_sources_and_export_is_self_contained(tmp_path, real_format_sources, debug_bundle, three_region_samples):
+def test_training_checkpoint_refers_to_frozen_sources_and_export_is_self_contained(
+    tmp_path, real_format_sources, debug_bundle, three_region_samples
+):
     cfg = debug_config()
     cfg.sam2.checkpoint = str(tmp_path / "src" / "sam2.pt")
     cfg.llm = LLMConfig(name_or_path=str(tmp_path / "src" / "llm"))
@@ -101,7 +105,9 @@ def test_strict_load_names_bad_keys(tmp_path, debug_bundle):
     state.pop("perceiver.frame_proj.bias")
     state["perceiver.extra"] = torch.zeros(1)
     save_tensors(state, tmp_path / "ckpt" / "model.safetensors")
-    with pytest.raises(CheckpointCorruptError, match=r"ckpt: file model.safetensors has \d+ bytes, the manifest says \d+"):
+    with pytest.raises(
+        CheckpointCorruptError, match=r"ckpt: file model.safetensors has \d+ bytes, the manifest says \d+"
+    ):
         load_pam(tmp_path / "ckpt")  # the rewritten file no longer matches the folder's manifest
     write_manifest(tmp_path / "ckpt")  # a consistently written folder with the wrong keys
     with pytest.raises(CheckpointMismatchError, match=r"perceiver\.frame_proj\.bias.*perceiver\.extra"):
@@ -130,7 +136,11 @@ def _to_released_names(model) -> dict[str, torch.Tensor]:
     for k, v in model.state_dict().items():
         if k.startswith("perceiver."):
             rest = k[len("perceiver.") :]
-            rest = {"semantic_tokens.weight": "sem_tokens.weight", "frame_proj.weight": "proj.weight", "frame_proj.bias": "proj.bias"}.get(rest, rest)
+            rest = {
+                "semantic_tokens.weight": "sem_tokens.weight",
+                "frame_proj.weight": "proj.weight",
+                "frame_proj.bias": "proj.bias",
+            }.get(rest, rest)
             out[f"model.vision_resampler.{rest}"] = v
         elif k.startswith("image_projector."):
             out["model.mm_projector_img." + k.split(".", 1)[1]] = v
@@ -151,17 +161,30 @@ def _to_released_names(model) -> dict[str, torch.Tensor]:
 
 def test_released_adapter_loads_upstream_names(tmp_path, debug_bundle, three_region_samples):
     released = _to_released_names(debug_bundle.model)
-    assert any(re.match(r"model\.vision_resampler\.layers\.1\.cross_attn_image_to_token\.q_proj\.weight", k) for k in released)
+    assert any(
+        re.match(r"model\.vision_resampler\.layers\.1\.cross_attn_image_to_token\.q_proj\.weight", k) for k in released
+    )
     # a released-style folder: sharded safetensors + llava_qwen config + tokenizer
     folder = tmp_path / "PAM-debug"
     folder.mkdir()
     keys = sorted(released)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+        "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
     for name, ks in shards.items():
         save_tensors({k: released[k] for k in ks}, folder / name)
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: n for n, ks in shards.items() for k in ks}}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {k: n for n, ks in shards.items() for k in ks}})
+    )
     hf = debug_bundle.model.llm.config.to_dict()
-    hf.update(model_type="llava_qwen", mm_vision_tower="sam2", mm_hidden_size=256, mm_projector_type="mlp2x_gelu", architectures=["LlavaQwenForCausalLM"])
+    hf.update(
+        model_type="llava_qwen",
+        mm_vision_tower="sam2",
+        mm_hidden_size=256,
+        mm_projector_type="mlp2x_gelu",
+        architectures=["LlavaQwenForCausalLM"],
+    )
     (folder / "config.json").write_text(json.dumps(hf))
     debug_bundle.tokenizer.save_pretrained(folder)
     base = dataclasses.replace(debug_config())
@@ -190,7 +213,9 @@ def test_lora_checkpoint_loads_merged_with_the_same_outputs(tmp_path, three_regi
 
     torch.manual_seed(0)
     bundle = build_pam(debug_config())
-    bundle.model.llm = get_peft_model(bundle.model.llm, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    bundle.model.llm = get_peft_model(
+        bundle.model.llm, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
     with torch.no_grad():  # LoRA B starts at zero; give the adapters an effect
         for name, p in bundle.model.llm.named_parameters():
             if "lora_B" in name:

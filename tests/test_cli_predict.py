@@ -44,7 +44,24 @@ def _run(capsys, argv):
 
 
 def test_predict_writes_json_and_overlay(checkpoint, image_path, tmp_path, capsys):
-    code, out, _ = _run(capsys, ["predict", str(image_path), "--checkpoint", str(checkpoint), "--box", "50,40,190,130", "--task", "category", "--task", "short_caption", "--out", str(tmp_path / "o"), *FAST])
+    code, out, _ = _run(
+        capsys,
+        [
+            "predict",
+            str(image_path),
+            "--checkpoint",
+            str(checkpoint),
+            "--box",
+            "50,40,190,130",
+            "--task",
+            "category",
+            "--task",
+            "short_caption",
+            "--out",
+            str(tmp_path / "o"),
+            *FAST,
+        ],
+    )
     assert code == 0
     res = json.loads(out)
     assert set(res["texts"]) == {"category", "short_caption"} and res["mask_rle"]["size"] == [200, 300]
@@ -61,7 +78,10 @@ def test_predict_writes_json_and_overlay(checkpoint, image_path, tmp_path, capsy
         (["--box", "50,40,350,130"], "outside the 300x200 image"),
         (["--point", "10,x"], "expected comma-separated numbers"),
         ([], "give a region"),
-        (["--box", "1,1,5,5", "--task", "category", "--language", "en", "--checkpoint", "/nonexistent"], "no such checkpoint folder"),
+        (
+            ["--box", "1,1,5,5", "--task", "category", "--language", "en", "--checkpoint", "/nonexistent"],
+            "no such checkpoint folder",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(checkpoint, image_path, capsys, args, message):
@@ -77,31 +97,93 @@ def test_video_and_stream_write_json_and_animation(checkpoint, tmp_path, capsys)
         frames[t, 16:40, 8 + 6 * t : 32 + 6 * t] = (230, 40, 40)
     video = tmp_path / "clip.mp4"
     write_video_mp4(str(video), frames)
-    code, out, _ = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--stream", "--boundaries", "fixed", "--window", "2", "--out", str(tmp_path / "s"), *FAST])
+    code, out, _ = _run(
+        capsys,
+        [
+            "video",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "--box",
+            "8,16,32,40",
+            "--stream",
+            "--boundaries",
+            "fixed",
+            "--window",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+            *FAST,
+        ],
+    )
     assert code == 0
     events = json.loads(out)["events"]
     assert [(e["start_frame"], e["end_frame"]) for e in events] == [(0, 1), (2, 2)]
     with Image.open(tmp_path / "s" / "annotated.gif") as im:
         assert im.n_frames == 3 and im.size == (96, 64)
     # `pam stream` is `pam video --stream`; a bad boundary rule is a usage error
-    code, out_stream, _ = _run(capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--boundaries", "fixed", "--window", "2", *FAST])
-    assert code == 0 and [(e["start_frame"], e["end_frame"], e["caption"]) for e in json.loads(out_stream)["events"]] == [(e["start_frame"], e["end_frame"], e["caption"]) for e in events]
-    code, _, err = _run(capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--threshold", "0"])
+    code, out_stream, _ = _run(
+        capsys,
+        [
+            "stream",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "--box",
+            "8,16,32,40",
+            "--boundaries",
+            "fixed",
+            "--window",
+            "2",
+            *FAST,
+        ],
+    )
+    assert code == 0 and [
+        (e["start_frame"], e["end_frame"], e["caption"]) for e in json.loads(out_stream)["events"]
+    ] == [(e["start_frame"], e["end_frame"], e["caption"]) for e in events]
+    code, _, err = _run(
+        capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--threshold", "0"]
+    )
     assert code == 2 and "threshold must be > 0" in err and "Traceback" not in err
-    code, out, _ = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "1", "--max-frames", "2", "--format", "mp4", "--out", str(tmp_path / "v"), *FAST])
+    code, out, _ = _run(
+        capsys,
+        [
+            "video",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "--box",
+            "8,16,32,40",
+            "--frame",
+            "1",
+            "--max-frames",
+            "2",
+            "--format",
+            "mp4",
+            "--out",
+            str(tmp_path / "v"),
+            *FAST,
+        ],
+    )
     assert code == 0
     res = json.loads(out)
     assert res["frame_indices"] == [1, 2] and isinstance(res["text"], str)
     from pam.data.video import count_video_frames
 
     assert count_video_frames(str(tmp_path / "v" / "annotated.mp4")) == 2
-    code, _, err = _run(capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "7"])
+    code, _, err = _run(
+        capsys, ["video", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--frame", "7"]
+    )
     assert code == 2 and "frame_index 7 is outside the video's 3 frames" in err
 
 
 def _write_released_folder(bundle, folder):
     """The debug model as a released LLaVA-style folder (names from upstream's module layout)."""
-    rename = {"semantic_tokens.weight": "sem_tokens.weight", "frame_proj.weight": "proj.weight", "frame_proj.bias": "proj.bias"}
+    rename = {
+        "semantic_tokens.weight": "sem_tokens.weight",
+        "frame_proj.weight": "proj.weight",
+        "frame_proj.bias": "proj.bias",
+    }
     out = {}
     for k, v in bundle.model.state_dict().items():
         head, _, rest = k.partition(".")
@@ -120,7 +202,9 @@ def _write_released_folder(bundle, folder):
     hf = bundle.model.llm.config.to_dict()
     hf.update(model_type="llava_qwen", mm_vision_tower="sam2", architectures=["LlavaQwenForCausalLM"])
     (folder / "config.json").write_text(json.dumps(hf))
-    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20}))
+    (folder / "generation_config.json").write_text(
+        json.dumps({"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20})
+    )
     bundle.tokenizer.save_pretrained(folder)
     return folder
 
@@ -128,12 +212,23 @@ def _write_released_folder(bundle, folder):
 def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, caplog):
     src = _write_released_folder(debug_bundle, tmp_path / "PAM-debug")
     base = ROOT / "configs" / "model" / "debug.yaml"  # a real release uses the paper's settings, the default
-    code, out, _ = _run(capsys, ["convert-upstream", str(src), str(tmp_path / "converted"), "--dtype", "float32", "--base-config", str(base)])
+    code, out, _ = _run(
+        capsys,
+        ["convert-upstream", str(src), str(tmp_path / "converted"), "--dtype", "float32", "--base-config", str(base)],
+    )
     assert code == 0 and "generation_config.json" in json.loads(out)["files"]
-    converted = PAMPredictor.from_pretrained(tmp_path / "converted", device="cpu", greedy=True, generation={"max_new_tokens": 3})
+    converted = PAMPredictor.from_pretrained(
+        tmp_path / "converted", device="cpu", greedy=True, generation={"max_new_tokens": 3}
+    )
     from pam.inference.generation import resolve_generation
 
-    assert resolve_generation(tmp_path / "converted").model_kwargs() == {"do_sample": True, "num_beams": 1, "temperature": 0.1, "top_p": 0.8, "top_k": 20}
+    assert resolve_generation(tmp_path / "converted").model_kwargs() == {
+        "do_sample": True,
+        "num_beams": 1,
+        "temperature": 0.1,
+        "top_p": 0.8,
+        "top_k": 20,
+    }
     ref = PAMPredictor(debug_bundle, max_new_tokens=3)
     regions = [{"box": [50, 40, 190, 130]}]
     a = converted.predict(synthetic_image(), regions, tasks=["category"])[0]
@@ -144,12 +239,21 @@ def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, c
     other = FrozenSAM2.from_config(debug_config().sam2)
     save_sam2_checkpoint(other.model, tmp_path / "other.pt")
     with caplog.at_level(logging.INFO, logger="pam.api"):
-        direct = PAMPredictor.from_pretrained(src, device="cpu", greedy=True, generation={"max_new_tokens": 3}, base_config=base, sam2_checkpoint=str(tmp_path / "other.pt"))
+        direct = PAMPredictor.from_pretrained(
+            src,
+            device="cpu",
+            greedy=True,
+            generation={"max_new_tokens": 3},
+            base_config=base,
+            sam2_checkpoint=str(tmp_path / "other.pt"),
+        )
     assert "takes precedence over sam2_checkpoint" in caplog.text
     assert direct.bundle.model.llm_dtype == torch.bfloat16  # released default
     assert np.array_equal(direct.predict(synthetic_image(), regions, tasks=["category"])[0].mask, b.mask)
     key = "sam_mask_decoder.iou_token.weight"
-    ckpt_first = load_released_pam(src, sam2_checkpoint=str(tmp_path / "other.pt"), dtype="float32", sam2_weights="checkpoint", base=debug_config())
+    ckpt_first = load_released_pam(
+        src, sam2_checkpoint=str(tmp_path / "other.pt"), dtype="float32", sam2_weights="checkpoint", base=debug_config()
+    )
     assert torch.equal(ckpt_first.model.sam2.model.state_dict()[key], other.model.state_dict()[key])
     assert not torch.equal(other.model.state_dict()[key], debug_bundle.model.sam2.model.state_dict()[key])
 

@@ -29,19 +29,38 @@ def echo(request, index):
 
 def backend(server, **kw):
     kw.setdefault("backoff_s", 0.01)
-    return OpenAIChatBackend(base_url=server.base_url, model="judge-1", api_key_env=None, timeout_s=kw.pop("timeout_s", 5.0), **kw)
+    return OpenAIChatBackend(
+        base_url=server.base_url, model="judge-1", api_key_env=None, timeout_s=kw.pop("timeout_s", 5.0), **kw
+    )
 
 
 def test_answer_body_and_usage():
     with ChatServer(echo, usage=(12, 7)) as server:
         client = backend(server)
-        parts = [{"role": "user", "content": [text_part("what is [1]?"), image_part(__import__("numpy").zeros((4, 4, 3), "uint8"))]}]
+        parts = [
+            {
+                "role": "user",
+                "content": [text_part("what is [1]?"), image_part(__import__("numpy").zeros((4, 4, 3), "uint8"))],
+            }
+        ]
         assert client.complete(MSG, max_tokens=20, temperature=0) == "echo:name the object"
         assert client.complete(parts) == "echo:what is [1]?"
     first = server.requests[0]
-    assert first["model"] == "judge-1" and first["messages"] == MSG and first["max_tokens"] == 20 and first["temperature"] == 0
+    assert (
+        first["model"] == "judge-1"
+        and first["messages"] == MSG
+        and first["max_tokens"] == 20
+        and first["temperature"] == 0
+    )
     assert server.requests[1]["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
-    assert client.usage.as_dict() == {"requests": 2, "retries": 0, "prompt_tokens": 24, "completion_tokens": 14, "cache_hits": 0, "total_tokens": 38}
+    assert client.usage.as_dict() == {
+        "requests": 2,
+        "retries": 0,
+        "prompt_tokens": 24,
+        "completion_tokens": 14,
+        "cache_hits": 0,
+        "total_tokens": 38,
+    }
 
 
 def test_500_then_success_is_retried():
@@ -126,7 +145,9 @@ def test_rate_limit_spaces_requests():
         client = backend(server, requests_per_second=10)
         complete_many(client, [[{"role": "user", "content": str(i)}] for i in range(6)], max_workers=4)
     times = sorted(server.times)
-    assert all(b - a >= 0.1 * 0.7 for a, b in zip(times, times[1:])), [round(b - a, 3) for a, b in zip(times, times[1:])]
+    assert all(b - a >= 0.1 * 0.7 for a, b in zip(times, times[1:])), [
+        round(b - a, 3) for a, b in zip(times, times[1:])
+    ]
     assert times[-1] - times[0] >= 0.5 * 0.9
     bucket = TokenBucket(per_minute=600, capacity=3)  # burst of 3 passes at once, the 4th waits 0.1 s
     waits = [bucket.acquire() for _ in range(4)]
@@ -180,7 +201,16 @@ def tiny_qwen(tmp_path_factory):
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     Qwen2ForCausalLM(config).save_pretrained(path)
     return path, tokenizer
 
@@ -196,13 +226,20 @@ def test_transformers_backend_is_greedy_deterministic_and_matches_generate(tiny_
     first = local.complete(MSG, max_tokens=8)
     assert local.complete(MSG, max_tokens=8) == first
     # the reference: the same prompt through the chat template and model.generate by hand
-    ids = tokenizer("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nname the object<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt").input_ids
+    ids = tokenizer(
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nname the object<|im_end|>\n<|im_start|>assistant\n",
+        return_tensors="pt",
+    ).input_ids
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     with torch.no_grad():
         ref = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert first == tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     usage = local.usage.as_dict()
-    assert usage["requests"] == 2 and usage["prompt_tokens"] == 2 * ids.shape[1] and usage["completion_tokens"] == 2 * (ref.shape[1] - ids.shape[1])
+    assert (
+        usage["requests"] == 2
+        and usage["prompt_tokens"] == 2 * ids.shape[1]
+        and usage["completion_tokens"] == 2 * (ref.shape[1] - ids.shape[1])
+    )
     assert local.complete_many([MSG, MSG], max_workers=2, max_tokens=8) == [first, first]
     with pytest.raises(ValueError, match="text-only model"):
         local.complete([{"role": "user", "content": [image_part(__import__("numpy").zeros((2, 2, 3), "uint8"))]}])
@@ -251,8 +288,21 @@ def test_transformers_backend_vision_model_gets_the_image(tiny_qwen_vl):
     # the reference: the processor and generate by hand, on the decoded PNG (lossless)
     processor = AutoProcessor.from_pretrained(tiny_qwen_vl)
     model = AutoModelForImageTextToText.from_pretrained(tiny_qwen_vl).eval()
-    inputs = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "what is [1]?"}, {"type": "image", "image": Image.fromarray(image)}]}],
-                                           add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    inputs = processor.apply_chat_template(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is [1]?"},
+                    {"type": "image", "image": Image.fromarray(image)},
+                ],
+            }
+        ],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
     image_tokens = int((inputs["input_ids"] == model.config.image_token_id).sum())
     assert image_tokens == int(inputs["image_grid_thw"].prod()) // 4 > 1  # the picture is in the prompt
     with torch.no_grad():

@@ -27,8 +27,17 @@ def data(tmp_path_factory):
 def test_nonfinite_step_is_skipped_and_shards_are_checksummed(tmp_path, data, caplog, zero):
     pytest.importorskip("deepspeed")
     out, run = tmp_path / "out", tmp_path / "run"
-    proc = launch(out, run, data, zero, 1, "stage.max_steps=3", "trainer.save_every=1", "trainer.keep_last=3",
-                  env={"PAM_TEST_NAN": "2"})
+    proc = launch(
+        out,
+        run,
+        data,
+        zero,
+        1,
+        "stage.max_steps=3",
+        "trainer.save_every=1",
+        "trainer.keep_last=3",
+        env={"PAM_TEST_NAN": "2"},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "skipped step 2: non-finite loss nan (1 in a row, 1 in all)" in proc.stderr
 
@@ -71,7 +80,9 @@ def test_resume_from_the_checkpoint_before_a_damaged_shard(tmp_path, data):
     step3 = run / "checkpoints" / "step-000003"
     optim = next(p for p in (step3 / "deepspeed").rglob("*optim_states.pt"))
     optim.write_bytes(optim.read_bytes()[:-10])
-    again = launch(tmp_path / "out2", run, data, "zero2", 1, "stage.max_steps=3", "trainer.save_every=1", "trainer.keep_last=3")
+    again = launch(
+        tmp_path / "out2", run, data, "zero2", 1, "stage.max_steps=3", "trainer.save_every=1", "trainer.keep_last=3"
+    )
     assert again.returncode == 0, again.stderr[-4000:]
     assert "skipping damaged checkpoint" in again.stderr and optim.name in again.stderr
     assert "step-000002 at step 2" in again.stderr

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # torchrun stand-in: records whether USR1 is ignored in it, starts one "worker" (a Python process with
 # pam's stop handler, which exits with EXIT_STOPPED once signalled) and fails as torchrun does when a
 # worker fails. Every pid goes to PIDS so the scancel stand-in can signal the whole job step.
-TORCHRUN = r'''
+TORCHRUN = r"""
 import os, signal, subprocess, sys
 out = os.environ["PAM_TEST_OUT"]
 with open(os.path.join(out, "torchrun.txt"), "w") as f:
@@ -25,9 +25,9 @@ worker = subprocess.Popen([sys.executable, "-c", os.environ["PAM_TEST_WORKER"]])
 with open(os.environ["PAM_TEST_PIDS"], "a") as f:
     f.write(f"{os.getpid()}\n{worker.pid}\n")
 sys.exit(1 if worker.wait() else 0)
-'''
+"""
 
-WORKER = r'''
+WORKER = r"""
 import os, sys, time
 from pam.utils.stop import EXIT_STOPPED, StopSignal
 out = os.environ["PAM_TEST_OUT"]
@@ -39,7 +39,7 @@ with StopSignal() as stop:
 with open(os.path.join(out, "worker.txt"), "w") as f:
     f.write(",".join(stop.received))
 sys.exit(EXIT_STOPPED if stop.requested else 0)
-'''
+"""
 
 
 def _fake_slurm(tmp_path: Path, work_s: float) -> tuple[dict, Path]:
@@ -75,8 +75,14 @@ def _fake_slurm(tmp_path: Path, work_s: float) -> tuple[dict, Path]:
 
 
 def _start(env: dict) -> subprocess.Popen:
-    return subprocess.Popen(["bash", str(ROOT / "scripts" / "slurm_train.sbatch"), "experiment=debug"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "slurm_train.sbatch"), "experiment=debug"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_warning_signal_stops_the_workers_and_requeues(tmp_path):

@@ -19,7 +19,10 @@ def quick_data(tmp_path_factory) -> Path:
     from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
     root = tmp_path_factory.mktemp("quick")
-    generate_quickstart(str(root), SyntheticConfig(num_train=1, num_val=1, num_test=3, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(num_train=1, num_val=1, num_test=3, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     return root
 
 

@@ -75,7 +75,10 @@ def test_sampler_resumed_on_another_world_size_sees_each_sample_once(before, aft
 def test_a_global_batch_the_new_world_size_cannot_keep_fails_at_start_up():
     cfg = build_trainer_config({"global_batch_size": 8, "micro_batch_size": 2})
     assert cfg.accumulation(1) == 4 and cfg.accumulation(2) == 2 and cfg.accumulation(4) == 1
-    with pytest.raises(ConfigError, match=r"trainer.global_batch_size.*\(8\) must be a multiple of micro_batch_size x world_size \(2 x 3\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer.global_batch_size.*\(8\) must be a multiple of micro_batch_size x world_size \(2 x 3\)",
+    ):
         cfg.accumulation(3)
 
 

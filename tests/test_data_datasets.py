@@ -21,13 +21,28 @@ from pam.data.turns import explain_answer
 from pam.data.video import write_video_mp4
 from pam.processing.prompts import task_prompt
 
-SAMPLE_KEYS = {"id", "media_type", "image_key", "pixels", "frame_indices", "prompt", "gt_mask", "turns", "task", "language", "meta", "skipped"}
+SAMPLE_KEYS = {
+    "id",
+    "media_type",
+    "image_key",
+    "pixels",
+    "frame_indices",
+    "prompt",
+    "gt_mask",
+    "turns",
+    "task",
+    "language",
+    "meta",
+    "skipped",
+}
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
-    config = SyntheticConfig(num_train=12, num_val=4, num_test=2, num_train_videos=4, num_val_videos=2, num_test_videos=1)
+    config = SyntheticConfig(
+        num_train=12, num_val=4, num_test=2, num_train_videos=4, num_val_videos=2, num_test_videos=1
+    )
     return generate_quickstart(str(out), config)
 
 
@@ -40,14 +55,23 @@ def test_image_sample_contract(quick):
         assert set(s) == SAMPLE_KEYS and s["skipped"] == []
         rec = records[i // 7]
         assert s["media_type"] == "image" and s["frame_indices"] is None
-        assert s["image_key"] == rec.image and s["pixels"].dtype == np.uint8 and s["pixels"].shape == (rec.height, rec.width, 3)
+        assert (
+            s["image_key"] == rec.image
+            and s["pixels"].dtype == np.uint8
+            and s["pixels"].shape == (rec.height, rec.width, 3)
+        )
         assert np.array_equal(s["gt_mask"], rec.regions[0].masks[0].decode())
         assert s["id"] == f"{rec.id}/r0/{s['task']}/{s['language']}"
         assert s["turns"][0] == {"role": "user", "content": task_prompt(s["task"], s["language"])}
         region = rec.regions[0]
         expected = {
             "category": region.text("category", s["language"]),
-            "explain": explain_answer(region.text("category", s["language"]), region.text("definition", s["language"]), region.text("function", s["language"]), s["language"]),
+            "explain": explain_answer(
+                region.text("category", s["language"]),
+                region.text("definition", s["language"]),
+                region.text("function", s["language"]),
+                s["language"],
+            ),
             "short_caption": region.text("short_caption", s["language"]),
             "detailed_caption": region.text("detailed_caption", s["language"]),
         }[s["task"]]
@@ -63,7 +87,10 @@ def test_image_sample_contract(quick):
 
 
 def test_explain_template():
-    assert explain_answer("tomato", "a red fruit.", "eaten in salads", "en") == "tomato. Definition: a red fruit. Function: eaten in salads."
+    assert (
+        explain_answer("tomato", "a red fruit.", "eaten in salads", "en")
+        == "tomato. Definition: a red fruit. Function: eaten in salads."
+    )
     assert explain_answer("番茄", "一种果实。", None, "zh") == "番茄。定义：一种果实。"
 
 
@@ -100,9 +127,16 @@ def test_video_samples_clip_and_streaming_history(quick):
             continue
         k = s["meta"]["event_index"]
         event = region.events[k]
-        assert fi[0] == event.start_frame and fi[-1] == event.end_frame and len(fi) == min(6, event.end_frame - event.start_frame + 1)
+        assert (
+            fi[0] == event.start_frame
+            and fi[-1] == event.end_frame
+            and len(fi) == min(6, event.end_frame - event.start_frame + 1)
+        )
         history = region.events[k - 1].caption["en"] if k else None
-        assert s["turns"] == [{"role": "user", "content": task_prompt("video_caption", "en", history=history)}, {"role": "assistant", "content": event.caption["en"]}]
+        assert s["turns"] == [
+            {"role": "user", "content": task_prompt("video_caption", "en", history=history)},
+            {"role": "assistant", "content": event.caption["en"]},
+        ]
         assert np.array_equal(s["gt_mask"], region.masks[fi[0]].decode())
         if rec.frames is not None:  # lossless PNG frames: the object colour fills the mask exactly
             assert (s["pixels"][0][s["gt_mask"]] == region.extra["rgb"]).all()
@@ -112,8 +146,17 @@ def test_video_samples_clip_and_streaming_history(quick):
 
 def test_conversations_are_used_as_given(tmp_path):
     Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
-    turns = [{"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "a thing"}, {"role": "user", "content": "Colour?"}, {"role": "assistant", "content": "black"}]
-    rec = Record(id="c", image=str(tmp_path / "a.png"), regions=[Region(boxes={0: [1.0, 1.0, 5.0, 5.0]}, category={"en": "x"}, conversations=turns)])
+    turns = [
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "a thing"},
+        {"role": "user", "content": "Colour?"},
+        {"role": "assistant", "content": "black"},
+    ]
+    rec = Record(
+        id="c",
+        image=str(tmp_path / "a.png"),
+        regions=[Region(boxes={0: [1.0, 1.0, 5.0, 5.0]}, category={"en": "x"}, conversations=turns)],
+    )
     ds = RegionDataset([rec])
     assert len(ds) == 1
     s = ds[0]
@@ -143,9 +186,28 @@ def _bad_data(tmp_path):
         (image_rec("rle", masks={0: MaskAnnotation(rle={"size": [h, w], "counts": ""})}), "bad_rle"),
         (image_rec("empty", masks={0: MaskAnnotation.from_mask(np.zeros((h, w), bool))}), "empty_mask"),
         (image_rec("box", boxes={0: [100.0, 100.0, 10.0, 10.0]}), "box_outside_image"),
-        (Record(id="video", video=str(tmp_path / "corrupt.mp4"), regions=[Region(masks={0: rle}, category={"en": "thing"})]), "corrupt_video"),
-        (Record(id="frames", frames=[str(img), str(tmp_path / "gone.png")], regions=[Region(masks={0: rle}, category={"en": "thing"})]), "missing_media"),
-        (Record(id="short", video=str(tmp_path / "ok.mp4"), regions=[Region(masks={9: rle}, category={"en": "thing"})]), "corrupt_video"),
+        (
+            Record(
+                id="video",
+                video=str(tmp_path / "corrupt.mp4"),
+                regions=[Region(masks={0: rle}, category={"en": "thing"})],
+            ),
+            "corrupt_video",
+        ),
+        (
+            Record(
+                id="frames",
+                frames=[str(img), str(tmp_path / "gone.png")],
+                regions=[Region(masks={0: rle}, category={"en": "thing"})],
+            ),
+            "missing_media",
+        ),
+        (
+            Record(
+                id="short", video=str(tmp_path / "ok.mp4"), regions=[Region(masks={9: rle}, category={"en": "thing"})]
+            ),
+            "corrupt_video",
+        ),
     ]
     records = []
     for k, (rec, _) in enumerate(bad):
@@ -165,7 +227,9 @@ def test_each_kind_of_bad_sample_is_skipped_and_counted(tmp_path, caplog):
     for i, s in enumerate(samples):  # a bad index yields the next (good) record, deterministically
         assert s["meta"]["record_id"].startswith("good")
         if i % 2:
-            assert s["meta"]["record_id"] == records[i + 1].id and s["skipped"][0][0] == f"{records[i].id}/r0/category/en"
+            assert (
+                s["meta"]["record_id"] == records[i + 1].id and s["skipped"][0][0] == f"{records[i].id}/r0/category/en"
+            )
     logged = " ".join(r.getMessage() for r in caplog.records if r.name == "pam.data")
     for rid in ("corrupt", "missing", "rle", "empty", "box", "video", "frames", "short"):
         assert f"(record {rid})" in logged

@@ -45,8 +45,15 @@ def _names(ds, indices):
 
 
 def test_weights_give_the_requested_proportions():
-    mix = MixtureDataset([{"name": "a", "dataset": Toy("a", 1000), "weight": 0.7}, {"name": "b", "dataset": Toy("b", 50), "weight": 0.2},
-                          {"name": "c", "dataset": Toy("c", 300), "weight": 0.1}], epoch_size=2000, seed=3)
+    mix = MixtureDataset(
+        [
+            {"name": "a", "dataset": Toy("a", 1000), "weight": 0.7},
+            {"name": "b", "dataset": Toy("b", 50), "weight": 0.2},
+            {"name": "c", "dataset": Toy("c", 300), "weight": 0.1},
+        ],
+        epoch_size=2000,
+        seed=3,
+    )
     assert len(mix) == 2000 and mix.counts == [1400, 400, 200]
     sampler = RegionSampler(mix, seed=0)
     for epoch in range(2):
@@ -64,8 +71,15 @@ def test_weights_give_the_requested_proportions():
 
 
 def test_counts_percentages_and_epoch_redraws():
-    mix = MixtureDataset([MixtureComponent("a", Toy("a", 10), num_samples=4), MixtureComponent("b", Toy("b", 8), num_samples="50%"),
-                          MixtureComponent("c", Toy("c", 3), num_samples="all"), MixtureComponent("d", Toy("d", 2), num_samples=5)], seed=1)
+    mix = MixtureDataset(
+        [
+            MixtureComponent("a", Toy("a", 10), num_samples=4),
+            MixtureComponent("b", Toy("b", 8), num_samples="50%"),
+            MixtureComponent("c", Toy("c", 3), num_samples="all"),
+            MixtureComponent("d", Toy("d", 2), num_samples=5),
+        ],
+        seed=1,
+    )
     assert mix.counts == [4, 4, 3, 5] and len(mix) == 16
     first = [mix[i]["id"] for i in range(len(mix))]
     assert Counter(first)["d0"] + Counter(first)["d1"] == 5 and {Counter(first)["d0"], Counter(first)["d1"]} == {2, 3}
@@ -101,7 +115,9 @@ def test_ranks_get_disjoint_slices_of_one_order(world_size):
     order = samplers[0].global_order()
     assert flat == list(order) and len(order) % world_size == 0
     assert set(flat) == set(range(101))  # wrap-around padding repeats a few, drops none
-    dropped = [list(RegionSampler(data, seed=2, rank=r, world_size=world_size, drop_last=True)) for r in range(world_size)]
+    dropped = [
+        list(RegionSampler(data, seed=2, rank=r, world_size=world_size, drop_last=True)) for r in range(world_size)
+    ]
     assert sum(len(d) for d in dropped) == 101 // world_size * world_size
     if world_size > 1:
         assert not set(dropped[0]) & set(dropped[1])
@@ -109,7 +125,11 @@ def test_ranks_get_disjoint_slices_of_one_order(world_size):
 
 @pytest.mark.parametrize("world_size, group", [(1, False), (2, False), (2, True)])
 def test_restored_sampler_yields_the_same_next_indices(world_size, group):
-    mix = MixtureDataset([{"name": "a", "dataset": Toy("a", 70), "weight": 2.0}, {"name": "b", "dataset": Toy("b", 30), "weight": 1.0}], epoch_size=150, seed=9)
+    mix = MixtureDataset(
+        [{"name": "a", "dataset": Toy("a", 70), "weight": 2.0}, {"name": "b", "dataset": Toy("b", 30), "weight": 1.0}],
+        epoch_size=150,
+        seed=9,
+    )
     kwargs = dict(seed=11, world_size=world_size, group_by_length=group, batch_size=4, group_size_multiplier=2)
     runs = [RegionSampler(mix, rank=r, **kwargs) for r in range(world_size)]
     for s in runs:
@@ -123,7 +143,11 @@ def test_restored_sampler_yields_the_same_next_indices(world_size, group):
     for r in range(world_size):
         assert consumed[r] + rest[r] == [int(i) for i in order[r::world_size]]
     # a fresh process: new dataset objects, new samplers, state loaded
-    mix2 = MixtureDataset([{"name": "a", "dataset": Toy("a", 70), "weight": 2.0}, {"name": "b", "dataset": Toy("b", 30), "weight": 1.0}], epoch_size=150, seed=9)
+    mix2 = MixtureDataset(
+        [{"name": "a", "dataset": Toy("a", 70), "weight": 2.0}, {"name": "b", "dataset": Toy("b", 30), "weight": 1.0}],
+        epoch_size=150,
+        seed=9,
+    )
     resumed = [RegionSampler(mix2, rank=r, **kwargs) for r in range(world_size)]
     for s in resumed:
         s.load_state_dict(state)
@@ -163,7 +187,10 @@ def test_length_grouping_batches_similar_lengths():
 @pytest.fixture(scope="module")
 def quick_root(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick_cfg")
-    generate_quickstart(str(out), SyntheticConfig(num_train=16, num_val=4, num_test=2, num_train_videos=4, num_val_videos=2, num_test_videos=1))
+    generate_quickstart(
+        str(out),
+        SyntheticConfig(num_train=16, num_val=4, num_test=2, num_train_videos=4, num_val_videos=2, num_test_videos=1),
+    )
     return str(out)
 
 
@@ -179,7 +206,10 @@ def test_hydra_configs_build(name, quick_root):
     sample = train[next(iter(sampler))]
     assert sample["language"] in ("en", "zh") and sample["skipped"] == []
     if name == "quickstart_video":
-        assert train.counts == [300, 100] and Counter(c.name for c in train.components) == {"synthetic_images": 1, "synthetic_videos": 1}
+        assert train.counts == [300, 100] and Counter(c.name for c in train.components) == {
+            "synthetic_images": 1,
+            "synthetic_videos": 1,
+        }
         assert {val[i]["media_type"] for i in range(len(val))} == {"image", "video"}
     else:
         assert len(train) == 16 and {val[i]["media_type"] for i in range(len(val))} == {"image"}
@@ -199,11 +229,17 @@ def test_build_mixture_merges_shared_dataset_options(quick_root):
 
     shared = {"format": "pam", "tasks": ["category"], "languages": ["en"], "task_mode": "all", "seed": 3}
     mix = build_mixture(
-        {"a": {"dataset": {"path": f"{quick_root}/val.jsonl"}}, "b": {"num_samples": 1, "dataset": {"path": f"{quick_root}/test.jsonl", "tasks": ["short_caption"]}}, "dropped": None},
+        {
+            "a": {"dataset": {"path": f"{quick_root}/val.jsonl"}},
+            "b": {"num_samples": 1, "dataset": {"path": f"{quick_root}/test.jsonl", "tasks": ["short_caption"]}},
+            "dropped": None,
+        },
         dataset_defaults=shared,
     )
     assert [c.name for c in mix.components] == ["a", "b"] and mix.counts[1] == 1
     a, b = (c.dataset for c in mix.components)
-    assert a.config.tasks == ("category",) and b.config.tasks == ("short_caption",) and a.config.seed == b.config.seed == 3
+    assert (
+        a.config.tasks == ("category",) and b.config.tasks == ("short_caption",) and a.config.seed == b.config.seed == 3
+    )
     with pytest.raises(ValueError, match="mixture component a: unknown field"):
         build_mixture({"a": {"dataset": {"path": f"{quick_root}/val.jsonl"}, "wieght": 1.0}}, dataset_defaults=shared)

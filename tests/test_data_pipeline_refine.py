@@ -34,16 +34,22 @@ def answer_for(request) -> str:
         return "I cannot answer that."
     keys = re.findall(r'"(\w+)"', text.split("exactly the keys", 1)[1])
     values = {
-        "category": label, "definition": f"a {label} is a common thing people know well",
+        "category": label,
+        "definition": f"a {label} is a common thing people know well",
         "function": f"a {label} is used every day by people at home",
-        "short_caption": f"a {label} seen in the picture", "detailed_caption": f"this {label} stands in the middle of the picture with a plain background behind it",
+        "short_caption": f"a {label} seen in the picture",
+        "detailed_caption": f"this {label} stands in the middle of the picture with a plain background behind it",
     }
     return "```json\n" + json.dumps({k: values[k] for k in keys}) + "\n```"
 
 
 def images_of(request) -> list[Image.Image]:
     parts = request["messages"][-1]["content"]
-    return [Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))) for p in parts if p["type"] == "image_url"]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1])))
+        for p in parts
+        if p["type"] == "image_url"
+    ]
 
 
 @pytest.fixture
@@ -64,9 +70,39 @@ def coco_like(tmp_path):
 
 
 def refine(tmp_path, server, *extra, out="out.jsonl"):
-    return main(["refine", "--input", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / out), "--base-url", server.base_url, "--model", "vlm-test",
-                 "--api-key-env", "none", "--max-tries", "2", "--backoff", "0.01", "--timeout", "5", "--workers", "2", "--chunk-records", "2",
-                 "--fields", "definition", "function", "short_caption", "detailed_caption", "--cache-dir", str(tmp_path / "cache"), *extra])
+    return main(
+        [
+            "refine",
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--out",
+            str(tmp_path / out),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "vlm-test",
+            "--api-key-env",
+            "none",
+            "--max-tries",
+            "2",
+            "--backoff",
+            "0.01",
+            "--timeout",
+            "5",
+            "--workers",
+            "2",
+            "--chunk-records",
+            "2",
+            "--fields",
+            "definition",
+            "function",
+            "short_caption",
+            "detailed_caption",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *extra,
+        ]
+    )
 
 
 def manifest(path):
@@ -93,10 +129,16 @@ def test_refine_interrupt_resume_cache_retry_and_manifest(tmp_path, coco_like, c
     second = json.loads(capsys.readouterr().out)
     asked = sorted(re.search(r'is: "(.*?)"', last_user_text(r)).group(1) for r in server.requests[1:])
     assert asked == ["book", "broken", "chair", "plate"] and server.count == 5
-    assert second["counts"]["records_already_done"] == 2 and second["usage"]["retries"] == 1 and second["usage"]["requests"] == 4
+    assert (
+        second["counts"]["records_already_done"] == 2
+        and second["usage"]["retries"] == 1
+        and second["usage"]["requests"] == 4
+    )
     assert second["steps"]["regions"] == {"kept": 3, "dropped": {"unparsable_answer": 1}, "dropped_total": 1}
     assert second["prompts"] == {"refine_image": 1, "refine_video": 1} and second["backend"]["model"] == "vlm-test"
-    assert second["usage"]["prompt_tokens"] == 40 and second["usage"]["completion_tokens"] == 20  # 10 + 5 per answered request
+    assert (
+        second["usage"]["prompt_tokens"] == 40 and second["usage"]["completion_tokens"] == 20
+    )  # 10 + 5 per answered request
 
     records = {r.id: r for r in iter_records(tmp_path / "out.jsonl")}
     assert sorted(records) == ["img0", "img1", "img2", "img3"]
@@ -108,7 +150,9 @@ def test_refine_interrupt_resume_cache_retry_and_manifest(tmp_path, coco_like, c
         assert refine(tmp_path, server, out="again.jsonl") == 0
     third = json.loads(capsys.readouterr().out)
     assert server.count == 0 and third["usage"]["cache_hits"] == 8 and third["usage"]["requests"] == 0
-    assert (tmp_path / "again.jsonl").read_text().splitlines() == sorted((tmp_path / "out.jsonl").read_text().splitlines())
+    assert (tmp_path / "again.jsonl").read_text().splitlines() == sorted(
+        (tmp_path / "out.jsonl").read_text().splitlines()
+    )
 
     ds = load_region_dataset(str(tmp_path / "out.jsonl"), tasks=["explain", "short_caption", "detailed_caption"])
     assert len(ds) == 7 * 3 and ds[0]["pixels"].shape == (H, W, 3)
@@ -126,7 +170,11 @@ def test_refine_shards_rate_limit_and_merge(tmp_path, coco_like, capsys):
     assert all(gap >= 0.1 * 0.7 for gap in within_shard), within_shard  # 600 per minute: one per 0.1 s
     assert main(["merge", "--inputs", *map(str, shards), "--out", str(tmp_path / "all.jsonl")]) == 0
     merged = json.loads(capsys.readouterr().out)
-    assert merged["records"] == 4 and merged["usage"]["requests"] == 8 and merged["steps"]["regions"]["dropped"] == {"unparsable_answer": 1}
+    assert (
+        merged["records"] == 4
+        and merged["usage"]["requests"] == 8
+        and merged["steps"]["regions"]["dropped"] == {"unparsable_answer": 1}
+    )
     assert main(["merge", "--inputs", str(shards[0]), str(shards[0]), "--out", str(tmp_path / "dup.jsonl")]) == 2
     assert "written twice" in capsys.readouterr().err
 
@@ -144,13 +192,43 @@ def test_refine_overwrite_keeps_source_label_and_video_keyframes(tmp_path, capsy
             enc = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
             masks[str(t)] = {"size": [32, 48], "counts": enc["counts"].decode()}
     write_video_mp4(str(tmp_path / "v.mp4"), frames)
-    write_records(tmp_path / "in.jsonl", [Record.from_dict({"id": "v", "video": "v.mp4", "regions": [{"masks": masks, "category": "cup"}]})])
+    write_records(
+        tmp_path / "in.jsonl",
+        [Record.from_dict({"id": "v", "video": "v.mp4", "regions": [{"masks": masks, "category": "cup"}]})],
+    )
     with ChatServer(lambda r, i: answer_for(r).replace('"category": "cup"', '"category": "mug"')) as server:
-        assert main(["refine", "--input", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"), "--base-url", server.base_url, "--model", "m",
-                     "--api-key-env", "none", "--fields", "category", "short_caption", "--overwrite", "category", "--keyframes", "3"]) == 0
+        assert (
+            main(
+                [
+                    "refine",
+                    "--input",
+                    str(tmp_path / "in.jsonl"),
+                    "--out",
+                    str(tmp_path / "out.jsonl"),
+                    "--base-url",
+                    server.base_url,
+                    "--model",
+                    "m",
+                    "--api-key-env",
+                    "none",
+                    "--fields",
+                    "category",
+                    "short_caption",
+                    "--overwrite",
+                    "category",
+                    "--keyframes",
+                    "3",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     (region,) = next(iter_records(tmp_path / "out.jsonl")).regions
-    assert region.category == {"en": "mug"} and region.extra["source_category"] == "cup" and region.short_caption == {"en": "a cup seen in the picture"}
+    assert (
+        region.category == {"en": "mug"}
+        and region.extra["source_category"] == "cup"
+        and region.short_caption == {"en": "a cup seen in the picture"}
+    )
     assert len(images_of(server.requests[0])) == 3 and "keyframes 0, 4, 6" in last_user_text(server.requests[0])
 
 
@@ -158,13 +236,28 @@ def test_set_of_mark_overlay_draws_tinted_mask_contour_and_number():
     img = np.full((60, 80, 3), 100, np.uint8)
     mask = np.zeros((60, 80), bool)
     mask[10:40, 10:50] = True
-    out = np.asarray(render(img, [Mark(1, mask, np.array([10, 10, 50, 40], np.float32)), Mark(2, None, np.array([55, 45, 75, 58], np.float32))], alpha=0.5))
+    out = np.asarray(
+        render(
+            img,
+            [
+                Mark(1, mask, np.array([10, 10, 50, 40], np.float32)),
+                Mark(2, None, np.array([55, 45, 75, 58], np.float32)),
+            ],
+            alpha=0.5,
+        )
+    )
     assert tuple(out[0, 0]) == (100, 100, 100)  # untouched background
     assert tuple(out[10, 30]) == (230, 25, 75)  # contour in colour 1
-    assert tuple(out[15, 15]) == (round(0.5 * 100 + 0.5 * 230), round(0.5 * 100 + 0.5 * 25), round(0.5 * 100 + 0.5 * 75))  # tinted inside
+    assert tuple(out[15, 15]) == (
+        round(0.5 * 100 + 0.5 * 230),
+        round(0.5 * 100 + 0.5 * 25),
+        round(0.5 * 100 + 0.5 * 75),
+    )  # tinted inside
     assert tuple(out[45, 55]) == (60, 180, 75)  # box outline of mark 2 in colour 2
     tag = out[18:32, 22:38]
-    assert (tag == 255).all(axis=-1).any() and (tag < 60).all(axis=-1).any()  # white tag with dark digit near the centroid
+    assert (tag == 255).all(axis=-1).any() and (tag < 60).all(
+        axis=-1
+    ).any()  # white tag with dark digit near the centroid
     ring = contour(mask, 1)
     assert ring.sum() == 2 * (30 + 40) - 4 and not ring[20, 30]
 
@@ -176,14 +269,40 @@ def test_refine_with_a_local_vision_language_model(tmp_path, coco_like, capsys):
 
     model = save_tiny_qwen_vl(tmp_path / "vlm")
     write_records(tmp_path / "one.jsonl", [next(iter_records(tmp_path / "in.jsonl"))])
-    args = ["refine", "--input", str(tmp_path / "one.jsonl"), "--root", str(tmp_path), "--out", str(tmp_path / "local.jsonl"), "--backend", "transformers",
-            "--model-path", str(model), "--fields", "short_caption", "--max-tokens", "4", "--workers", "2"]
+    args = [
+        "refine",
+        "--input",
+        str(tmp_path / "one.jsonl"),
+        "--root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "local.jsonl"),
+        "--backend",
+        "transformers",
+        "--model-path",
+        str(model),
+        "--fields",
+        "short_caption",
+        "--max-tokens",
+        "4",
+        "--workers",
+        "2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    run = json.loads(printed[printed.index("{\n") :])  # deepspeed (imported by transformers) may log a line to stdout first
-    assert run["backend"] == {"backend": "transformers-vision", "model": "vlm", "path": str(model), "cache_dir": str(tmp_path / "local.cache")}
+    run = json.loads(
+        printed[printed.index("{\n") :]
+    )  # deepspeed (imported by transformers) may log a line to stdout first
+    assert run["backend"] == {
+        "backend": "transformers-vision",
+        "model": "vlm",
+        "path": str(model),
+        "cache_dir": str(tmp_path / "local.cache"),
+    }
     assert run["usage"]["requests"] == 2 and 0 < run["usage"]["completion_tokens"] <= 2 * 4
-    assert run["steps"]["regions"]["dropped"] == {"unparsable_answer": 2} and run["steps"]["records"]["dropped"] == {"no_region_left": 1}
+    assert run["steps"]["regions"]["dropped"] == {"unparsable_answer": 2} and run["steps"]["records"]["dropped"] == {
+        "no_region_left": 1
+    }
     assert main(args) == 0  # a re-run answers from the cache (and never loads the model)
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{\n") :])["usage"]["cache_hits"] == 2

@@ -46,7 +46,16 @@ def video_record(tmp_path: Path, rid="sq", cut_at=None, label="red square") -> R
     for t, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"{t:05d}.png")
     region = {"masks": {str(t): MaskAnnotation.from_mask(m).to_json() for t, m in enumerate(masks)}, "category": label}
-    return Record.from_dict({"id": rid, "frames": [f"{t:05d}.png" for t in range(N)], "frames_root": f"frames/{rid}", "height": S, "width": S, "regions": [region]})
+    return Record.from_dict(
+        {
+            "id": rid,
+            "frames": [f"{t:05d}.png" for t in range(N)],
+            "frames_root": f"frames/{rid}",
+            "height": S,
+            "width": S,
+            "regions": [region],
+        }
+    )
 
 
 def test_events_from_motion_intervals_and_shot_cuts(tmp_path):
@@ -69,27 +78,54 @@ def narrator(request, index):
     text = last_user_text(request)
     previous = re.search(r'previous event was: "(.*?)"', text).group(1)
     span = re.search(r"frames (\d+) to (\d+)", text).groups()
-    caption = "the red square slides to the right" if previous.startswith("none") else f"after it slides, the square stays still (frames {span[0]}-{span[1]})"
+    caption = (
+        "the red square slides to the right"
+        if previous.startswith("none")
+        else f"after it slides, the square stays still (frames {span[0]}-{span[1]})"
+    )
     return json.dumps({"caption": caption})
 
 
 def stream(tmp_path, server, out="stream.jsonl"):
-    return main(["stream", "--input", str(tmp_path / "videos.jsonl"), "--out", str(tmp_path / out), "--base-url", server.base_url,
-                 "--model", "vlm", "--api-key-env", "none", "--keyframes", "2", "--cache-dir", str(tmp_path / "cache")])
+    return main(
+        [
+            "stream",
+            "--input",
+            str(tmp_path / "videos.jsonl"),
+            "--out",
+            str(tmp_path / out),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "vlm",
+            "--api-key-env",
+            "none",
+            "--keyframes",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
 
 
 def test_stream_captions_in_order_resume_and_train(tmp_path, capsys):
-    write_records(tmp_path / "videos.jsonl", [video_record(tmp_path, "sq"), video_record(tmp_path, "sq2", label="square")])  # same pixels, other label
+    write_records(
+        tmp_path / "videos.jsonl", [video_record(tmp_path, "sq"), video_record(tmp_path, "sq2", label="square")]
+    )  # same pixels, other label
     with ChatServer(narrator) as server:
         assert stream(tmp_path, server) == 0
     manifest = json.loads(capsys.readouterr().out)
-    assert server.count == 4 and manifest["steps"]["events"]["kept"] == 4 and manifest["prompts"] == {"stream_caption": 1}
-    second = [r for r in server.requests if "previous event was: \"the red square slides" in last_user_text(r)]
+    assert (
+        server.count == 4 and manifest["steps"]["events"]["kept"] == 4 and manifest["prompts"] == {"stream_caption": 1}
+    )
+    second = [r for r in server.requests if 'previous event was: "the red square slides' in last_user_text(r)]
     assert len(second) == 2 and all("frames 5 to 11" in last_user_text(r) for r in second)
     records = list(iter_records(tmp_path / "stream.jsonl"))
     events = records[0].regions[0].events
     assert [(e.start_frame, e.end_frame, e.caption["en"]) for e in events] == [
-        (0, 4, "the red square slides to the right"), (5, 11, "after it slides, the square stays still (frames 5-11)")]
+        (0, 4, "the red square slides to the right"),
+        (5, 11, "after it slides, the square stays still (frames 5-11)"),
+    ]
 
     with ChatServer(narrator) as server:  # everything is done: nothing is asked again
         assert stream(tmp_path, server) == 0
@@ -109,10 +145,24 @@ def train_few_steps(tmp_path: Path, records: Path) -> list[float]:
         for suffix in ("", "_video"):
             shutil.copy(records, tmp_path / f"{name}{suffix}.jsonl")
     overrides = [
-        "experiment=quickstart", "data=quickstart_video", f"data.root={tmp_path}", "data.tasks=[video_caption]", "data.track_frames=2", "model.video_num_frames=2",
-        "data.train.epoch_size=2", "~next_stage", "stage.max_steps=2", "trainer.global_batch_size=1", "trainer.micro_batch_size=1",
-        f"trainer.output_dir={tmp_path / 'run'}", "trainer.feature_cache=null", "trainer.wandb.mode=disabled", "trainer.progress_bar=false",
-        "trainer.evaluate_at_end=false", "trainer.log_every=1", "trainer.val_every=1000",
+        "experiment=quickstart",
+        "data=quickstart_video",
+        f"data.root={tmp_path}",
+        "data.tasks=[video_caption]",
+        "data.track_frames=2",
+        "model.video_num_frames=2",
+        "data.train.epoch_size=2",
+        "~next_stage",
+        "stage.max_steps=2",
+        "trainer.global_batch_size=1",
+        "trainer.micro_batch_size=1",
+        f"trainer.output_dir={tmp_path / 'run'}",
+        "trainer.feature_cache=null",
+        "trainer.wandb.mode=disabled",
+        "trainer.progress_bar=false",
+        "trainer.evaluate_at_end=false",
+        "trainer.log_every=1",
+        "trainer.val_every=1000",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

@@ -85,8 +85,12 @@ def test_box_from_mask_is_tight_and_jitter_stays_in_image():
 
 
 def test_without_a_mask_given_points_and_box_are_used():
-    ann = FrameAnnotation(mask=None, box=np.array([1, 2, 11, 22], np.float32),
-                          points=np.array([[3, 4], [5, 6], [7, 8]], np.float32), point_labels=np.array([1, 0, 1]))
+    ann = FrameAnnotation(
+        mask=None,
+        box=np.array([1, 2, 11, 22], np.float32),
+        points=np.array([[3, 4], [5, 6], [7, 8]], np.float32),
+        point_labels=np.array([1, 0, 1]),
+    )
     draws = _draws(PromptSamplingConfig(mask_weight=1.0), ann, n=400)
     kinds = Counter(k for k, _ in draws)
     assert kinds["mask"] == 0 and abs(kinds["points"] / 400 - 0.5) < 0.08  # mask share falls back to the others
@@ -106,6 +110,7 @@ def test_same_seed_epoch_index_gives_the_same_prompt():
     assert a[0] == b[0]
     for k in a[1]:
         assert (a[1][k] is None and b[1][k] is None) or np.array_equal(a[1][k], b[1][k])
+
     def signature(draw):
         kind, prompt = draw
         return kind, prompt["points" if kind == "points" else kind].tobytes()

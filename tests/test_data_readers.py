@@ -113,7 +113,9 @@ def test_upstream_errors_name_line_and_field(tmp_path, patch, message):
 
 
 def test_upstream_turns_keep_free_form_conversations():
-    turns = upstream_turns([{"role": "user", "content": "What is this?"}, {"role": "assistant", "content": "a cat"}], "x:1")
+    turns = upstream_turns(
+        [{"role": "user", "content": "What is this?"}, {"role": "assistant", "content": "a cat"}], "x:1"
+    )
     assert turns[0]["content"] == "<image>\nWhat is this?"
     assert infer_task(turns[0]["content"]) == (None, None)
     assert infer_task(task_prompt("video_caption", "en", history="a dog sits")) == ("video_caption", "en")

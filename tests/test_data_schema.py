@@ -43,8 +43,16 @@ IMAGE_LINE = {
             "detailed_caption": {"en": "A large tomato."},
             "extra": {"annotation_id": 7},
         },
-        {"mask": [[1, 1, 8, 1, 8, 8, 1, 8]], "category": "box", "conversations": [
-            {"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "a box"}], "language": "en", "task": "conversation"},
+        {
+            "mask": [[1, 1, 8, 1, 8, 8, 1, 8]],
+            "category": "box",
+            "conversations": [
+                {"role": "user", "content": "<image>\nWhat is it?"},
+                {"role": "assistant", "content": "a box"},
+            ],
+            "language": "en",
+            "task": "conversation",
+        },
     ],
     "extra": {"split": "train"},
 }
@@ -69,7 +77,14 @@ VIDEO_LINE = {
 }
 
 
-@pytest.mark.parametrize("line", [IMAGE_LINE, VIDEO_LINE, {"id": "v2", "video": "clip.mp4", "regions": [{"boxes": {"3": [0, 0, 4, 4]}, "category": "x"}]}])
+@pytest.mark.parametrize(
+    "line",
+    [
+        IMAGE_LINE,
+        VIDEO_LINE,
+        {"id": "v2", "video": "clip.mp4", "regions": [{"boxes": {"3": [0, 0, 4, 4]}, "category": "x"}]},
+    ],
+)
 def test_record_dict_record_is_identity(line):
     record = Record.from_dict(json.loads(json.dumps(line)), "mem:1")
     again = Record.from_dict(json.loads(json.dumps(record.to_dict())), "mem:1")

@@ -47,7 +47,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     for split in a:
         assert Path(a[split]).read_bytes() == Path(b[split]).read_bytes()
     assert Path(a["train"]).read_bytes() != Path(c["train"]).read_bytes()
-    assert (tmp_path / "a/images/train/000003.png").read_bytes() == (tmp_path / "b/images/train/000003.png").read_bytes()
+    assert (tmp_path / "a/images/train/000003.png").read_bytes() == (
+        tmp_path / "b/images/train/000003.png"
+    ).read_bytes()
 
 
 def test_every_line_is_valid_and_round_trips(default_data):
@@ -63,7 +65,12 @@ def test_every_line_is_valid_and_round_trips(default_data):
 
 def test_categories_are_distinct_in_colour_and_shape():
     assert len(CATEGORIES) >= 8
-    assert len({c.rgb for c in CATEGORIES}) == len({c.shape for c in CATEGORIES}) == len({c.name for c in CATEGORIES}) == len(CATEGORIES)
+    assert (
+        len({c.rgb for c in CATEGORIES})
+        == len({c.shape for c in CATEGORIES})
+        == len({c.name for c in CATEGORIES})
+        == len(CATEGORIES)
+    )
     assert len({c.color for c in CATEGORIES}) == len(CATEGORIES) and all(c.zh and c.color_zh for c in CATEGORIES)
     palette = {c.rgb for c in CATEGORIES}
     assert not palette & ({rgb for _, rgb in BACKGROUNDS} | {DISTRACTOR_RGB})
@@ -121,7 +128,9 @@ def test_video_masks_follow_the_object(default_data):
             assert (err[inner] <= tol).mean() > 0.97
             assert (err[~mask] > 60).all() if rec.frames is not None else (err[~mask] > 60).mean() > 0.99
         for event in region.events:
-            assert event.caption["en"].startswith(f"the {region.extra['color']} {SHAPE_WORDS[region.extra['shape']]} {region.category['en']} ")
+            assert event.caption["en"].startswith(
+                f"the {region.extra['color']} {SHAPE_WORDS[region.extra['shape']]} {region.category['en']} "
+            )
             assert any(w in event.caption["en"] for w in ("moves", "stops", "stays still"))
             if "moves right" in event.caption["en"]:
                 x0 = np.nonzero(region.masks[event.start_frame].decode())[1].mean()
@@ -130,7 +139,9 @@ def test_video_masks_follow_the_object(default_data):
 
 
 def test_harder_knobs():
-    cfg = SyntheticConfig(objects_per_image=3, max_rotation=40.0, allow_occlusion=True, shared_colors=True, max_distractors=2)
+    cfg = SyntheticConfig(
+        objects_per_image=3, max_rotation=40.0, allow_occlusion=True, shared_colors=True, max_distractors=2
+    )
     regions = [r for i in range(30) for r in make_image_record(cfg, "train", i)[0].regions]
     assert len(regions) > 60
     pairs = {(r.category["en"], r.extra["color"]) for r in regions}
@@ -148,9 +159,34 @@ def test_harder_knobs():
 def test_cli_writes_the_dataset(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "pam.cli", "make-data", "--out", str(out), "--num-train", "5", "--num-val", "2", "--num-test", "1",
-         "--num-train-videos", "1", "--num-val-videos", "1", "--num-test-videos", "1", "--seed", "3", "--max-rotation", "10"],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        [
+            sys.executable,
+            "-m",
+            "pam.cli",
+            "make-data",
+            "--out",
+            str(out),
+            "--num-train",
+            "5",
+            "--num-val",
+            "2",
+            "--num-test",
+            "1",
+            "--num-train-videos",
+            "1",
+            "--num-val-videos",
+            "1",
+            "--num-test-videos",
+            "1",
+            "--seed",
+            "3",
+            "--max-rotation",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
     assert json.loads(result.stdout)["out"] == str(out)
     assert sum(1 for _ in open(out / "train.jsonl")) == 5

@@ -35,9 +35,14 @@ def test_describe_gives_four_answers_from_one_encode(handlers, debug_bundle, mon
     predictor = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(4))
     refs = predictor.generate([RegionRequest(region=region, image=image, task=task) for task, _ in IMAGE_TASKS])
     for ref, text in zip(refs, texts):
-        assert text == (ref.text or f"(no text: the model produced {len(ref.token_ids)} tokens that decode to whitespace or special tokens)")
+        assert text == (
+            ref.text
+            or f"(no text: the model produced {len(ref.token_ids)} tokens that decode to whitespace or special tokens)"
+        )
     ref_mask = refs[0].mask
-    expected = overlay(image, ref_mask, box=[50, 40, 190, 130], points=np.array([[240.0, 150.0], [20.0, 20.0]]), labels=[1, 0])
+    expected = overlay(
+        image, ref_mask, box=[50, 40, 190, 130], points=np.array([[240.0, 150.0], [20.0, 20.0]]), labels=[1, 0]
+    )
     assert np.array_equal(np.asarray(picture), np.asarray(expected))
     assert "mask score" in info
 
@@ -66,10 +71,16 @@ def test_stream_yields_each_event_as_the_predictor_streams_it(handlers, debug_bu
     assert len(updates) == 1 + 2  # the box on frame 0, then one update per segment (3 + 2 frames)
     decoded, _ = read_clip(str(path))
     rule = BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=3)
-    events = list(PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(4)).stream(decoded, {"box": [10.0, 20.0, 50.0, 60.0]}, boundaries=rule))
+    events = list(
+        PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(4)).stream(
+            decoded, {"box": [10.0, 20.0, 50.0, 60.0]}, boundaries=rule
+        )
+    )
     preview, text, gallery = updates[-1]
     captions = [" ".join(e.caption.split()) or "(no text)" for e in events]
-    assert [caption for _, caption in gallery] == [f"{e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)]
+    assert [caption for _, caption in gallery] == [
+        f"{e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)
+    ]
     assert text.splitlines()[1:] == [f"frames {e.start_frame}-{e.end_frame}: {c}" for e, c in zip(events, captions)]
     assert np.array_equal(preview, np.asarray(overlay(decoded[4], np.asarray(events[-1].masks[-1]), caption="frame 4")))
 

@@ -14,7 +14,9 @@ from PIL import Image
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("Chromium is missing: apt-get install -y chromium chromium-driver (.ci/run does this)", allow_module_level=True)
+    pytest.skip(
+        "Chromium is missing: apt-get install -y chromium chromium-driver (.ci/run does this)", allow_module_level=True
+    )
 pytest.importorskip("gradio", reason="the serve extra is not installed (pip install -e '.[serve]')")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx")
@@ -31,7 +33,15 @@ from pam.serve.server import bind_socket
 from .helpers import synthetic_image
 from .test_serve import region_sensitive_bundle
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 BOX = "50, 40, 190, 130"
 
 
@@ -108,7 +118,10 @@ def test_demo_box_on_generated_image_in_headless_chromium(browser, demo_url, eng
     shown = _fetch_png(_img_src(browser, "#pam-overlay"))
     assert shown.shape == image.shape
     assert np.array_equal(shown, np.asarray(expected[0]))
-    texts = [_value(browser, f"#pam-{task} textarea") for task in ("category", "explain", "short_caption", "detailed_caption")]
+    texts = [
+        _value(browser, f"#pam-{task} textarea")
+        for task in ("category", "explain", "short_caption", "detailed_caption")
+    ]
     assert texts == list(expected[1:5]) and all(texts)
     assert "mask score" in browser.find_element(By.ID, "pam-info").text
 
@@ -130,7 +143,9 @@ def test_demo_video_tab_streams_events_in_headless_chromium(browser, demo_url, t
     write_video_mp4(str(path), video_sample(num_frames=6)["pixels"])
     wait = WebDriverWait(browser, 120, poll_frequency=0.2)
     browser.get(demo_url)
-    tab = wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Video"])
+    tab = wait.until(
+        lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Video"]
+    )
     tab[0].click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pam-video input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, "#pam-video input[type=file]").send_keys(str(path))
@@ -140,12 +155,18 @@ def test_demo_video_tab_streams_events_in_headless_chromium(browser, demo_url, t
     slider.clear()
     slider.send_keys("3\t")
     browser.find_element(By.CSS_SELECTOR, "#pam-stream").click()
-    wait.until(lambda d: sum(line.startswith("frames ") for line in _value(d, "#pam-events textarea").splitlines()) == 2)  # 0-2, 3-5
+    wait.until(
+        lambda d: sum(line.startswith("frames ") for line in _value(d, "#pam-events textarea").splitlines()) == 2
+    )  # 0-2, 3-5
     time.sleep(0.5)
     shot = tmp_path / "demo_video_tab.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
     lines = _value(browser, "#pam-events textarea").splitlines()
-    assert lines[0].startswith("6 frames read") and lines[1].startswith("frames 0-2: ") and lines[2].startswith("frames 3-5: ")
+    assert (
+        lines[0].startswith("6 frames read")
+        and lines[1].startswith("frames 0-2: ")
+        and lines[2].startswith("frames 3-5: ")
+    )
     preview = _fetch_png(_img_src(browser, "#pam-track"))
     assert preview.shape == (96, 128, 3)

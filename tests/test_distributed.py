@@ -39,7 +39,14 @@ COMMON = [
 
 
 def _env(**extra) -> dict:
-    env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        WANDB_MODE="disabled",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        DS_ACCELERATOR="cpu",
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -54,12 +61,23 @@ def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dist") / "data"
     from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
-    generate_quickstart(str(root), SyntheticConfig(num_train=12, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(num_train=12, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     return root
 
 
-def _train(out: Path, data_root: Path, *extra: str, launcher: list[str] | None = None, env: dict | None = None) -> list[float]:
-    cmd = (launcher or [sys.executable]) + [str(ROOT / "scripts" / "train.py"), *COMMON, f"trainer.output_dir={out}", f"data.root={data_root}", *extra]
+def _train(
+    out: Path, data_root: Path, *extra: str, launcher: list[str] | None = None, env: dict | None = None
+) -> list[float]:
+    cmd = (launcher or [sys.executable]) + [
+        str(ROOT / "scripts" / "train.py"),
+        *COMMON,
+        f"trainer.output_dir={out}",
+        f"data.root={data_root}",
+        *extra,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env or _env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return _losses(out)
@@ -80,11 +98,25 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root, single_process
 
 
 # zero2_offload runs with `-m soak` only (suite time): zero2 and zero3_offload cover its two parts
-@pytest.mark.parametrize("zero", ["zero2", "zero3", pytest.param("zero2_offload", marks=pytest.mark.soak), "zero3_offload"])
+@pytest.mark.parametrize(
+    "zero", ["zero2", "zero3", pytest.param("zero2_offload", marks=pytest.mark.soak), "zero3_offload"]
+)
 def test_deepspeed_zero_matches_one_process(tmp_path, data_root, single_process, zero):
     pytest.importorskip("deepspeed")
-    env = _env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29544 + ["zero2", "zero3", "zero2_offload", "zero3_offload"].index(zero)))
-    losses = _train(tmp_path / zero, data_root, "trainer.engine=deepspeed", f"trainer.deepspeed_config={ROOT}/configs/deepspeed/{zero}.json", env=env)
+    env = _env(
+        RANK="0",
+        LOCAL_RANK="0",
+        WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(29544 + ["zero2", "zero3", "zero2_offload", "zero3_offload"].index(zero)),
+    )
+    losses = _train(
+        tmp_path / zero,
+        data_root,
+        "trainer.engine=deepspeed",
+        f"trainer.deepspeed_config={ROOT}/configs/deepspeed/{zero}.json",
+        env=env,
+    )
     assert len(losses) == 3
     for a, b in zip(losses, single_process):
         assert a == pytest.approx(b, rel=1e-3, abs=1e-4)

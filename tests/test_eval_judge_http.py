@@ -15,14 +15,32 @@ from .test_eval_scoring import _dlc_answer
 
 def test_dlc_bench_through_the_http_judge(tmp_path, capsys):
     data = write_dlc(tmp_path)
-    pred = write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}])
+    pred = write_predictions(
+        tmp_path / "run" / "predictions.jsonl",
+        [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}],
+    )
 
     def reply(request, index):
         assert request["model"] == "judge-test" and request["temperature"] == 0.0 and request["max_tokens"] == 300
         return Fault(500) if index == 0 else _dlc_answer(last_user_text(request))
 
-    argv = ["score", "dlc_bench", str(pred), "--data", str(data), "--judge-model", "judge-test",
-            "--set", "judge.api_key_env=null", "--set", "judge.backoff_s=0.01", "--set", "judge.max_workers=1", "--out", str(tmp_path / "run")]
+    argv = [
+        "score",
+        "dlc_bench",
+        str(pred),
+        "--data",
+        str(data),
+        "--judge-model",
+        "judge-test",
+        "--set",
+        "judge.api_key_env=null",
+        "--set",
+        "judge.backoff_s=0.01",
+        "--set",
+        "judge.max_workers=1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     with ChatServer(reply, max_requests=20, max_seconds=60) as server:
         capsys.readouterr()
         assert pam_cli([*argv, "--judge-url", server.base_url]) == 0
@@ -42,9 +60,29 @@ def test_a_judge_that_keeps_failing_is_reported_and_answers_already_scored_are_k
     """The judge answers 2 questions, then only 500s: scoring stops with an error naming the
     failure; the 2 answers stay in the cache, and a re-run against a healthy judge asks only the rest."""
     data = write_dlc(tmp_path)
-    pred = write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}])
-    argv = ["score", "dlc_bench", str(pred), "--data", str(data), "--judge-model", "judge-test", "--set", "judge.api_key_env=null",
-            "--set", "judge.backoff_s=0.01", "--set", "judge.max_workers=1", "--set", "judge.max_tries=2", "--out", str(tmp_path / "run")]
+    pred = write_predictions(
+        tmp_path / "run" / "predictions.jsonl",
+        [{"id": "7", "prediction": "A red cup."}, {"id": "8", "prediction": "A white cat."}],
+    )
+    argv = [
+        "score",
+        "dlc_bench",
+        str(pred),
+        "--data",
+        str(data),
+        "--judge-model",
+        "judge-test",
+        "--set",
+        "judge.api_key_env=null",
+        "--set",
+        "judge.backoff_s=0.01",
+        "--set",
+        "judge.max_workers=1",
+        "--set",
+        "judge.max_tries=2",
+        "--out",
+        str(tmp_path / "run"),
+    ]
 
     def failing(request, index):
         return _dlc_answer(last_user_text(request)) if index < 2 else Fault(500)

@@ -149,8 +149,13 @@ def test_caption_metrics_identical_captions_known_values():
 def test_caption_metrics_empty_predictions_and_subset():
     got = caption_metrics(["", "...", "  \n "], [["a dog"], ["a cat"], ["a bird flies"]])
     assert got == {
-        "bleu_1": 0.0, "bleu_2": 0.0, "bleu_3": 0.0, "bleu_4": 0.0,
-        "meteor": 0.0, "rouge_l": 0.0, "cider": 0.0,
+        "bleu_1": 0.0,
+        "bleu_2": 0.0,
+        "bleu_3": 0.0,
+        "bleu_4": 0.0,
+        "meteor": 0.0,
+        "rouge_l": 0.0,
+        "cider": 0.0,
     }
     # Line breaks inside a caption do not shift the PTB tokenizer's one-caption-per-line output.
     only_rouge = caption_metrics(["a dog\nruns", "a cat"], [["a dog runs"], ["a cat"]], metrics=("ROUGE_L",))

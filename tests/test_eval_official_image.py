@@ -142,13 +142,33 @@ def test_dlc_bench_reproduces_dam_3b_published_scores(tmp_path, capsys):
         return table[last_user_text(request)]  # a prompt the official script would not send: KeyError, HTTP 500
 
     with ChatServer(reply, max_requests=1100, max_seconds=120) as server:
-        got = _score(capsys, ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", server.base_url, *JUDGE_ARGS,
-                              "--set", "judge.max_workers=8", "--set", f"judge.cache_dir={tmp_path / 'cache'}", "--set", "judge.max_tries=1"])
+        got = _score(
+            capsys,
+            [
+                "dlc_bench",
+                str(pred),
+                "--data",
+                str(folder),
+                "--judge-url",
+                server.base_url,
+                *JUDGE_ARGS,
+                "--set",
+                "judge.max_workers=8",
+                "--set",
+                f"judge.cache_dir={tmp_path / 'cache'}",
+                "--set",
+                "judge.max_tries=1",
+            ],
+        )
         assert server.count == 992
     pos, neg = dlc_official_scores(qa, names, answers)
     assert abs(got["positive"] - 100 * pos) < 1e-6 and abs(got["negative"] - 100 * neg) < 1e-6
     assert abs(got["average"] - 50 * (pos + neg)) < 1e-6
-    assert (f"{got['positive'] / 100:.3f}", f"{got['negative'] / 100:.3f}", f"{got['average'] / 100:.3f}") == ("0.510", "0.830", "0.670")
+    assert (f"{got['positive'] / 100:.3f}", f"{got['negative'] / 100:.3f}", f"{got['average'] / 100:.3f}") == (
+        "0.510",
+        "0.830",
+        "0.670",
+    )
     assert got["num_items"] == 100 and got["unrecognized"] == 8
 
 
@@ -156,11 +176,23 @@ def test_dlc_bench_parser_rules():
     from pam.eval.benchmarks.dlc_bench import parse_choice
 
     choices = ["The wing is not mentioned.", "The wing is mentioned and is grey.", "Grey", "wing"]
-    cases = ["B", "b. the wing is mentioned and is grey.", "C.", "grey", "the wing is mentioned", "D\nmore", "no idea at all",
-             "the wing is not mentioned. grey", "a. something else", "wing grey"]
+    cases = [
+        "B",
+        "b. the wing is mentioned and is grey.",
+        "C.",
+        "grey",
+        "the wing is mentioned",
+        "D\nmore",
+        "no idea at all",
+        "the wing is not mentioned. grey",
+        "a. something else",
+        "wing grey",
+    ]
     for answer in cases:
         assert parse_choice(answer, choices) == dlc_official_parse(answer, choices), answer
-    assert parse_choice("", choices) is None and parse_choice("e", ["No", "Nah"]) is None  # the official parser crashes on both
+    assert (
+        parse_choice("", choices) is None and parse_choice("e", ["No", "Nah"]) is None
+    )  # the official parser crashes on both
 
 
 def _dlc_folder(tmp_path: Path, qa: dict, names: dict) -> Path:
@@ -176,12 +208,20 @@ def test_dlc_bench_malformed_files_name_file_record_and_field(tmp_path, capsys):
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": "5", "prediction": "x"}])
     cases = [
         ({"5": [{**good_q, "type": "recognition"}]}, {"5": "cup"}, ("qa.json", "object 5, question 0", "'type'")),
-        ({"5": [{**good_q, "choices": [["a", "high"], ["b", 0]]}]}, {"5": "cup"}, ("qa.json", "object 5, question 0", "'choices'")),
+        (
+            {"5": [{**good_q, "choices": [["a", "high"], ["b", 0]]}]},
+            {"5": "cup"},
+            ("qa.json", "object 5, question 0", "'choices'"),
+        ),
         ({"5": [good_q]}, {}, ("class_names.json", "object 5", "class name")),
     ]
     for n, (qa, names, needles) in enumerate(cases):
         folder = _dlc_folder(tmp_path / str(n), qa, names)
-        _fails_with_one_line(capsys, ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", "http://127.0.0.1:9/v1", *JUDGE_ARGS], *needles)
+        _fails_with_one_line(
+            capsys,
+            ["dlc_bench", str(pred), "--data", str(folder), "--judge-url", "http://127.0.0.1:9/v1", *JUDGE_ARGS],
+            *needles,
+        )
 
 
 # ---------------------------------------------------------------- Ferret-Bench (eval_gpt_review_3newclass.py)
@@ -191,8 +231,10 @@ FERRET_SYSTEM = "You are a helpful and precise assistant for checking the qualit
 
 def ferret_official_content(context: str, question: str, ans1: str, ans2: str) -> str:
     role, prompt = "Assistant", FERRET_RULE  # rule.json's refer_reason entry
-    return (f"[Context]\\{context}\n\n[Question]\n{question}\n\n[{role} 1]\n{ans1}\n\n[End of {role} 1]\n\n"
-            f"[{role} 2]\n{ans2}\n\n[End of {role} 2]\n\n[System]\n{prompt}\n\n")
+    return (
+        f"[Context]\\{context}\n\n[Question]\n{question}\n\n[{role} 1]\n{ans1}\n\n[End of {role} 1]\n\n"
+        f"[{role} 2]\n{ans2}\n\n[End of {role} 2]\n\n[System]\n{prompt}\n\n"
+    )
 
 
 FERRET_RULE = (
@@ -235,15 +277,32 @@ FERRET_ANSWERS = {  # PAM's answers: boxes written " [..]" must reach the judge 
     1: "They are knee pads worn by the catcher to protect the legs.",
     2: "A small sign [0.478, 0.464, 0.492, 0.491] that shows the way.",
 }
-FERRET_REVIEWS = {0: "8 7\nAssistant 2 is close.", 1: "8, 6\nA comma and a space make three fields: unparsed.", 2: "9 4\nAssistant 2 is wrong."}
+FERRET_REVIEWS = {
+    0: "8 7\nAssistant 2 is close.",
+    1: "8, 6\nA comma and a space make three fields: unparsed.",
+    2: "9 4\nAssistant 2 is wrong.",
+}
 
 
 def _ferret_replay(folder: Path, questions_from: Path) -> dict:
-    qs = {json.loads(line)["question_id"]: json.loads(line) for line in (questions_from / "question.jsonl").read_text().splitlines()}
-    refs = {json.loads(line)["question_id"]: json.loads(line)["text"] for line in (folder / "answer.jsonl").read_text().splitlines()}
-    ctx = {json.loads(line)["image"]: json.loads(line)["text"] for line in (folder / "context.jsonl").read_text().splitlines()}
-    return {ferret_official_content(ctx[q["image"]], q["text"], refs[i], ferret_official_postprocess(FERRET_ANSWERS[i])): FERRET_REVIEWS[i]
-            for i, q in qs.items()}
+    qs = {
+        json.loads(line)["question_id"]: json.loads(line)
+        for line in (questions_from / "question.jsonl").read_text().splitlines()
+    }
+    refs = {
+        json.loads(line)["question_id"]: json.loads(line)["text"]
+        for line in (folder / "answer.jsonl").read_text().splitlines()
+    }
+    ctx = {
+        json.loads(line)["image"]: json.loads(line)["text"]
+        for line in (folder / "context.jsonl").read_text().splitlines()
+    }
+    return {
+        ferret_official_content(
+            ctx[q["image"]], q["text"], refs[i], ferret_official_postprocess(FERRET_ANSWERS[i])
+        ): FERRET_REVIEWS[i]
+        for i, q in qs.items()
+    }
 
 
 def _ferret_server(table: dict):
@@ -263,12 +322,28 @@ def test_ferret_reproduces_the_official_review_and_summary(tmp_path, capsys, lay
     # predictions in another order than the questions: paired by question_id
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": FERRET_ANSWERS[i]} for i in (2, 0, 1)])
     with _ferret_server(table) as server:
-        got = _score(capsys, ["ferret", str(pred), "--data", str(data), "--judge-url", server.base_url, *JUDGE_ARGS,
-                              "--set", f"judge.cache_dir={tmp_path / 'cache'}", "--set", "judge.max_tries=1"])
+        got = _score(
+            capsys,
+            [
+                "ferret",
+                str(pred),
+                "--data",
+                str(data),
+                "--judge-url",
+                server.base_url,
+                *JUDGE_ARGS,
+                "--set",
+                f"judge.cache_dir={tmp_path / 'cache'}",
+                "--set",
+                "judge.max_tries=1",
+            ],
+        )
         assert server.count == 3
     tuples = [ferret_official_parse(FERRET_REVIEWS[i]) for i in (0, 1, 2)]
     assert tuples[1] == [-1, -1]
-    assert abs(got["ratio"] - ferret_official_ratio(tuples)) < 1e-6 and got["ratio"] == round(round(10 / 3, 3) / round(16 / 3, 3) * 100, 1)
+    assert abs(got["ratio"] - ferret_official_ratio(tuples)) < 1e-6 and got["ratio"] == round(
+        round(10 / 3, 3) / round(16 / 3, 3) * 100, 1
+    )
     assert got["unparsed"] == 1 and got["num_items"] == 3
 
 
@@ -278,9 +353,14 @@ def test_ferret_reads_the_box_from_the_question_and_osprey_box(tmp_path):
     folder = FIXTURES / "ferret_refer_reason"
     ferret = get_benchmark("ferret").read_items(folder)
     osprey = get_benchmark("ferret").read_items(folder / "box_refer_reason.json")
-    assert ferret[0]["box_norm"] == [0.850, 0.523, 0.898, 0.583] and ferret[0]["text"] == "What might be the purpose of the object the region on the train?"
+    assert (
+        ferret[0]["box_norm"] == [0.850, 0.523, 0.898, 0.583]
+        and ferret[0]["text"] == "What might be the purpose of the object the region on the train?"
+    )
     assert osprey[0]["bbox"] == [544.0, 223.32, 30.72, 25.62] and osprey[0]["text"] == ferret[0]["text"]
-    assert [it["question"] for it in osprey] == [it["question"] for it in ferret]  # the judge reads Ferret's question text
+    assert [it["question"] for it in osprey] == [
+        it["question"] for it in ferret
+    ]  # the judge reads Ferret's question text
     # the box the model is prompted with: normalised x image size (COCO 640 wide) is Osprey's pixel box, to rounding
     assert np.allclose(np.array(ferret[0]["box_norm"][:2]) * [640, 427], osprey[0]["bbox"][:2], atol=0.5)
 
@@ -299,18 +379,42 @@ def test_ferret_malformed_files_name_file_record_and_field(tmp_path, capsys):
         return folder
 
     lines = (src / "question.jsonl").read_text().splitlines()
-    no_box = folder_with("nobox", "\n".join([lines[0], lines[1].replace("[0.546, 0.625, 0.626, 0.801]", "here"), lines[2]]))
-    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(no_box), "--judge-url", "http://127.0.0.1:9/v1"], "question.jsonl:2", "'text'")
+    no_box = folder_with(
+        "nobox", "\n".join([lines[0], lines[1].replace("[0.546, 0.625, 0.626, 0.801]", "here"), lines[2]])
+    )
+    _fails_with_one_line(
+        capsys,
+        ["ferret", str(pred), "--data", str(no_box), "--judge-url", "http://127.0.0.1:9/v1"],
+        "question.jsonl:2",
+        "'text'",
+    )
     no_image = folder_with("noimage", "\n".join([lines[0], lines[1], lines[2].replace('"image": ', '"picture": ')]))
-    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(no_image), "--judge-url", "http://127.0.0.1:9/v1"], "question.jsonl:3", "'image'")
+    _fails_with_one_line(
+        capsys,
+        ["ferret", str(pred), "--data", str(no_image), "--judge-url", "http://127.0.0.1:9/v1"],
+        "question.jsonl:3",
+        "'image'",
+    )
     entries = json.loads((src / "box_refer_reason.json").read_text())
     entries[1]["annotation"]["bbox"] = [1, 2, 3]
     bad_osprey = folder_with("osprey", json.dumps(entries))
-    _fails_with_one_line(capsys, ["ferret", str(pred), "--data", str(bad_osprey / "box_refer_reason.json"), "--judge-url", "http://127.0.0.1:9/v1"],
-                         "box_refer_reason.json: entry 1", "'bbox'")
+    _fails_with_one_line(
+        capsys,
+        [
+            "ferret",
+            str(pred),
+            "--data",
+            str(bad_osprey / "box_refer_reason.json"),
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        "box_refer_reason.json: entry 1",
+        "'bbox'",
+    )
 
 
 # ---------------------------------------------------------------- RefCOCOg (GLaMM's and Osprey's layouts)
+
 
 def _coco_eval(preds: dict, refs: dict) -> dict:
     """pycocoevalcap's own COCO pipeline: PTB tokenizer, then METEOR and CIDEr, x100."""
@@ -336,20 +440,50 @@ REFCOCOG_PRED = {
     102: "the white dog lying on the grass",
     103: "A woman: sitting on the left: bench",
 }
-REFCOCOG_REF = {101: "man in blue shirt holding a baseball bat", 102: "a white dog lying on green grass", 103: "woman sitting on the bench on the left"}
+REFCOCOG_REF = {
+    101: "man in blue shirt holding a baseball bat",
+    102: "a white dog lying on green grass",
+    103: "woman sitting on the bench on the left",
+}
 
 
 def _write_refcocog(tmp: Path, layout: str) -> Path:
     poly = [[10.0, 10.0, 50.0, 10.0, 50.0, 40.0, 10.0, 40.0]]
     if layout == "osprey":  # finetune_refcocog_val_with_mask.json: caption on images, segmentation on annotations
-        doc = {"images": [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "height": 60, "width": 80, "caption": REFCOCOG_REF[i],
-                           "original_id": 9000 + i} for i in REFCOCOG_REF],
-               "annotations": [{"id": i, "image_id": i, "segmentation": poly, "bbox": [10.0, 10.0, 40.0, 30.0], "area": 1200.0,
-                                "iscrowd": 0, "category_id": 1} for i in REFCOCOG_REF]}
+        doc = {
+            "images": [
+                {
+                    "id": i,
+                    "file_name": f"COCO_train2014_{i:012d}.jpg",
+                    "height": 60,
+                    "width": 80,
+                    "caption": REFCOCOG_REF[i],
+                    "original_id": 9000 + i,
+                }
+                for i in REFCOCOG_REF
+            ],
+            "annotations": [
+                {
+                    "id": i,
+                    "image_id": i,
+                    "segmentation": poly,
+                    "bbox": [10.0, 10.0, 40.0, 30.0],
+                    "area": 1200.0,
+                    "iscrowd": 0,
+                    "category_id": 1,
+                }
+                for i in REFCOCOG_REF
+            ],
+        }
         name = "finetune_refcocog_val_with_mask.json"
     else:  # finetune_refcocog_val_captions.json: caption on annotations
-        doc = {"images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 60, "width": 80} for i in REFCOCOG_REF],
-               "annotations": [{"id": i, "image_id": i, "bbox": [10.0, 10.0, 40.0, 30.0], "caption": REFCOCOG_REF[i]} for i in REFCOCOG_REF]}
+        doc = {
+            "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 60, "width": 80} for i in REFCOCOG_REF],
+            "annotations": [
+                {"id": i, "image_id": i, "bbox": [10.0, 10.0, 40.0, 30.0], "caption": REFCOCOG_REF[i]}
+                for i in REFCOCOG_REF
+            ],
+        }
         name = "finetune_refcocog_val_captions.json"
     path = tmp / name
     path.write_text(json.dumps(doc))
@@ -362,7 +496,11 @@ def test_region_caption_layouts_hand_the_official_captions_to_the_scorer(tmp_pat
     from pam.eval.benchmarks import _common
 
     seen = []
-    monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: seen.append((list(p), [list(x) for x in r])) or {"meteor": 0.5, "cider": 1.0})
+    monkeypatch.setattr(
+        _common,
+        "caption_metrics",
+        lambda p, r, metrics: seen.append((list(p), [list(x) for x in r])) or {"meteor": 0.5, "cider": 1.0},
+    )
     data = _write_refcocog(tmp_path, layout)
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": REFCOCOG_PRED[i]} for i in (103, 101, 102)])
     got = _score(capsys, [bench, str(pred), "--data", str(data)])
@@ -390,7 +528,9 @@ def test_refcocog_osprey_layout_reads_image_captions(tmp_path):
     from pam.eval import get_benchmark
 
     items = get_benchmark("refcocog").read_items(_write_refcocog(tmp_path, "osprey"))
-    assert [(it["id"], it["image"], it["references"]) for it in items][:1] == [(101, "000000000101.jpg", [REFCOCOG_REF[101]])]
+    assert [(it["id"], it["image"], it["references"]) for it in items][:1] == [
+        (101, "000000000101.jpg", [REFCOCOG_REF[101]])
+    ]
     assert osprey_official_cleanup(REFCOCOG_PRED[103]) == " sitting on the left"
 
 
@@ -400,7 +540,13 @@ def test_refcocog_malformed_files_name_file_record_and_field(tmp_path, capsys):
     doc = json.loads(data.read_text())
     del doc["images"][1]["caption"]
     data.write_text(json.dumps(doc))
-    _fails_with_one_line(capsys, ["refcocog", str(pred), "--data", str(data)], "finetune_refcocog_val_with_mask.json", "images[1]", "'caption'")
+    _fails_with_one_line(
+        capsys,
+        ["refcocog", str(pred), "--data", str(data)],
+        "finetune_refcocog_val_with_mask.json",
+        "images[1]",
+        "'caption'",
+    )
     doc = json.loads(_write_refcocog(tmp_path, "osprey").read_text())
     doc["annotations"][2]["segmentation"] = "polygon"
     data.write_text(json.dumps(doc))
@@ -410,12 +556,39 @@ def test_refcocog_malformed_files_name_file_record_and_field(tmp_path, capsys):
 # ---------------------------------------------------------------- Ref-L4 (VideoRefer's infer_refl4.py rows, clair.py)
 
 REF_L4_ROWS = [  # the columns of ref-l4-val.parquet; older releases name the id column ann_id
-    {"ori_index": 0, "image_id": 11, "file_name": "objects365_v2_01868573.jpg", "caption": "the brown leather handbag hanging on the chair back",
-     "bbox": [12.0, 8.0, 30.0, 20.0], "height": 60, "width": 80, "ann_id": 7001, "split": "val"},
-    {"ori_index": 1, "image_id": 12, "file_name": "COCO_train2014_000000000012.jpg", "caption": "the white cup on the table",
-     "bbox": [1.0, 1.0, 10.0, 10.0], "height": 60, "width": 80, "ann_id": 7002, "split": "val"},
-    {"ori_index": 2, "image_id": 13, "file_name": "objects365_v1_00023118.jpg", "caption": "a red fire hydrant next to the curb",
-     "bbox": [40.0, 20.0, 15.0, 30.0], "height": 60, "width": 80, "ann_id": 7003, "split": "val"},
+    {
+        "ori_index": 0,
+        "image_id": 11,
+        "file_name": "objects365_v2_01868573.jpg",
+        "caption": "the brown leather handbag hanging on the chair back",
+        "bbox": [12.0, 8.0, 30.0, 20.0],
+        "height": 60,
+        "width": 80,
+        "ann_id": 7001,
+        "split": "val",
+    },
+    {
+        "ori_index": 1,
+        "image_id": 12,
+        "file_name": "COCO_train2014_000000000012.jpg",
+        "caption": "the white cup on the table",
+        "bbox": [1.0, 1.0, 10.0, 10.0],
+        "height": 60,
+        "width": 80,
+        "ann_id": 7002,
+        "split": "val",
+    },
+    {
+        "ori_index": 2,
+        "image_id": 13,
+        "file_name": "objects365_v1_00023118.jpg",
+        "caption": "a red fire hydrant next to the curb",
+        "bbox": [40.0, 20.0, 15.0, 30.0],
+        "height": 60,
+        "width": 80,
+        "ann_id": 7003,
+        "split": "val",
+    },
 ]
 REF_L4_PRED = {7001: "A brown handbag on a chair.", 7003: "A red fire hydrant on the sidewalk."}
 
@@ -442,16 +615,29 @@ def test_ref_l4_scores_the_objects365_rows_by_their_ann_id(tmp_path, capsys, mon
     from pam.eval.benchmarks import _common
 
     seen = []
-    monkeypatch.setattr(_common, "caption_metrics", lambda p, r, metrics: seen.append((list(p), [list(x) for x in r], metrics)) or {"rouge_l": 0.3, "meteor": 0.2, "cider": 0.7})
+    monkeypatch.setattr(
+        _common,
+        "caption_metrics",
+        lambda p, r, metrics: (
+            seen.append((list(p), [list(x) for x in r], metrics)) or {"rouge_l": 0.3, "meteor": 0.2, "cider": 0.7}
+        ),
+    )
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in REF_L4_PRED.items()])
     got = _score(capsys, ["ref_l4", str(pred), "--data", str(_write_ref_l4(tmp_path, kind))])
     kept = videorefer_official_rows(REF_L4_ROWS)
     pairs = sorted(zip(seen[0][0], seen[0][1]))
     assert pairs == sorted((REF_L4_PRED[r["ann_id"]], [r["caption"]]) for r in kept)
-    assert seen[0][2] == ("ROUGE_L", "METEOR", "CIDEr") and got == {"rouge_l": 30.0, "meteor": 20.0, "cider": 70.0, "num_items": 2}
+    assert seen[0][2] == ("ROUGE_L", "METEOR", "CIDEr") and got == {
+        "rouge_l": 30.0,
+        "meteor": 20.0,
+        "cider": 70.0,
+        "num_items": 2,
+    }
     # rows=all keeps the COCO row too, so its prediction is then required
     capsys.readouterr()
-    assert pam_cli(["score", "ref_l4", str(pred), "--data", str(_write_ref_l4(tmp_path, kind)), "--set", "rows=all"]) == 2
+    assert (
+        pam_cli(["score", "ref_l4", str(pred), "--data", str(_write_ref_l4(tmp_path, kind)), "--set", "rows=all"]) == 2
+    )
     assert "7002" in capsys.readouterr().err
 
 
@@ -477,19 +663,44 @@ def clair_official_parse(response: str) -> float:
 
 
 def test_ref_l4_clair_protocol_reproduces_clair_py(tmp_path, capsys):
-    rows = [*REF_L4_ROWS, {**REF_L4_ROWS[0], "file_name": "objects365_v2_00000001.jpg", "ann_id": 7004, "caption": "a black dog"}]
+    rows = [
+        *REF_L4_ROWS,
+        {**REF_L4_ROWS[0], "file_name": "objects365_v2_00000001.jpg", "ann_id": 7004, "caption": "a black dog"},
+    ]
     data = tmp_path / "ref-l4-val.json"
     data.write_text(json.dumps(rows))
     preds = {**REF_L4_PRED, 7004: "A cat."}
-    answers = {7001: 'Sure. {"score": 85, "reason": "same bag"} done', 7003: "Score: 0.62 (reason: close)", 7004: "I cannot tell."}
+    answers = {
+        7001: 'Sure. {"score": 85, "reason": "same bag"} done',
+        7003: "Score: 0.62 (reason: close)",
+        7004: "I cannot tell.",
+    }
     table = {}
     for r in videorefer_official_rows(rows):
-        prompt = CLAIR_PROMPT.format(candidate_statements=f"- {preds[r['ann_id']]}\n", target_statements=f"- {r['caption']}\n")
+        prompt = CLAIR_PROMPT.format(
+            candidate_statements=f"- {preds[r['ann_id']]}\n", target_statements=f"- {r['caption']}\n"
+        )
         table[prompt] = answers[r["ann_id"]]
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in preds.items()])
     with ChatServer(lambda request, index: table[last_user_text(request)], max_requests=20, max_seconds=60) as server:
-        got = _score(capsys, ["ref_l4", str(pred), "--data", str(data), "--set", "protocol=clair", "--judge-url", server.base_url,
-                              "--judge-model", "gpt-4-turbo-2024-04-09", *JUDGE_ARGS, "--set", f"judge.cache_dir={tmp_path / 'c'}"])
+        got = _score(
+            capsys,
+            [
+                "ref_l4",
+                str(pred),
+                "--data",
+                str(data),
+                "--set",
+                "protocol=clair",
+                "--judge-url",
+                server.base_url,
+                "--judge-model",
+                "gpt-4-turbo-2024-04-09",
+                *JUDGE_ARGS,
+                "--set",
+                f"judge.cache_dir={tmp_path / 'c'}",
+            ],
+        )
         assert server.count == 3
     expected = 100 * sum(clair_official_parse(answers[i]) for i in (7001, 7003, 7004)) / 3
     assert abs(got["clair"] - expected) < 1e-6 and abs(expected - (85 + 62 + 0) / 3) < 1e-9
@@ -511,11 +722,23 @@ def test_ref_l4_malformed_rows_name_file_row_and_field(tmp_path, capsys):
 # ---------------------------------------------------------------- LVIS / PACO (Osprey's lvis_paco_eval.py)
 
 OSPREY_ENTRIES = [  # lvis_val_1k_category.json / paco_val_1k_category.json: categories paired with annotations by index
-    {"file_name": "000000000139.jpg", "height": 60, "width": 80, "categories": ["baseball_bat", "mug:handle"],
-     "annotations": [{"bbox": [20, 10, 40, 30], "segmentation": [[20, 10, 60, 10, 60, 40, 20, 40]]},
-                     {"bbox": [0, 0, 10, 10], "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}]},
-    {"file_name": "000000000285.jpg", "height": 60, "width": 80, "categories": ["teddy_bear"],
-     "annotations": [{"bbox": [5, 5, 30, 30], "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]]}]},
+    {
+        "file_name": "000000000139.jpg",
+        "height": 60,
+        "width": 80,
+        "categories": ["baseball_bat", "mug:handle"],
+        "annotations": [
+            {"bbox": [20, 10, 40, 30], "segmentation": [[20, 10, 60, 10, 60, 40, 20, 40]]},
+            {"bbox": [0, 0, 10, 10], "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+        ],
+    },
+    {
+        "file_name": "000000000285.jpg",
+        "height": 60,
+        "width": 80,
+        "categories": ["teddy_bear"],
+        "annotations": [{"bbox": [5, 5, 30, 30], "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]]}],
+    },
 ]
 OSPREY_PRED = {"0/0": "Category: Baseball bat.", "0/1": "the handle of a mug, white", "1/0": "teddy bear: brown: toy"}
 
@@ -532,7 +755,13 @@ def osprey_official_scores(entries: list[dict], preds: dict, model) -> tuple[flo
             if ":" in outputs:
                 outputs = outputs.split(":")[1]
             outputs = outputs.replace(".", " ").replace(":", " ").replace(",", " ")
-            sims.append(float(util.cos_sim(model.encode(outputs, convert_to_tensor=True), model.encode(category, convert_to_tensor=True))[0][0]))
+            sims.append(
+                float(
+                    util.cos_sim(
+                        model.encode(outputs, convert_to_tensor=True), model.encode(category, convert_to_tensor=True)
+                    )[0][0]
+                )
+            )
             a, b = set(outputs.lower().split()), set(category.lower().split())
             ious.append(len(a & b) / len(a | b))
     return sum(sims) / len(sims), sum(ious) / len(ious)
@@ -550,7 +779,9 @@ def test_lvis_paco_reproduce_lvis_paco_eval(tmp_path, capsys):
         data.write_text(json.dumps(OSPREY_ENTRIES))
         got = _score(capsys, [bench, str(pred), "--data", str(data)])
         assert abs(got["semantic_iou"] - 100 * iou) < 1e-6
-        assert abs(got["semantic_similarity"] - 100 * sim) < 1e-4  # float32 embeddings, encoded in a batch vs one at a time
+        assert (
+            abs(got["semantic_similarity"] - 100 * sim) < 1e-4
+        )  # float32 embeddings, encoded in a batch vs one at a time
         assert got["num_items"] == 3
 
 
@@ -560,7 +791,9 @@ def test_lvis_malformed_file_names_file_entry_and_field(tmp_path, capsys):
     data = tmp_path / "lvis_val_1k_category.json"
     data.write_text(json.dumps(entries))
     pred = write_predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": t} for i, t in OSPREY_PRED.items()])
-    _fails_with_one_line(capsys, ["lvis", str(pred), "--data", str(data)], "lvis_val_1k_category.json: entry 1", "category 0")
+    _fails_with_one_line(
+        capsys, ["lvis", str(pred), "--data", str(data)], "lvis_val_1k_category.json: entry 1", "category 0"
+    )
 
 
 def test_judge_prompt_files_name_their_source():
@@ -573,6 +806,12 @@ def test_judge_prompt_files_name_their_source():
     assert names == ["clair", "dlc_bench", "ferret_refer_reason"]
     for name in names:
         source = load_prompt(name)["source"]
-        assert re.fullmatch(r"[\w.-]+/[\w.-]+", source["repo"]) and re.fullmatch(r"[0-9a-f]{40}", source["commit"]) and source["path"]
-    assert load_prompt("dlc_bench")["prompt"] == DLC_PROMPT.replace("{caption}", "{pred_caption}").replace("{question}", "{question_text_str}")
+        assert (
+            re.fullmatch(r"[\w.-]+/[\w.-]+", source["repo"])
+            and re.fullmatch(r"[0-9a-f]{40}", source["commit"])
+            and source["path"]
+        )
+    assert load_prompt("dlc_bench")["prompt"] == DLC_PROMPT.replace("{caption}", "{pred_caption}").replace(
+        "{question}", "{question_text_str}"
+    )
     assert load_prompt("ferret_refer_reason")["prompt"] == FERRET_RULE

@@ -75,7 +75,9 @@ def test_configs_compose_and_name_bad_fields():
         bench = get_benchmark(name)
         assert bench.config.name == name
     lvis = get_benchmark("lvis", overrides=parse_overrides(["generation.max_new_tokens=7", "text_rule=videorefer"]))
-    assert lvis.config.generation.max_new_tokens == 7 and lvis.config.generation.task == "category"  # other YAML fields kept
+    assert (
+        lvis.config.generation.max_new_tokens == 7 and lvis.config.generation.task == "category"
+    )  # other YAML fields kept
     assert lvis.config.text_rule == "videorefer"
     with pytest.raises(ValueError, match=r"lvis.text_rule: expected one of \('osprey', 'videorefer'\)"):
         get_benchmark("lvis", overrides={"text_rule": "symmetric"})

@@ -35,10 +35,23 @@ def write_osprey(tmp: Path, categories=("dog", "baseball_bat", "mug:handle")) ->
     _image(tmp / "000000000139.jpg")
     _image(tmp / "000000000285.jpg", (30, 30, 200))
     data = [
-        {"file_name": "000000000139.jpg", "height": H, "width": W, "categories": list(categories[:2]),
-         "annotations": [{"bbox": [20, 10, 40, 30], "segmentation": [[20, 10, 60, 10, 60, 40, 20, 40]]}, {"bbox": [0, 0, 10, 10], "segmentation": _rle((0, 0, 10, 10))}]},
-        {"file_name": "000000000285.jpg", "height": H, "width": W, "categories": list(categories[2:]),
-         "annotations": [{"bbox": [20, 10, 40, 30], "segmentation": _rle()}]},
+        {
+            "file_name": "000000000139.jpg",
+            "height": H,
+            "width": W,
+            "categories": list(categories[:2]),
+            "annotations": [
+                {"bbox": [20, 10, 40, 30], "segmentation": [[20, 10, 60, 10, 60, 40, 20, 40]]},
+                {"bbox": [0, 0, 10, 10], "segmentation": _rle((0, 0, 10, 10))},
+            ],
+        },
+        {
+            "file_name": "000000000285.jpg",
+            "height": H,
+            "width": W,
+            "categories": list(categories[2:]),
+            "annotations": [{"bbox": [20, 10, 40, 30], "segmentation": _rle()}],
+        },
     ]
     path = tmp / "lvis_val_1k_category.json"
     path.write_text(json.dumps(data))
@@ -49,7 +62,10 @@ def write_coco_captions(tmp: Path) -> Path:
     _image(tmp / "a.jpg")
     _image(tmp / "b.jpg")
     doc = {
-        "images": [{"id": 1, "file_name": "a.jpg", "height": H, "width": W}, {"id": 2, "file_name": "b.jpg", "height": H, "width": W}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "height": H, "width": W},
+            {"id": 2, "file_name": "b.jpg", "height": H, "width": W},
+        ],
         "annotations": [
             {"id": 11, "image_id": 1, "bbox": [20, 10, 40, 30], "caption": "a man riding a red bike"},
             {"id": 12, "image_id": 2, "bbox": [5, 5, 20, 20], "caption": "two cats sleeping on a sofa"},
@@ -62,8 +78,28 @@ def write_coco_captions(tmp: Path) -> Path:
 
 
 REF_L4_ROWS = [
-    {"ori_index": 0, "image_id": 5, "file_name": "objects365_v2_00000005.jpg", "caption": "the red block near the top left of the picture", "bbox": [20.0, 10.0, 40.0, 30.0], "height": H, "width": W, "id": 1000, "split": "val"},
-    {"ori_index": 1, "image_id": 6, "file_name": "objects365_v2_00000006.jpg", "caption": "a small dark square in the corner", "bbox": [0.0, 0.0, 10.0, 10.0], "height": H, "width": W, "id": 1001, "split": "val"},
+    {
+        "ori_index": 0,
+        "image_id": 5,
+        "file_name": "objects365_v2_00000005.jpg",
+        "caption": "the red block near the top left of the picture",
+        "bbox": [20.0, 10.0, 40.0, 30.0],
+        "height": H,
+        "width": W,
+        "id": 1000,
+        "split": "val",
+    },
+    {
+        "ori_index": 1,
+        "image_id": 6,
+        "file_name": "objects365_v2_00000006.jpg",
+        "caption": "a small dark square in the corner",
+        "bbox": [0.0, 0.0, 10.0, 10.0],
+        "height": H,
+        "width": W,
+        "id": 1001,
+        "split": "val",
+    },
 ]
 
 
@@ -97,8 +133,18 @@ def write_hc_stvg(tmp: Path) -> Path:
     write_frames(tmp / "videos" / "v2", 5)
     doc = {
         # v2 layout: "English", st_frame 1-based, no end frame (the tube ends at st_frame + len(bbox) - 1)
-        "v1.mp4": {"English": "The man in black walks to the left and sits down.", "st_frame": 2, "bbox": [[5, 10, 40, 30]] * 4, "img_num": 6},
-        "v2.mp4": {"English": "The woman turns around and waves.", "st_frame": 1, "bbox": [[5, 10, 40, 30]] * 5, "img_num": 5},
+        "v1.mp4": {
+            "English": "The man in black walks to the left and sits down.",
+            "st_frame": 2,
+            "bbox": [[5, 10, 40, 30]] * 4,
+            "img_num": 6,
+        },
+        "v2.mp4": {
+            "English": "The woman turns around and waves.",
+            "st_frame": 1,
+            "bbox": [[5, 10, 40, 30]] * 5,
+            "img_num": 5,
+        },
     }
     path = tmp / "test_v1.json"
     path.write_text(json.dumps(doc))
@@ -108,11 +154,26 @@ def write_hc_stvg(tmp: Path) -> Path:
 def write_activitynet(tmp: Path) -> Path:
     f1 = write_frames(tmp / "frames" / "V_aaa", 5)
     f2 = write_frames(tmp / "frames" / "V_bbb", 3)
-    v1 = {"type": "video", "image_root": "frames/V_aaa", "annotations": [
-        {"event_id": 1, "frames": f1[:3], "gt": "A boy plays on a swing set.", "box": [[5, 10, 40, 30]]},
-        {"event_id": 2, "frames": f1[3:], "gt": "The boy jumps off the swing and runs away.", "box": [[9, 10, 40, 30]]}]}
-    v2 = {"type": "video", "image_root": "frames/V_bbb", "annotations": [
-        {"event_id": 1, "frames": f2, "gt": "A man lays tiles on the floor.", "box": [[5, 10, 40, 30]]}]}
+    v1 = {
+        "type": "video",
+        "image_root": "frames/V_aaa",
+        "annotations": [
+            {"event_id": 1, "frames": f1[:3], "gt": "A boy plays on a swing set.", "box": [[5, 10, 40, 30]]},
+            {
+                "event_id": 2,
+                "frames": f1[3:],
+                "gt": "The boy jumps off the swing and runs away.",
+                "box": [[9, 10, 40, 30]],
+            },
+        ],
+    }
+    v2 = {
+        "type": "video",
+        "image_root": "frames/V_bbb",
+        "annotations": [
+            {"event_id": 1, "frames": f2, "gt": "A man lays tiles on the floor.", "box": [[5, 10, 40, 30]]}
+        ],
+    }
     path = tmp / "input_full.jsonl"
     # one pretty-printed object spanning many lines, then a JSON line: upstream's fallback loses the first
     path.write_text(json.dumps(v1, indent=4) + "\n" + json.dumps(v2) + "\n")
@@ -121,13 +182,33 @@ def write_activitynet(tmp: Path) -> Path:
 
 DLC_QA = {
     "7": [
-        {"type": "positive", "question": "What colour is the cup?", "choices": [["Red", 1], ["Blue", -1], ["Not mentioned", 0], ["Reddish", 0.5]]},
-        {"type": "positive", "question": "Does the cup have a handle?", "choices": [["Yes", 1], ["No", -1], ["Not mentioned", 0]]},
-        {"type": "negative", "question": "Does the caption mention a lid?", "choices": [["No lid mentioned", 1], ["A lid is mentioned", -1], ["Unclear", 0]]},
+        {
+            "type": "positive",
+            "question": "What colour is the cup?",
+            "choices": [["Red", 1], ["Blue", -1], ["Not mentioned", 0], ["Reddish", 0.5]],
+        },
+        {
+            "type": "positive",
+            "question": "Does the cup have a handle?",
+            "choices": [["Yes", 1], ["No", -1], ["Not mentioned", 0]],
+        },
+        {
+            "type": "negative",
+            "question": "Does the caption mention a lid?",
+            "choices": [["No lid mentioned", 1], ["A lid is mentioned", -1], ["Unclear", 0]],
+        },
     ],
     "8": [
-        {"type": "positive", "question": "What colour is the dog?", "choices": [["Brown", 1], ["White", -1], ["Not mentioned", 0]]},
-        {"type": "negative", "question": "Does the caption mention a collar?", "choices": [["No", 1], ["Yes", -1], ["Unclear", 0]]},
+        {
+            "type": "positive",
+            "question": "What colour is the dog?",
+            "choices": [["Brown", 1], ["White", -1], ["Not mentioned", 0]],
+        },
+        {
+            "type": "negative",
+            "question": "Does the caption mention a collar?",
+            "choices": [["No", 1], ["Yes", -1], ["Unclear", 0]],
+        },
     ],
 }
 
@@ -137,8 +218,10 @@ def write_dlc(tmp: Path) -> Path:
     _image(folder / "images" / "sa_1.jpg")
     coco = {
         "images": [{"id": 1, "file_name": "sa_1.jpg", "height": H, "width": W}],
-        "annotations": [{"id": 7, "image_id": 1, "segmentation": _rle(), "bbox": [20, 10, 40, 30], "category_id": 1},
-                        {"id": 8, "image_id": 1, "segmentation": _rle((0, 0, 10, 10)), "bbox": [0, 0, 10, 10], "category_id": 2}],
+        "annotations": [
+            {"id": 7, "image_id": 1, "segmentation": _rle(), "bbox": [20, 10, 40, 30], "category_id": 1},
+            {"id": 8, "image_id": 1, "segmentation": _rle((0, 0, 10, 10)), "bbox": [0, 0, 10, 10], "category_id": 2},
+        ],
         "categories": [{"id": 1, "name": "cup"}, {"id": 2, "name": "dog"}],
     }
     (folder / "annotations.json").write_text(json.dumps(coco))
@@ -157,13 +240,52 @@ def write_videorefer(tmp: Path) -> tuple[Path, Path]:
     write_frames(tmp / "videos" / "clip1", 6)
     write_frames(tmp / "videos" / "clip2", 4)
     d = [
-        {"id": 0, "video": "clip1", "caption": "A red block slides to the right across a dark floor.", "frame_idx": "1", "annotation": _videorefer_ann(1)},
-        {"id": 1, "video": "clip2", "caption": "A red block moves slowly.", "frame_idx": "0", "annotation": _videorefer_ann(0)},
+        {
+            "id": 0,
+            "video": "clip1",
+            "caption": "A red block slides to the right across a dark floor.",
+            "frame_idx": "1",
+            "annotation": _videorefer_ann(1),
+        },
+        {
+            "id": 1,
+            "video": "clip2",
+            "caption": "A red block moves slowly.",
+            "frame_idx": "0",
+            "annotation": _videorefer_ann(0),
+        },
     ]
     q = [
-        {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions", "options": ["(A) sliding right", "(B) jumping", "(C) spinning"], "Answer": "(A) sliding right", "frame_idx": "1", "annotation": _videorefer_ann(1, 1)},
-        {"id": 1, "video": "clip2", "Question": "What colour is <object0><region>?", "type": "Basic Questions", "options": ["(A) blue", "(B) red"], "Answer": "(B) red", "frame_idx": "0", "annotation": _videorefer_ann(0, 1)},
-        {"id": 2, "video": "clip2", "Question": "What happens to <object0><region> after it stops?", "type": "Sequential Questions", "options": ["(A) it falls", "(B) it stays", "(C) it vanishes", "(D) it grows"], "Answer": "(C) it vanishes", "frame_idx": "0", "annotation": _videorefer_ann(0, 1)},
+        {
+            "id": 0,
+            "video": "clip1",
+            "Question": "What is <object0><region> doing?",
+            "type": "Basic Questions",
+            "options": ["(A) sliding right", "(B) jumping", "(C) spinning"],
+            "Answer": "(A) sliding right",
+            "frame_idx": "1",
+            "annotation": _videorefer_ann(1, 1),
+        },
+        {
+            "id": 1,
+            "video": "clip2",
+            "Question": "What colour is <object0><region>?",
+            "type": "Basic Questions",
+            "options": ["(A) blue", "(B) red"],
+            "Answer": "(B) red",
+            "frame_idx": "0",
+            "annotation": _videorefer_ann(0, 1),
+        },
+        {
+            "id": 2,
+            "video": "clip2",
+            "Question": "What happens to <object0><region> after it stops?",
+            "type": "Sequential Questions",
+            "options": ["(A) it falls", "(B) it stays", "(C) it vanishes", "(D) it grows"],
+            "Answer": "(C) it vanishes",
+            "frame_idx": "0",
+            "annotation": _videorefer_ann(0, 1),
+        },
     ]
     pd_, pq = tmp / "VideoRefer-Bench-D.json", tmp / "VideoRefer-Bench-Q.json"
     pd_.write_text(json.dumps(d))
@@ -176,11 +298,31 @@ def write_ferret(tmp: Path) -> Path:
     folder = tmp / "refer_reason"
     _image(folder / "images" / "000000001.jpg")
     qs = [
-        {"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "What is the purpose of the object [0.250, 0.167, 0.750, 0.667]?"},
-        {"question_id": 1, "image": "000000001.jpg", "category": "refer_reason", "text": "Why is [0.000, 0.000, 0.125, 0.167] placed there?"},
+        {
+            "question_id": 0,
+            "image": "000000001.jpg",
+            "category": "refer_reason",
+            "text": "What is the purpose of the object [0.250, 0.167, 0.750, 0.667]?",
+        },
+        {
+            "question_id": 1,
+            "image": "000000001.jpg",
+            "category": "refer_reason",
+            "text": "Why is [0.000, 0.000, 0.125, 0.167] placed there?",
+        },
     ]
-    answers = [{"question_id": 0, "text": "It is a cup used for drinking."}, {"question_id": 1, "text": "It marks the corner of the table."}]
-    ctx = [{"question_id": 0, "image": "000000001.jpg", "category": "refer_reason", "text": "Objects:\nObject 0 : cup at [0.250, 0.167, 0.750, 0.667]."}]
+    answers = [
+        {"question_id": 0, "text": "It is a cup used for drinking."},
+        {"question_id": 1, "text": "It marks the corner of the table."},
+    ]
+    ctx = [
+        {
+            "question_id": 0,
+            "image": "000000001.jpg",
+            "category": "refer_reason",
+            "text": "Objects:\nObject 0 : cup at [0.250, 0.167, 0.750, 0.667].",
+        }
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("question.jsonl", qs), ("answer.jsonl", answers), ("context.jsonl", ctx)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -189,7 +331,21 @@ def write_ferret(tmp: Path) -> Path:
 
 def test_every_registered_benchmark_is_covered():
     assert list_benchmarks() == sorted(
-        ["activitynet_stream", "dlc_bench", "ferret", "gstdc", "hc_stvg", "lvis", "paco", "quickstart", "ref_l4", "refcocog", "vg", "videorefer_d", "videorefer_q"]
+        [
+            "activitynet_stream",
+            "dlc_bench",
+            "ferret",
+            "gstdc",
+            "hc_stvg",
+            "lvis",
+            "paco",
+            "quickstart",
+            "ref_l4",
+            "refcocog",
+            "vg",
+            "videorefer_d",
+            "videorefer_q",
+        ]
     )
 
 
@@ -200,15 +356,33 @@ def test_osprey_reader(tmp_path, name):
     assert [it["category"] for it in items] == ["dog", "baseball_bat", "mug:handle"]
     assert items[1]["segmentation"]["size"] == [H, W] and items[2]["image"] == "000000000285.jpg"
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"file_name": "x.jpg", "height": 1, "width": 1, "categories": ["a", "b"], "annotations": [{"bbox": [0, 0, 1, 1]}]}]))
-    with pytest.raises(ValueError, match=r"bad.json: entry 0: 'categories' and 'annotations' must be lists of equal length"):
+    bad.write_text(
+        json.dumps(
+            [
+                {
+                    "file_name": "x.jpg",
+                    "height": 1,
+                    "width": 1,
+                    "categories": ["a", "b"],
+                    "annotations": [{"bbox": [0, 0, 1, 1]}],
+                }
+            ]
+        )
+    )
+    with pytest.raises(
+        ValueError, match=r"bad.json: entry 0: 'categories' and 'annotations' must be lists of equal length"
+    ):
         get_benchmark(name).read_items(bad)
 
 
 @pytest.mark.parametrize("name", ["refcocog", "vg"])
 def test_coco_caption_reader(tmp_path, name):
     items = get_benchmark(name).read_items(write_coco_captions(tmp_path))
-    assert [(it["id"], it["image"]) for it in items] == [(11, "a.jpg"), (13, "a.jpg"), (12, "b.jpg")]  # grouped by image
+    assert [(it["id"], it["image"]) for it in items] == [
+        (11, "a.jpg"),
+        (13, "a.jpg"),
+        (12, "b.jpg"),
+    ]  # grouped by image
     assert items[2]["references"] == ["two cats sleeping on a sofa"]
 
 
@@ -224,7 +398,10 @@ def test_ref_l4_reader(tmp_path, kind):
 
 def test_hc_stvg_reader(tmp_path):
     items = get_benchmark("hc_stvg").read_items(write_hc_stvg(tmp_path))
-    assert [(it["id"], it["start"], it["end"], it["box"]) for it in items] == [("v1.mp4", 1, 4, [5.0, 10.0, 45.0, 40.0]), ("v2.mp4", 0, 4, [5.0, 10.0, 45.0, 40.0])]
+    assert [(it["id"], it["start"], it["end"], it["box"]) for it in items] == [
+        ("v1.mp4", 1, 4, [5.0, 10.0, 45.0, 40.0]),
+        ("v2.mp4", 0, 4, [5.0, 10.0, 45.0, 40.0]),
+    ]
 
 
 def test_activitynet_reader_reads_multiline_objects(tmp_path):
@@ -250,23 +427,36 @@ def test_videorefer_readers(tmp_path):
     assert [(it["id"], it["video"], it["frame"]) for it in d] == [(0, "clip1", 1), (1, "clip2", 0)]
     q = get_benchmark("videorefer_q").read_items(pq)
     # as the official inference: question, space, options joined by spaces, ". Answer with ..."
-    assert q[0]["text"] == "What is the subject doing? (A) sliding right (B) jumping (C) spinning. Answer with the option's letter from the given choices directly."
+    assert (
+        q[0]["text"]
+        == "What is the subject doing? (A) sliding right (B) jumping (C) spinning. Answer with the option's letter from the given choices directly."
+    )
     assert [it["answer"] for it in q] == ["(A) sliding right", "(B) red", "(C) it vanishes"]
 
 
 def test_ferret_reader(tmp_path):
     items = get_benchmark("ferret").read_items(write_ferret(tmp_path))
-    assert [it["text"] for it in items] == ["What is the purpose of the object the region?", "Why is the region placed there?"]
-    assert items[0]["box_norm"] == [0.25, 0.167, 0.75, 0.667] and items[0]["question"].endswith("[0.250, 0.167, 0.750, 0.667]?")
+    assert [it["text"] for it in items] == [
+        "What is the purpose of the object the region?",
+        "Why is the region placed there?",
+    ]
+    assert items[0]["box_norm"] == [0.25, 0.167, 0.75, 0.667] and items[0]["question"].endswith(
+        "[0.250, 0.167, 0.750, 0.667]?"
+    )
     assert items[0]["reference"] == "It is a cup used for drinking." and items[1]["context"].startswith("Objects:")
 
 
 def test_quickstart_reader(tmp_path):
     from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
-    generate_quickstart(str(tmp_path), SyntheticConfig(num_train=1, num_val=1, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(tmp_path),
+        SyntheticConfig(num_train=1, num_val=1, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     items = get_benchmark("quickstart").read_items(tmp_path)
     assert [it["id"] for it in items] == [
-        "synthetic/test/000000/r0/category/en", "synthetic/test/000000/r0/short_caption/en",
-        "synthetic/test/000001/r0/category/en", "synthetic/test/000001/r0/short_caption/en",
+        "synthetic/test/000000/r0/category/en",
+        "synthetic/test/000000/r0/short_caption/en",
+        "synthetic/test/000001/r0/category/en",
+        "synthetic/test/000001/r0/short_caption/en",
     ]

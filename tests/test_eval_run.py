@@ -22,7 +22,15 @@ from pam.processing.collator import PAMCollator
 from .test_eval_readers import write_activitynet, write_ferret, write_osprey
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLED = ["--set", "generation.do_sample=true", "--set", "generation.max_new_tokens=5", "--set", "generation.batch_size=1", "--no-progress"]
+SAMPLED = [
+    "--set",
+    "generation.do_sample=true",
+    "--set",
+    "generation.max_new_tokens=5",
+    "--set",
+    "generation.batch_size=1",
+    "--no-progress",
+]
 SAMPLED_OVERRIDES = {"generation": {"do_sample": True, "max_new_tokens": 5, "batch_size": 1}}
 CATEGORY = ["--set", "tasks=[category]"]  # 3 items, no caption metrics (no Java): for the run mechanics
 
@@ -37,17 +45,43 @@ def quick_data(tmp_path_factory):
     from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
     root = tmp_path_factory.mktemp("eval") / "data"
-    generate_quickstart(str(root), SyntheticConfig(num_train=1, num_val=1, num_test=3, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(num_train=1, num_val=1, num_test=3, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     return root
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def test_quickstart_eval_score_and_table(tmp_path, checkpoint, quick_data, debug_bundle, capsys):
     out = tmp_path / "run"
-    assert pam_cli(["eval", "quickstart", "--checkpoint", str(checkpoint), "--data", str(quick_data), "--out", str(out), "--set", "generation.max_new_tokens=6", "--no-progress"]) == 0
+    assert (
+        pam_cli(
+            [
+                "eval",
+                "quickstart",
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(quick_data),
+                "--out",
+                str(out),
+                "--set",
+                "generation.max_new_tokens=6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "results.json").read_text())
     assert result["model"]["sha256"] == checkpoint_hash(checkpoint)["sha256"]
     assert result["model"]["weight_files"] == ["model.safetensors", "sam2.safetensors"]
@@ -61,7 +95,11 @@ def test_quickstart_eval_score_and_table(tmp_path, checkpoint, quick_data, debug
     samples = [bench.dataset[i] for i in range(len(items))]
     for s in samples:
         s["turns"] = s["turns"][:-1]
-    ref = debug_bundle.model.generate(**PAMCollator(debug_bundle.processor, for_generation=True)(samples), tokenizer=debug_bundle.tokenizer, max_new_tokens=6)
+    ref = debug_bundle.model.generate(
+        **PAMCollator(debug_bundle.processor, for_generation=True)(samples),
+        tokenizer=debug_bundle.tokenizer,
+        max_new_tokens=6,
+    )
     assert [r["prediction"] for r in rows] == [r.text for r in ref]
 
     capsys.readouterr()
@@ -70,11 +108,22 @@ def test_quickstart_eval_score_and_table(tmp_path, checkpoint, quick_data, debug
 
     other = tmp_path / "lvis_run"
     other.mkdir()
-    (other / "results.json").write_text(json.dumps({"benchmark": "lvis", "scores": {"semantic_similarity": 80.123, "semantic_iou": 70.0, "num_items": 3}, "model": result["model"]}))
+    (other / "results.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "lvis",
+                "scores": {"semantic_similarity": 80.123, "semantic_iou": 70.0, "num_items": 3},
+                "model": result["model"],
+            }
+        )
+    )
     assert pam_cli(["eval-table", str(out), str(other), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text().splitlines()
     assert table[0] == "| benchmark | metric | PAM-3B (paper) | run | lvis_run |"  # a column per run folder
-    assert table[2] == "| lvis | semantic_similarity | 88.6 |  | 80.12 |" and table[3] == "| lvis | semantic_iou | 78.3 |  | 70 |"
+    assert (
+        table[2] == "| lvis | semantic_similarity | 88.6 |  | 80.12 |"
+        and table[3] == "| lvis | semantic_iou | 78.3 |  | 70 |"
+    )
     assert f"| quickstart | category_accuracy |  | {result['scores']['category_accuracy']:.4g} |  |" in table
     assert pam_cli(["eval-table", "--by", "checkpoint", str(out), str(other), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text().splitlines()
@@ -101,19 +150,28 @@ class FakeGenerator:
         return [SimpleNamespace(text=f"pred {s['id']}", score=0.5) for s in samples]
 
 
-KILLED_RUN = inspect.getsource(FakeGenerator) + """
+KILLED_RUN = (
+    inspect.getsource(FakeGenerator)
+    + """
 import sys
 from pam.eval import generate_predictions, get_benchmark
 bench = get_benchmark("quickstart", overrides={"generation": {"batch_size": 1}})
 generate_predictions(bench, bench.read_items(sys.argv[1]), FakeGenerator(delay=0.3), sys.argv[2], progress=False)
 """
+)
 
 
 def test_sigkill_mid_run_then_resume(tmp_path, quick_data):
     import time
 
     pred = tmp_path / "predictions.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(quick_data), str(pred)], env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(quick_data), str(pred)],
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -168,15 +226,42 @@ def test_a_crashed_run_resumes_without_duplicates(tmp_path, quick_data, monkeypa
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one(tmp_path, checkpoint, quick_data, debug_bundle):
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "pam.cli", "eval", "quickstart",
-           "--checkpoint", str(checkpoint), "--data", str(quick_data), "--out", str(two), "--device", "cpu", *SAMPLED, *CATEGORY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "pam.cli",
+        "eval",
+        "quickstart",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        str(quick_data),
+        "--out",
+        str(two),
+        "--device",
+        "cpu",
+        *SAMPLED,
+        *CATEGORY,
+    ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in two.iterdir()) == ["predictions.jsonl", "results.json", "results.md"]  # shards merged away
+    assert sorted(p.name for p in two.iterdir()) == [
+        "predictions.jsonl",
+        "results.json",
+        "results.md",
+    ]  # shards merged away
     # one process, in this one, with the weights the checkpoint was exported from
     bench = get_benchmark("quickstart", overrides={**SAMPLED_OVERRIDES, "tasks": ["category"]})
     items = bench.read_items(quick_data)
-    one = generate_predictions(bench, items, PAMGenerator(debug_bundle, bench.config.generation), tmp_path / "one.jsonl", progress=False)
+    one = generate_predictions(
+        bench, items, PAMGenerator(debug_bundle, bench.config.generation), tmp_path / "one.jsonl", progress=False
+    )
     rows_two, rows_one = read_predictions(two / "predictions.jsonl"), read_predictions(one)
     assert len(rows_one) == 3 and rows_two == rows_one
     assert all(r["prediction"] for r in rows_one)  # sampled text, so equality is not vacuous
@@ -189,7 +274,15 @@ def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle)
     from pam.inference.predictor import PAMPredictor
 
     data = write_osprey(tmp_path / "lvis")
-    result = evaluate("lvis", checkpoint=None, data=data, out_dir=tmp_path / "out", overrides=SAMPLED_OVERRIDES, bundle=debug_bundle, progress=False)
+    result = evaluate(
+        "lvis",
+        checkpoint=None,
+        data=data,
+        out_dir=tmp_path / "out",
+        overrides=SAMPLED_OVERRIDES,
+        bundle=debug_bundle,
+        progress=False,
+    )
     rows = read_predictions(tmp_path / "out" / "predictions.jsonl")
     bench = get_benchmark("lvis")
     items = bench.read_items(data)
@@ -199,10 +292,16 @@ def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle)
 
     image = load_image(items[2]["root"], items[2]["image"])
     torch.manual_seed(item_seed(0, items[2]["id"]))
-    predictor = PAMPredictor(debug_bundle, max_new_tokens=5, generation_kwargs={"do_sample": True, "num_beams": 1, "temperature": 1.0, "top_p": 1.0})
+    predictor = PAMPredictor(
+        debug_bundle,
+        max_new_tokens=5,
+        generation_kwargs={"do_sample": True, "num_beams": 1, "temperature": 1.0, "top_p": 1.0},
+    )
     expected = predictor.describe_image(image, [item_region(items[2], True, *image.shape[:2])], task="category")[0].text
     assert rows[2]["prediction"] == expected
-    assert set(result["scores"]) == {"semantic_similarity", "semantic_iou", "num_items"} and result["model"] == {"checkpoint": None}
+    assert set(result["scores"]) == {"semantic_similarity", "semantic_iou", "num_items"} and result["model"] == {
+        "checkpoint": None
+    }
 
     ferret = get_benchmark("ferret", overrides=SAMPLED_OVERRIDES)
     f_items = ferret.read_items(write_ferret(tmp_path / "ferret"))
@@ -211,14 +310,22 @@ def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle)
 
 
 def test_video_benchmarks_stream_with_history(tmp_path, debug_bundle, monkeypatch):
-    bench = get_benchmark("activitynet_stream", overrides={"generation": {"do_sample": True, "max_new_tokens": 4, "track_frames": 0}})
+    bench = get_benchmark(
+        "activitynet_stream", overrides={"generation": {"do_sample": True, "max_new_tokens": 4, "track_frames": 0}}
+    )
     items = bench.read_items(write_activitynet(tmp_path))
     gen = PAMGenerator(debug_bundle, bench.config.generation)
     sam2, proc = debug_bundle.model.sam2, gen.predictor.processor
     tracked, prompts = [], []
     iter_track, tokenize = sam2.iter_track, proc.tokenize
-    monkeypatch.setattr(sam2, "iter_track", lambda frames, prompt: tracked.append(frames.shape[0]) or iter_track(frames, prompt))
-    monkeypatch.setattr(proc, "tokenize", lambda turns, **k: prompts.append((turns[0]["content"], k["num_frames"])) or tokenize(turns, **k))
+    monkeypatch.setattr(
+        sam2, "iter_track", lambda frames, prompt: tracked.append(frames.shape[0]) or iter_track(frames, prompt)
+    )
+    monkeypatch.setattr(
+        proc,
+        "tokenize",
+        lambda turns, **k: prompts.append((turns[0]["content"], k["num_frames"])) or tokenize(turns, **k),
+    )
     (row,) = bench.predict(items[:1], gen)
     assert [e["event_id"] for e in row["events"]] == [1, 2]
     # one SAM 2 state through event 1's 3 frames and event 2's 2; each event captioned from its own
@@ -236,16 +343,25 @@ def test_trainer_evaluation_goes_through_the_quickstart_benchmark(tmp_path, quic
 
     seen = []
     original = PAMPredictor._generate
-    monkeypatch.setattr(PAMPredictor, "_generate", lambda self, samples: seen.append(self.max_new_tokens) or original(self, samples))
+    monkeypatch.setattr(
+        PAMPredictor, "_generate", lambda self, samples: seen.append(self.max_new_tokens) or original(self, samples)
+    )
     dataset = load_region_dataset(str(quick_data / "test.jsonl"), tasks=["category"], languages=["en"], task_mode="all")
     (tmp_path / "run").mkdir()
-    write_predictions(tmp_path / "run" / "predictions.jsonl", [{"id": dataset.sample_id(0), "prediction": "stale", "task": "category", "reference": "x"}])
-    scores = evaluate_dataset(debug_bundle, dataset, tmp_path / "run", max_samples=1)  # another model's file is not resumed
+    write_predictions(
+        tmp_path / "run" / "predictions.jsonl",
+        [{"id": dataset.sample_id(0), "prediction": "stale", "task": "category", "reference": "x"}],
+    )
+    scores = evaluate_dataset(
+        debug_bundle, dataset, tmp_path / "run", max_samples=1
+    )  # another model's file is not resumed
     assert seen and set(seen) == {128}  # the quickstart config's max_new_tokens, not a hard-coded 48
     rows = read_predictions(tmp_path / "run" / "predictions.jsonl")
     assert [r["id"] for r in rows] == [dataset.sample_id(0)] and rows[0]["prediction"] != "stale"
     assert scores == get_benchmark("quickstart").score(rows, None)
 
-    scores = evaluate_dataset(debug_bundle, dataset, tmp_path / "end", overrides={"generation": {"max_new_tokens": 4}}, max_samples=1)
+    scores = evaluate_dataset(
+        debug_bundle, dataset, tmp_path / "end", overrides={"generation": {"max_new_tokens": 4}}, max_samples=1
+    )
     result = json.loads((tmp_path / "end" / "results.json").read_text())
     assert result["scores"] == scores and result["settings"]["generation"]["max_new_tokens"] == 4

@@ -38,7 +38,14 @@ def _hc_stvg(tmp: Path) -> Path:
     """One HC-STVG entry over a generated 10-frame mp4: the person is boxed on frame 2 (st_frame 3,
     1-based), the clip is 2..7 (six boxes, no end frame in the official files)."""
     _mp4(tmp / "videos" / "v1.mp4", 10)
-    doc = {"v1.mp4": {"English": "The red block slides to the right.", "st_frame": 3, "bbox": [[14, 16, 24, 24]] * 6, "img_num": 10}}
+    doc = {
+        "v1.mp4": {
+            "English": "The red block slides to the right.",
+            "st_frame": 3,
+            "bbox": [[14, 16, 24, 24]] * 6,
+            "img_num": 10,
+        }
+    }
     path = tmp / "test_v1.json"
     path.write_text(json.dumps(doc))
     return path
@@ -95,15 +102,25 @@ def test_hc_stvg_tracks_every_frame_and_matches_predict_video(tmp_path, debug_bu
 def test_videorefer_tracks_from_the_prompt_frame(tmp_path, debug_bundle, monkeypatch):
     """The mask is given on frame 3 of a 6-frame clip: SAM 2 tracks frames 3..5, starting there."""
     write_frames(tmp_path / "videos" / "clip1", 6)
-    entry = {"id": 0, "video": "clip1", "Question": "What is <object0><region> doing?", "type": "Basic Questions",
-             "options": ["(A) sliding right", "(B) jumping"], "Answer": "(A) sliding right", "frame_idx": "3", "annotation": [{"3": {"segmentation": _rle()}}]}
+    entry = {
+        "id": 0,
+        "video": "clip1",
+        "Question": "What is <object0><region> doing?",
+        "type": "Basic Questions",
+        "options": ["(A) sliding right", "(B) jumping"],
+        "Answer": "(A) sliding right",
+        "frame_idx": "3",
+        "annotation": [{"3": {"segmentation": _rle()}}],
+    }
     (tmp_path / "VideoRefer-Bench-Q.json").write_text(json.dumps([entry]))
     bench = get_benchmark("videorefer_q", overrides={"generation": {**SAMPLED, "track_frames": 0}})
     (item,) = bench.read_items(tmp_path / "VideoRefer-Bench-Q.json")
     spy = _Spy(monkeypatch, debug_bundle.model.sam2)
     bench.predict([item], PAMGenerator(debug_bundle, bench.config.generation))
     frames = read_frame_files(frame_files(tmp_path / "videos" / "clip1"), [3, 4, 5])
-    assert len(spy.tracked) == 1 and torch.equal(spy.tracked[0], debug_bundle.processor.preprocess_video(frames).to(spy.tracked[0].dtype))
+    assert len(spy.tracked) == 1 and torch.equal(
+        spy.tracked[0], debug_bundle.processor.preprocess_video(frames).to(spy.tracked[0].dtype)
+    )
     assert spy.llm_frames == [[0, 1, 2]]
 
 
@@ -113,10 +130,23 @@ def test_track_frames_is_validated_and_recorded(tmp_path, debug_bundle):
     bench = get_benchmark("hc_stvg", overrides={"generation": {"track_frames": 3}})  # fewer than the debug model's 4
     with pytest.raises(ValueError, match=r"generation\.track_frames is 3, fewer than the 4 frames"):
         PAMGenerator(debug_bundle, bench.config.generation)
-    with pytest.raises(ConfigError, match=r"videorefer_d\.generation\.video_num_frames was replaced by videorefer_d\.generation\.track_frames"):
+    with pytest.raises(
+        ConfigError,
+        match=r"videorefer_d\.generation\.video_num_frames was replaced by videorefer_d\.generation\.track_frames",
+    ):
         get_benchmark("videorefer_d", overrides={"generation": {"video_num_frames": 16}})
     bench = get_benchmark("videorefer_d", overrides={"generation": {"track_frames": 0}})
-    result = write_results(tmp_path, benchmark=bench.name, scores={"average": 1.0}, settings=bench.settings(), checkpoint=None, data=None, num_items=1)
+    result = write_results(
+        tmp_path,
+        benchmark=bench.name,
+        scores={"average": 1.0},
+        settings=bench.settings(),
+        checkpoint=None,
+        data=None,
+        num_items=1,
+    )
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert result["settings"]["generation"]["track_frames"] == on_disk["settings"]["generation"]["track_frames"] == 0
-    assert get_benchmark("videorefer_d").settings()["generation"]["track_frames"] == 32  # the default, as training's data.track_frames
+    assert (
+        get_benchmark("videorefer_d").settings()["generation"]["track_frames"] == 32
+    )  # the default, as training's data.track_frames

@@ -23,12 +23,28 @@ def data(tmp_path_factory):
     through a symlink and through a path with ``..``."""
     base = tmp_path_factory.mktemp("fc")
     real = base / "real"
-    cfg = SyntheticConfig(num_train=NUM_IMAGES, num_val=0, num_test=0, num_train_videos=2, num_val_videos=0, num_test_videos=0,
-                          image_size=(64, 64), other_size_fraction=0.0, video_size=(32, 32), min_video_frames=4, max_video_frames=4, objects_per_image=2)
+    cfg = SyntheticConfig(
+        num_train=NUM_IMAGES,
+        num_val=0,
+        num_test=0,
+        num_train_videos=2,
+        num_val_videos=0,
+        num_test_videos=0,
+        image_size=(64, 64),
+        other_size_fraction=0.0,
+        video_size=(32, 32),
+        min_video_frames=4,
+        max_video_frames=4,
+        objects_per_image=2,
+    )
     generate_quickstart(str(real), cfg)
     (base / "link").symlink_to(real, target_is_directory=True)
     (base / "other").mkdir()
-    return {"real": str(real), "symlink": str(base / "link"), "dotdot": os.path.join(str(base / "other"), "..", "link", "images", "..")}
+    return {
+        "real": str(real),
+        "symlink": str(base / "link"),
+        "dotdot": os.path.join(str(base / "other"), "..", "link", "images", ".."),
+    }
 
 
 def dataset(root: str, split: str = "train"):
@@ -63,7 +79,9 @@ def test_same_images_through_another_root_spelling_are_not_encoded_again(tmp_pat
 
     for spelling in ("symlink", "dotdot"):
         ds = dataset(data[spelling])
-        assert ds.records[0].image.startswith(os.path.abspath(data[spelling]))  # the records do carry the other spelling
+        assert ds.records[0].image.startswith(
+            os.path.abspath(data[spelling])
+        )  # the records do carry the other spelling
         reopened = FeatureCache(tmp_path / "cache", sam2_cfg, debug_bundle.model.sam2)
         assert reopened.build(sam2, ds, collate, batch_size=4) == 0, spelling
         assert sam2.images == NUM_IMAGES, spelling  # no new encode

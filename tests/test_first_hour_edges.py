@@ -23,7 +23,9 @@ MODEL = {"checkpoint": "/ckpts/pam_debug", "sha256": "ab" * 32, "weight_files": 
 
 def _run(folder: Path, benchmark: str, scores: dict, settings: dict | None = None, model: dict = MODEL) -> Path:
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"benchmark": benchmark, "scores": scores, "model": model, "settings": settings or {}}))
+    (folder / "results.json").write_text(
+        json.dumps({"benchmark": benchmark, "scores": scores, "model": model, "settings": settings or {}})
+    )
     return folder
 
 
@@ -31,15 +33,28 @@ def _run(folder: Path, benchmark: str, scores: dict, settings: dict | None = Non
 
 
 def test_eval_table_puts_two_runs_of_one_checkpoint_side_by_side(tmp_path, capsys):
-    greedy = _run(tmp_path / "greedy", "lvis", {"semantic_similarity": 80.5, "semantic_iou": 70.25, "num_items": 3}, {"num_beams": 1})
-    beam = _run(tmp_path / "beam4", "lvis", {"semantic_similarity": 81.0, "semantic_iou": 0.975, "num_items": 3}, {"num_beams": 4})
+    greedy = _run(
+        tmp_path / "greedy",
+        "lvis",
+        {"semantic_similarity": 80.5, "semantic_iou": 70.25, "num_items": 3},
+        {"num_beams": 1},
+    )
+    beam = _run(
+        tmp_path / "beam4",
+        "lvis",
+        {"semantic_similarity": 81.0, "semantic_iou": 0.975, "num_items": 3},
+        {"num_beams": 4},
+    )
     assert pam_cli(["eval-table", str(greedy), str(beam)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| benchmark | metric | PAM-3B (paper) | greedy | beam4 |"
     assert lines[2] == "| lvis | semantic_similarity | 88.6 | 80.5 | 81 |"
     assert lines[3] == "| lvis | semantic_iou | 78.3 | 70.25 | 0.975 |"
     legend = [line for line in lines if line.startswith("- ")]
-    assert legend == [f"- greedy: `{greedy}` (lvis): checkpoint pam_debug (abababab)", f"- beam4: `{beam}` (lvis): checkpoint pam_debug (abababab)"]
+    assert legend == [
+        f"- greedy: `{greedy}` (lvis): checkpoint pam_debug (abababab)",
+        f"- beam4: `{beam}` (lvis): checkpoint pam_debug (abababab)",
+    ]
 
     # merged by checkpoint, the two runs collide: one line naming the way out, exit 2
     assert pam_cli(["eval-table", "--by", "checkpoint", str(greedy), str(beam)]) == 2
@@ -72,10 +87,23 @@ def test_eval_table_by_checkpoint_merges_benchmarks(tmp_path, capsys):
 
 
 def test_results_md_keeps_four_significant_digits(tmp_path):
-    scores = {"num_predictions": 3.0, "semantic_iou": 0.975, "meteor": 0.919180393, "bleu_4": 6.8658e-05, "cider": 142.3, "big": 123456.78}
-    write_results(tmp_path, benchmark="quickstart", scores=scores, settings={}, checkpoint=None, data=None, num_items=3.0)
+    scores = {
+        "num_predictions": 3.0,
+        "semantic_iou": 0.975,
+        "meteor": 0.919180393,
+        "bleu_4": 6.8658e-05,
+        "cider": 142.3,
+        "big": 123456.78,
+    }
+    write_results(
+        tmp_path, benchmark="quickstart", scores=scores, settings={}, checkpoint=None, data=None, num_items=3.0
+    )
     md = (tmp_path / "results.md").read_text()
-    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in md.splitlines() if line.startswith("| ") and " | " in line}
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")[1]
+        for line in md.splitlines()
+        if line.startswith("| ") and " | " in line
+    }
     assert rows["semantic_iou"] == "0.975"  # not 0.97
     assert rows["meteor"] == "0.9192" and rows["bleu_4"] == "6.866e-05" and rows["cider"] == "142.3"
     assert rows["num_predictions"] == "3" and rows["big"] == "123456.8"
@@ -101,7 +129,9 @@ def _logger(tmp_path, trainer_overrides: dict):
     from pam.train.hooks import MetricsLogger
 
     cfg = build_trainer_config({"output_dir": str(tmp_path), **trainer_overrides})
-    trainer = types.SimpleNamespace(run_dir=tmp_path, cfg=cfg, dist=types.SimpleNamespace(is_main=True), resolved_config={})
+    trainer = types.SimpleNamespace(
+        run_dir=tmp_path, cfg=cfg, dist=types.SimpleNamespace(is_main=True), resolved_config={}
+    )
     return MetricsLogger(trainer)
 
 
@@ -115,7 +145,9 @@ def _logger(tmp_path, trainer_overrides: dict):
         ("disabled", "online", "online"),
     ],
 )
-def test_wandb_mode_follows_the_environment_unless_the_config_sets_it(tmp_path, monkeypatch, fake_wandb, capfd, env, config_mode, expected):
+def test_wandb_mode_follows_the_environment_unless_the_config_sets_it(
+    tmp_path, monkeypatch, fake_wandb, capfd, env, config_mode, expected
+):
     if env is None:
         monkeypatch.delenv("WANDB_MODE", raising=False)
     else:
@@ -150,7 +182,10 @@ def test_collect_sweep_reports_final_train_and_val_loss(tmp_path):
         (sweep / job / ".hydra").mkdir(parents=True)
         (sweep / job / ".hydra" / "config.yaml").write_text(f"model:\n  width: {8 * (int(job) + 1)}\n")
         (sweep / job / "metrics.json").write_text(json.dumps({"category_accuracy": 0.5}))  # the test scores only
-        lines = [json.dumps({"step": s, "train/loss": t, "lr": 1e-4} | ({"val/loss": v} if v is not None else {})) for s, t, v in rows]
+        lines = [
+            json.dumps({"step": s, "train/loss": t, "lr": 1e-4} | ({"val/loss": v} if v is not None else {}))
+            for s, t, v in rows
+        ]
         (sweep / job / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 9, "train/lo')  # cut off by a kill
     table = collect_sweep(sweep)
     assert table.metric_keys == ["train/loss", "val/loss", "category_accuracy"]
@@ -188,7 +223,11 @@ def test_similarity_model_loads_quietly(capfd, caplog):
     caplog.set_level(logging.INFO)
     level = logging.getLogger("sentence_transformers").level
     _load_sentence_model.__wrapped__(str(default_similarity_model_path()), "cpu")  # past the per-process cache
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("sentence_transformers") and r.levelno < logging.WARNING] == []
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("sentence_transformers") and r.levelno < logging.WARNING
+    ] == []
     assert "Loading weights" not in capfd.readouterr().err
     assert logging.getLogger("sentence_transformers").level == level  # restored after the load
 
@@ -214,7 +253,14 @@ def test_training_without_data_is_one_line_and_exit_2(tmp_path, capsys):
     from pam.train.run import run_cli
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"trainer.output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'nodata'}", "trainer.wandb.mode=disabled"])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"trainer.output_dir={tmp_path / 'run'}",
+                f"data.root={tmp_path / 'nodata'}",
+                "trainer.wandb.mode=disabled",
+            ],
+        )
     with pytest.raises(SystemExit) as exit_info:
         run_cli(cfg)
     assert exit_info.value.code == 2

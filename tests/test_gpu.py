@@ -45,13 +45,37 @@ def test_bf16_forward_backward_generate(three_region_samples):
 
 def test_deepspeed_zero2_bf16_on_cuda(tmp_path):
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "train.py"), "experiment=quickstart", "stage=stage2", "~next_stage", "stage.max_steps=3",
-        f"trainer.output_dir={tmp_path}/run", f"data.root={tmp_path}/data", "data.generate.num_train=8", "data.generate.num_val=2",
-        "data.generate.num_test=2", "trainer.global_batch_size=4", "trainer.micro_batch_size=2", "trainer.log_every=1",
-        "trainer.evaluate_at_end=false", "trainer.feature_cache=null", "trainer.progress_bar=false", "trainer.wandb.mode=disabled",
-        "trainer.engine=deepspeed", f"trainer.deepspeed_config={ROOT}/configs/deepspeed/zero2.json", "trainer.precision=bf16",
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "experiment=quickstart",
+        "stage=stage2",
+        "~next_stage",
+        "stage.max_steps=3",
+        f"trainer.output_dir={tmp_path}/run",
+        f"data.root={tmp_path}/data",
+        "data.generate.num_train=8",
+        "data.generate.num_val=2",
+        "data.generate.num_test=2",
+        "trainer.global_batch_size=4",
+        "trainer.micro_batch_size=2",
+        "trainer.log_every=1",
+        "trainer.evaluate_at_end=false",
+        "trainer.feature_cache=null",
+        "trainer.progress_bar=false",
+        "trainer.wandb.mode=disabled",
+        "trainer.engine=deepspeed",
+        f"trainer.deepspeed_config={ROOT}/configs/deepspeed/zero2.json",
+        "trainer.precision=bf16",
     ]
-    env = dict(os.environ, WANDB_MODE="disabled", RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29571")
+    env = dict(
+        os.environ,
+        WANDB_MODE="disabled",
+        RANK="0",
+        LOCAL_RANK="0",
+        WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT="29571",
+    )
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

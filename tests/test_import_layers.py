@@ -171,10 +171,20 @@ def test_one_task_list_and_one_region_validator():
     """Task lists are written only in pam/processing/prompts.py; regions are checked only by
     pam.inference.regions.Region.checked."""
     literal = re.compile(r"""["']category["'],\s*["']explain["']""")
-    tasks = [p.relative_to(REPO).as_posix() for p in PAM_ROOT.rglob("*.py") if literal.search(p.read_text(encoding="utf-8"))]
+    tasks = [
+        p.relative_to(REPO).as_posix() for p in PAM_ROOT.rglob("*.py") if literal.search(p.read_text(encoding="utf-8"))
+    ]
     assert tasks == ["pam/processing/prompts.py"] or tasks == [], tasks
     outside = re.compile(r"x0 < x1")  # the box rule, written by the one validator only
-    front_ends = [*(PAM_ROOT / "inference").rglob("*.py"), *(PAM_ROOT / "serve").rglob("*.py"), *(PAM_ROOT / "cli").rglob("*.py"),
-                  PAM_ROOT / "eval" / "generation.py", PAM_ROOT / "train" / "report.py", PAM_ROOT / "api.py"]
-    validators = sorted(p.relative_to(REPO).as_posix() for p in front_ends if outside.search(p.read_text(encoding="utf-8")))
+    front_ends = [
+        *(PAM_ROOT / "inference").rglob("*.py"),
+        *(PAM_ROOT / "serve").rglob("*.py"),
+        *(PAM_ROOT / "cli").rglob("*.py"),
+        PAM_ROOT / "eval" / "generation.py",
+        PAM_ROOT / "train" / "report.py",
+        PAM_ROOT / "api.py",
+    ]
+    validators = sorted(
+        p.relative_to(REPO).as_posix() for p in front_ends if outside.search(p.read_text(encoding="utf-8"))
+    )
     assert validators == ["pam/inference/regions.py"], validators

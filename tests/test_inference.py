@@ -32,7 +32,11 @@ def predictor(debug_bundle):
 
 def test_n_regions_equal_n_single_calls(predictor):
     img = synthetic_image()
-    regions = [{"points": [[240.0, 150.0], [100, 80]], "labels": [1, 0]}, {"mask": region_mask()}, {"box": BOX, "points": [[100.0, 80.0]]}]
+    regions = [
+        {"points": [[240.0, 150.0], [100, 80]], "labels": [1, 0]},
+        {"mask": region_mask()},
+        {"box": BOX, "points": [[100.0, 80.0]]},
+    ]
     together = predictor.predict(img, regions, tasks=["category", "short_caption"])
     assert len(together) == 3
     for r, joint in zip(regions, together):
@@ -41,7 +45,9 @@ def test_n_regions_equal_n_single_calls(predictor):
         assert np.array_equal(joint.mask, alone.mask) and joint.mask.shape == (200, 300)
         assert np.array_equal(decode_rle(joint.rle), joint.mask)
     # the batched form over images gives the same per-image results
-    batched = predictor.predict_batch([(img, regions[:2]), (synthetic_image(seed=1), regions[2:3])], tasks=["category", "short_caption"])
+    batched = predictor.predict_batch(
+        [(img, regions[:2]), (synthetic_image(seed=1), regions[2:3])], tasks=["category", "short_caption"]
+    )
     assert [p.texts for p in batched[0]] == [p.texts for p in together[:2]]
     assert json.loads(json.dumps(together[0].to_json()))["mask_rle"]["size"] == [200, 300]
 
@@ -66,14 +72,18 @@ def test_mixed_max_new_tokens_in_one_batch_equal_single_calls(debug_bundle):
     """One batch whose items stop at different limits gives each item what it gets alone."""
     sampled = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(max_new_tokens=6))  # greedy
     image = synthetic_image()
-    requests = [RegionRequest(region={"box": BOX}, image=image, task="detailed_caption", max_new_tokens=n) for n in (1, 6, 3)]
+    requests = [
+        RegionRequest(region={"box": BOX}, image=image, task="detailed_caption", max_new_tokens=n) for n in (1, 6, 3)
+    ]
     together = sampled.generate(requests)
     assert [len(r.token_ids) <= n for r, n in zip(together, (1, 6, 3))] == [True] * 3
     for request, joint in zip(requests, together):
         [alone] = sampled.generate([request])
         assert (joint.text, joint.token_ids, joint.finish_reason) == (alone.text, alone.token_ids, alone.finish_reason)
     assert len(together[1].token_ids) > 3  # the limits did cut something, so equality means something
-    assert together[0].finish_reason == ("length" if together[0].token_ids else "stop") and len(together[0].token_ids) <= 1
+    assert (
+        together[0].finish_reason == ("length" if together[0].token_ids else "stop") and len(together[0].token_ids) <= 1
+    )
 
 
 BAD_REGIONS = [
@@ -81,7 +91,10 @@ BAD_REGIONS = [
     ({"box": [50, 40, 20, 130]}, r"region 0: box .* needs x0 < x1"),
     ({"box": [50, 40, 350, 130]}, r"region 0: box .* outside the 300x200 image"),
     ({"points": [[10, 10], [310, 20]]}, r"region 0: point\(s\) \[\[310.0, 20.0\]\] outside"),
-    ({"points": [[10, 10]], "labels": [1, 1]}, r"region 0: labels must be 1 values of 1 \(positive\) or 0 \(negative\), one per point"),
+    (
+        {"points": [[10, 10]], "labels": [1, 1]},
+        r"region 0: labels must be 1 values of 1 \(positive\) or 0 \(negative\), one per point",
+    ),
     ({"box": [True, 2, 30, 40]}, "region 0: box must be numbers"),
     ({"mask": np.zeros((200, 300), bool)}, "region 0: mask is empty"),
     ({"mask": np.ones((100, 300), bool)}, r"region 0: mask has shape \(100, 300\)"),
@@ -121,7 +134,11 @@ def test_parse_fields():
         "definition": "a red edible fruit",
         "function": "eaten raw or cooked",
     }
-    assert parse_fields("explain", "番茄。定义：一种红色的果实。", "zh") == {"category": "番茄", "definition": "一种红色的果实", "function": None}
+    assert parse_fields("explain", "番茄。定义：一种红色的果实。", "zh") == {
+        "category": "番茄",
+        "definition": "一种红色的果实",
+        "function": None,
+    }
     assert parse_fields("explain", "no structure") == {"category": None, "definition": None, "function": None}
     assert parse_fields("category", "lemon.") == {"category": "lemon"}
     assert parse_fields("detailed_caption", " A cup. ") == {"caption": "A cup."}
@@ -176,18 +193,35 @@ def test_stream_carries_one_tracking_state_and_history(predictor, monkeypatch):
     monkeypatch.setattr(sam2.model, "init_state_from_frames", lambda f, **k: states.append(len(f)) or original(f, **k))
     prompts = []
     original_tokenize = predictor.processor.tokenize
-    monkeypatch.setattr(predictor.processor, "tokenize", lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k))
-    events = list(predictor.stream(frames, {"box": [8, 16, 32, 40]}, boundaries=BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=2)))
+    monkeypatch.setattr(
+        predictor.processor,
+        "tokenize",
+        lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k),
+    )
+    events = list(
+        predictor.stream(
+            frames,
+            {"box": [8, 16, 32, 40]},
+            boundaries=BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=2),
+        )
+    )
     assert [(e.start_frame, e.end_frame) for e in events] == [(0, 1), (2, 2)]
     assert states == [3]  # one tracking state over all 3 frames
     assert prompts[0].endswith("Previous caption: None")
     assert [p.split("Previous caption: ")[1] for p in prompts[1:]] == [events[0].caption or "None"]
     proc = predictor.processor
-    ref = sam2.track_video(proc.preprocess_video(frames), proc.region_prompt({"box": np.array([8.0, 16, 32, 40])}, (64, 96)), keep=[0])
+    ref = sam2.track_video(
+        proc.preprocess_video(frames), proc.region_prompt({"box": np.array([8.0, 16, 32, 40])}, (64, 96)), keep=[0]
+    )
     streamed = np.concatenate([e.masks for e in events])
     for t in range(3):
         low = ref["mask_logits"][t].reshape(1, 1, *ref["mask_logits"][t].shape[-2:]).float()
-        assert np.array_equal(streamed[t], (torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)[0, 0] > 0).numpy())
+        assert np.array_equal(
+            streamed[t],
+            (
+                torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)[0, 0] > 0
+            ).numpy(),
+        )
 
 
 def test_mask_to_box_overlay_and_contour():

@@ -29,7 +29,9 @@ def test_resize_is_pil_bicubic_on_uint8_then_imagenet_norm(debug_bundle):
     assert PAMConfig().processing.resize == "pil_bicubic"
     # upstream's loader: PIL .resize((s, s)) with PIL's default filter (bicubic), /255, ImageNet mean/std
     resized = np.array(Image.fromarray(img).resize((SIZE, SIZE), Image.BICUBIC)) / 255.0
-    ref = (torch.from_numpy(resized).permute(2, 0, 1).float() - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    ref = (
+        torch.from_numpy(resized).permute(2, 0, 1).float() - torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    ) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     ours = debug_bundle.processor.preprocess_image(img)
     assert torch.allclose(ours, ref, atol=1e-6)
     cfg = debug_config()
@@ -65,7 +67,13 @@ def _sam2_reference(preset: str, state_dict: dict):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module("sam2", version_base="1.2"):
-            model = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu", apply_postprocessing=(preset == "stock"), hydra_overrides_extra=overrides)
+            model = build_sam2_video_predictor(
+                "configs/sam2.1/sam2.1_hiera_t.yaml",
+                None,
+                device="cpu",
+                apply_postprocessing=(preset == "stock"),
+                hydra_overrides_extra=overrides,
+            )
     finally:
         GlobalHydra.instance().clear()
     model.load_state_dict(state_dict)
@@ -78,17 +86,25 @@ def test_tracking_presets_match_sam2_built_with_those_settings(tmp_path):
     stock = FrozenSAM2.from_config(SAM2Config(variant="sam2.1_hiera_t", image_size=SIZE, tracking="stock"))
     stock.model.load_state_dict(up.model.state_dict())
     m = up.model
-    assert (m.multimask_output_in_sam, m.fill_hole_area, m.sam_mask_decoder.dynamic_multimask_via_stability) == (False, 0, False)
+    assert (m.multimask_output_in_sam, m.fill_hole_area, m.sam_mask_decoder.dynamic_multimask_via_stability) == (
+        False,
+        0,
+        False,
+    )
     assert stock.model.multimask_output_in_sam and stock.model.sam_mask_decoder.dynamic_multimask_via_stability
     frames = write_square_jpegs(tmp_path, 2, SIZE)
     cfg = debug_config()
     from pam.processing.tokenizer import build_debug_tokenizer
 
-    x = PAMProcessor(config=cfg, tokenizer=build_debug_tokenizer(image_token=cfg.image_token)).preprocess_video(np.stack(frames))
+    x = PAMProcessor(config=cfg, tokenizer=build_debug_tokenizer(image_token=cfg.image_token)).preprocess_video(
+        np.stack(frames)
+    )
     point = np.array([[80.0, 100.0]], np.float32)  # one click: stock sam2 would pick among 3 masks
     tracked = {}
     for name, sam in (("upstream", up), ("stock", stock)):
-        ours = sam.track_video(x, RegionPrompt(point_coords=torch.from_numpy(point), point_labels=torch.tensor([1])), keep=[0])
+        ours = sam.track_video(
+            x, RegionPrompt(point_coords=torch.from_numpy(point), point_labels=torch.tensor([1])), keep=[0]
+        )
         ref = _sam2_reference(name, sam.model.state_dict())
         state = ref.init_state(video_path=str(tmp_path))  # sam2's own JPEG loader: PIL resize, as upstream
         ref.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=point, labels=np.array([1], np.int32))
@@ -105,12 +121,32 @@ def test_tracking_presets_match_sam2_built_with_those_settings(tmp_path):
 def test_generation_defaults_file_and_greedy(tmp_path):
     s = GenerationSettings()
     assert s.model_kwargs() == {"do_sample": True, "num_beams": 1, "temperature": 0.1} and s.max_new_tokens == 512
-    (tmp_path / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05, "eos_token_id": [1, 2]}))
+    (tmp_path / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "do_sample": True,
+                "temperature": 0.7,
+                "top_p": 0.8,
+                "top_k": 20,
+                "repetition_penalty": 1.05,
+                "eos_token_id": [1, 2],
+            }
+        )
+    )
     s = resolve_generation(tmp_path)
     # the file fills what upstream does not pass; upstream's explicit temperature 0.1 wins over it
-    assert s.model_kwargs() == {"do_sample": True, "num_beams": 1, "temperature": 0.1, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+    assert s.model_kwargs() == {
+        "do_sample": True,
+        "num_beams": 1,
+        "temperature": 0.1,
+        "top_p": 0.8,
+        "top_k": 20,
+        "repetition_penalty": 1.05,
+    }
     g = resolve_generation(tmp_path, greedy=True, max_new_tokens=7)
-    assert g.model_kwargs() == {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.05} and g.max_new_tokens == 7
+    assert (
+        g.model_kwargs() == {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.05} and g.max_new_tokens == 7
+    )
     with pytest.raises(ValueError, match="unknown generation setting"):
         resolve_generation(None, temprature=0.2)
     with pytest.raises(ValueError, match="temperature must be > 0"):
@@ -128,13 +164,20 @@ def test_precision_default_and_bf16_visual_path(debug_bundle):
         "perceiver": model.perceiver.layers[0].self_attn.q_proj,
         "projector": model.image_projector[0],
     }
-    handles = [m.register_forward_hook(lambda _m, _i, out, n=n: seen.setdefault(n, out.dtype) and None) for n, m in layers.items()]
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, n=n: seen.setdefault(n, out.dtype) and None)
+        for n, m in layers.items()
+    ]
     try:
         [r] = pred.predict(synthetic_image(), [{"box": [50, 40, 190, 130]}], tasks=["category"])
     finally:
         for h in handles:
             h.remove()
-    assert seen == {"sam2": torch.bfloat16, "perceiver": torch.bfloat16, "projector": torch.bfloat16} and r.mask.shape == (200, 300)
+    assert seen == {
+        "sam2": torch.bfloat16,
+        "perceiver": torch.bfloat16,
+        "projector": torch.bfloat16,
+    } and r.mask.shape == (200, 300)
     assert next(debug_bundle.model.sam2.model.parameters()).dtype == torch.float32  # autocast: weights untouched
 
 

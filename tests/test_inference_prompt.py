@@ -42,7 +42,15 @@ def _old_image_path(predictor: PAMPredictor, image, regions, text):
     """The harness before: one sample per region, ``<image>\\n`` + text, through ``_generate``."""
     turns = [{"role": "user", "content": f"<image>\n{text}"}]
     samples = [
-        {"id": f"region{i}", "media_type": "image", "image_key": "image", "pixels": image, "prompt": _full(r), "turns": turns} for i, r in enumerate(regions)
+        {
+            "id": f"region{i}",
+            "media_type": "image",
+            "image_key": "image",
+            "pixels": image,
+            "prompt": _full(r),
+            "turns": turns,
+        }
+        for i, r in enumerate(regions)
     ]
     return predictor.generate_samples(samples)
 
@@ -63,7 +71,9 @@ def test_image_prompt_equals_the_harness_before(generator):
 
 def test_video_prompt_equals_the_harness_before(generator):
     predictor = generator.predictor
-    frames = synthetic_image()[None, :96, :128]  # one frame: the prompt is under test here, tracking in test_train_tracking
+    frames = synthetic_image()[
+        None, :96, :128
+    ]  # one frame: the prompt is under test here, tracking in test_train_tracking
     region = {"box": [20.0, 10.0, 90.0, 70.0]}
     sample = {
         "id": "video",
@@ -118,7 +128,17 @@ def test_cli_predict_prompt(debug_bundle, tmp_path, capsys):
 
     image = tmp_path / "scene.png"
     Image.fromarray(synthetic_image()).save(image)
-    base = ["predict", str(image), "--box", "50,40,190,130", "--greedy", "--max-new-tokens", str(TOKENS), "--device", "cpu"]
+    base = [
+        "predict",
+        str(image),
+        "--box",
+        "50,40,190,130",
+        "--greedy",
+        "--max-new-tokens",
+        str(TOKENS),
+        "--device",
+        "cpu",
+    ]
     # bad input fails before any checkpoint is read
     assert pam_cli([*base, "--checkpoint", str(tmp_path / "none"), "--question", ""]) == 2
     assert "question is empty" in capsys.readouterr().err

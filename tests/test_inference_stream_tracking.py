@@ -56,9 +56,15 @@ def test_stream_splits_where_the_tracked_object_turns(tracking_predictor, monkey
     sam2 = tracking_predictor.model.sam2
     states, prompts = [], []
     original_init = sam2.model.init_state_from_frames
-    monkeypatch.setattr(sam2.model, "init_state_from_frames", lambda f, **k: states.append(len(f)) or original_init(f, **k))
+    monkeypatch.setattr(
+        sam2.model, "init_state_from_frames", lambda f, **k: states.append(len(f)) or original_init(f, **k)
+    )
     original_tokenize = tracking_predictor.processor.tokenize
-    monkeypatch.setattr(tracking_predictor.processor, "tokenize", lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k))
+    monkeypatch.setattr(
+        tracking_predictor.processor,
+        "tokenize",
+        lambda turns, **k: prompts.append(turns[0]["content"]) or original_tokenize(turns, **k),
+    )
 
     events = list(tracking_predictor.stream(frames, {"box": [8, 8, 8 + SIDE, 8 + SIDE]}))
 

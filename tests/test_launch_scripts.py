@@ -73,8 +73,13 @@ def test_torchrun_single_node(tmp_path):
 def test_torchrun_rendezvous_from_master_addr(tmp_path):
     port = _free_port()
     ranks = _run(
-        "launch_torchrun.sh", tmp_path,
-        NPROC_PER_NODE="2", NNODES="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RDZV_ID="pamtest",
+        "launch_torchrun.sh",
+        tmp_path,
+        NPROC_PER_NODE="2",
+        NNODES="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RDZV_ID="pamtest",
     )
     assert [r["env"]["RANK"] for r in ranks] == ["0", "1"]
     assert all(r["env"]["TORCHELASTIC_RUN_ID"] == "pamtest" and r["argv"] == OVERRIDES for r in ranks)
@@ -125,9 +130,18 @@ def test_slurm_sbatch_builds_one_torchrun_per_node(tmp_path):
     env.pop("MASTER_PORT", None)
     subprocess.run(["bash", str(SCRIPTS / "slurm_train.sbatch"), *OVERRIDES], env=env, check=True, cwd=REPO)
     assert log.read_text().splitlines() == [
-        "--nnodes", "2", "--nproc-per-node", "4",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", "gpu-a07:29500", "--rdzv-id", "4242",
-        "scripts/train.py", *OVERRIDES,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "4",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        "gpu-a07:29500",
+        "--rdzv-id",
+        "4242",
+        "scripts/train.py",
+        *OVERRIDES,
     ]
 
 

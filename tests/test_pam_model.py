@@ -33,7 +33,9 @@ def test_debug_model_visual_tokens_match_config(debug_bundle, three_region_sampl
     )
     assert [v.shape[0] for v in visual.embeddings] == [cfg.image_region_tokens()] * 3
     assert cfg.image_region_tokens() == (256 // 16 // 2) ** 2 + 1 + 8 + 1
-    assert (batch["input_ids"] == debug_bundle.processor.image_token_id).sum(1).tolist() == [cfg.image_region_tokens()] * 3
+    assert (batch["input_ids"] == debug_bundle.processor.image_token_id).sum(1).tolist() == [
+        cfg.image_region_tokens()
+    ] * 3
     # one SAM 2 encode for the three regions of one image
     assert batch["pixel_values"].shape[0] == 1 and batch["region_image_index"].tolist() == [0, 0, 0]
 
@@ -41,7 +43,9 @@ def test_debug_model_visual_tokens_match_config(debug_bundle, three_region_sampl
 def test_video_region_tokens(debug_bundle):
     cfg = debug_bundle.model.config
     batch = PAMCollator(debug_bundle.processor)([video_sample(num_frames=6)])
-    visual = debug_bundle.model.encode_regions(prompts=batch["prompts"], region_image_index=batch["region_image_index"], videos=batch["videos"])
+    visual = debug_bundle.model.encode_regions(
+        prompts=batch["prompts"], region_image_index=batch["region_image_index"], videos=batch["videos"]
+    )
     n = visual.embeddings[0].shape[0]
     # 4 kept frames: (8*8 + 1 + 8 + 1 + 1) + 3 * (4*4 + 1 + 8 + 1 + 1)
     assert n == cfg.video_region_tokens(6) == 75 + 3 * 27
@@ -111,7 +115,14 @@ def test_batch_equals_single_region_calls(debug_bundle, three_region_samples):
 
 def test_mixed_images_and_region_counts(debug_bundle):
     a = [image_sample(f"a{i}", {"box": np.array([50.0 + i, 40.0, 190.0, 130.0])}, key="A") for i in range(3)]
-    b = [image_sample("b0", {"points": np.array([[240.0, 150.0]]), "point_labels": np.array([1])}, image=synthetic_image(seed=5), key="B")]
+    b = [
+        image_sample(
+            "b0",
+            {"points": np.array([[240.0, 150.0]]), "point_labels": np.array([1])},
+            image=synthetic_image(seed=5),
+            key="B",
+        )
+    ]
     batch = PAMCollator(debug_bundle.processor)([a[0], b[0], a[1], a[2]])
     assert batch["pixel_values"].shape[0] == 2 and batch["region_image_index"].tolist() == [0, 1, 0, 0]
     assert torch.isfinite(debug_bundle.model(**batch).loss)
@@ -122,7 +133,9 @@ def test_placeholder_mismatch_is_a_clear_error(debug_bundle, three_region_sample
     ids = batch["input_ids"].clone()
     ids[1, (ids[1] == debug_bundle.processor.image_token_id).nonzero()[0, 0]] = 5
     batch["input_ids"] = ids
-    with pytest.raises(ValueError, match=r"region 1: the sequence has 73 image placeholder tokens but the region has 74"):
+    with pytest.raises(
+        ValueError, match=r"region 1: the sequence has 73 image placeholder tokens but the region has 74"
+    ):
         debug_bundle.model(**batch)
 
 

@@ -65,7 +65,9 @@ def test_batched_generate_equals_single_region_calls(debug_bundle):
     model, tok = debug_bundle.model, debug_bundle.tokenizer
     with torch.no_grad():
         batch = collate(samples)
-        assert batch["attention_mask"].sum(1).unique().numel() > 1  # prompts of different lengths: left padding is exercised
+        assert (
+            batch["attention_mask"].sum(1).unique().numel() > 1
+        )  # prompts of different lengths: left padding is exercised
         together = model.generate(**batch, tokenizer=tok, max_new_tokens=3)
         alone = [model.generate(**collate([s]), tokenizer=tok, max_new_tokens=3)[0] for s in samples]
     assert len(together) == 3
@@ -79,7 +81,23 @@ def test_bench_inference_generate_writes_rows(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "OUT.json"
-    bench.main(["--generate", "--preset", "debug", "--num-regions", "1,2", "--max-new-tokens", "2", "--warmup", "0", "--no-shared-seq", "--no-kernel-check", "--out", str(out)])
+    bench.main(
+        [
+            "--generate",
+            "--preset",
+            "debug",
+            "--num-regions",
+            "1,2",
+            "--max-new-tokens",
+            "2",
+            "--warmup",
+            "0",
+            "--no-shared-seq",
+            "--no-kernel-check",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [r["num_regions"] for r in rows] == [1, 2]
     for r in rows:

@@ -16,8 +16,14 @@ from .helpers import debug_config
 def test_task_prompts_en_zh():
     assert task_prompt("category") == "<image>\nClassify this subject and provide its label."
     assert task_prompt(Task.SHORT_CAPTION, "zh") == "<image>\n对该目标对象提供一个概括的描述"
-    assert task_prompt("video_caption") == "<image>\nProvide a caption for this subject in this video.\nPrevious caption: None"
-    assert task_prompt("video_caption", "zh", history="一只猫") == "<image>\n对该视频中的目标对象提供一个描述。\n历史描述：一只猫"
+    assert (
+        task_prompt("video_caption")
+        == "<image>\nProvide a caption for this subject in this video.\nPrevious caption: None"
+    )
+    assert (
+        task_prompt("video_caption", "zh", history="一只猫")
+        == "<image>\n对该视频中的目标对象提供一个描述。\n历史描述：一只猫"
+    )
     with pytest.raises(ValueError, match="no caption history"):
         task_prompt("category", history="x")
     with pytest.raises(ValueError, match="language"):
@@ -63,7 +69,10 @@ def test_multi_turn_masks_every_reply():
         {"role": "assistant", "content": "a yellow ellipse"},
     ]
     chat = tokenize_chat(tok, turns)
-    assert tok.decode([t for t, l in zip(chat.input_ids, chat.labels) if l != IGNORE_INDEX]) == "lemon<|im_end|>a yellow ellipse<|im_end|>"
+    assert (
+        tok.decode([t for t, l in zip(chat.input_ids, chat.labels) if l != IGNORE_INDEX])
+        == "lemon<|im_end|>a yellow ellipse<|im_end|>"
+    )
     with pytest.raises(ValueError, match="alternate"):
         tokenize_chat(tok, [turns[1]])
 
@@ -86,7 +95,9 @@ def test_processor_coordinates_and_placeholder(debug_bundle):
     p = proc.region_prompt({"box": np.array([30.0, 20.0, 150.0, 100.0]), "mask": np.ones(hw, bool)}, hw)
     torch.testing.assert_close(p.box, torch.tensor([25.6, 25.6, 128.0, 128.0]))
     assert p.mask_input.shape == (1, 64, 64) and torch.allclose(p.mask_input, torch.ones(1, 64, 64))
-    tok = proc.tokenize([{"role": "user", "content": task_prompt("category")}], num_frames=None, add_generation_prompt=True)
+    tok = proc.tokenize(
+        [{"role": "user", "content": task_prompt("category")}], num_frames=None, add_generation_prompt=True
+    )
     assert tok["input_ids"].count(proc.image_token_id) == debug_config().image_region_tokens()
     with pytest.raises(ValueError, match="exactly once"):
         proc.tokenize([{"role": "user", "content": "no image here"}], num_frames=None, add_generation_prompt=True)

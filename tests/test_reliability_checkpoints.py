@@ -131,7 +131,10 @@ def test_disk_full_at_save_keeps_the_last_good_checkpoint(run, monkeypatch):
 
     monkeypatch.setattr(state_module.torch, "save", full_disk)
     manager = CheckpointManager(run, keep_last=5, best_metric="val/loss", best_mode="min")
-    with pytest.raises(CheckpointSaveError, match=r"could not write checkpoint .*step-000004: No space left on device; nothing was replaced and the last good checkpoint .*step-000003 is kept") as info:
+    with pytest.raises(
+        CheckpointSaveError,
+        match=r"could not write checkpoint .*step-000004: No space left on device; nothing was replaced and the last good checkpoint .*step-000003 is kept",
+    ) as info:
         save(manager, 4)
     assert info.value.errno == errno.ENOSPC
     ckpts = run / "checkpoints"
@@ -204,10 +207,19 @@ def test_trainer_checks_the_output_folder_before_building_the_model(tmp_path, mo
 
     monkeypatch.setattr(trainer_module, "build_pam", no_model)
     (tmp_path / "a_file").write_text("x")
-    cfg = compose_train(["experiment=quickstart", f"trainer.output_dir={tmp_path / 'a_file' / 'run'}", "trainer.wandb.mode=disabled"])
+    cfg = compose_train(
+        ["experiment=quickstart", f"trainer.output_dir={tmp_path / 'a_file' / 'run'}", "trainer.wandb.mode=disabled"]
+    )
     with pytest.raises(OutputDirError, match=r"a_file/run cannot be created"):
         trainer_module.Trainer(cfg)
-    cfg = compose_train(["experiment=quickstart", f"trainer.output_dir={tmp_path / 'run'}", "++trainer.min_free_disk_gb=1e9", "trainer.wandb.mode=disabled"])
+    cfg = compose_train(
+        [
+            "experiment=quickstart",
+            f"trainer.output_dir={tmp_path / 'run'}",
+            "++trainer.min_free_disk_gb=1e9",
+            "trainer.wandb.mode=disabled",
+        ]
+    )
     with pytest.raises(OutputDirError, match=r"trainer.min_free_disk_gb"):
         trainer_module.Trainer(cfg)
     assert not (tmp_path / "run" / "config.yaml").exists()

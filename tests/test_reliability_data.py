@@ -24,7 +24,17 @@ from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
 GOOD = 153
 # reason the dataset reports -> records injected; "wrong_types" is dropped by the reader
-INJECTED = Counter({"corrupt_image": 1, "corrupt_video": 1, "bad_rle": 1, "empty_mask": 1, "missing_media": 2, "box_outside_image": 1, "wrong_types": 1})
+INJECTED = Counter(
+    {
+        "corrupt_image": 1,
+        "corrupt_video": 1,
+        "bad_rle": 1,
+        "empty_mask": 1,
+        "missing_media": 2,
+        "box_outside_image": 1,
+        "wrong_types": 1,
+    }
+)
 
 
 def _bad_lines(root: Path, good: dict) -> list[dict]:
@@ -44,16 +54,27 @@ def _bad_lines(root: Path, good: dict) -> list[dict]:
         {"id": "bad/rle", "image": good["image"], "regions": [{"mask": {"size": [h, w], "counts": ""}, **region}]},
         {"id": "bad/empty_mask", "image": good["image"], "regions": [{"mask": empty, **region}]},
         {"id": "bad/missing_image", "image": "bad/nowhere.png", "regions": [{"mask": rle, **region}]},
-        {"id": "bad/missing_frame", "frames": [good["image"], "bad/gone.png"], "regions": [{"masks": {"0": rle}, **region}]},
+        {
+            "id": "bad/missing_frame",
+            "frames": [good["image"], "bad/gone.png"],
+            "regions": [{"masks": {"0": rle}, **region}],
+        },
         {"id": "bad/wrong_types", "image": 42, "regions": [{"box": "left", **region}]},
-        {"id": "bad/box_outside", "image": good["image"], "regions": [{"box": [w + 50.0, h + 50.0, 10.0, 10.0], **region}]},
+        {
+            "id": "bad/box_outside",
+            "image": good["image"],
+            "regions": [{"box": [w + 50.0, h + 50.0, 10.0, 10.0], **region}],
+        },
     ]
 
 
 @pytest.fixture(scope="module")
 def faulty_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faulty")
-    generate_quickstart(str(root), SyntheticConfig(num_train=GOOD, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(num_train=GOOD, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     lines = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()]
     bad = _bad_lines(root, lines[0])
     assert len(bad) == sum(INJECTED.values())
@@ -71,7 +92,9 @@ def _expected_skips() -> Counter:
 
 def test_one_epoch_over_five_percent_bad_records_counts_each_kind(faulty_root, caplog):
     with caplog.at_level(logging.WARNING):
-        ds = load_region_dataset(str(faulty_root / "train.jsonl"), on_error="skip", tasks=["category"], languages=["en"], task_mode="random")
+        ds = load_region_dataset(
+            str(faulty_root / "train.jsonl"), on_error="skip", tasks=["category"], languages=["en"], task_mode="random"
+        )
     dropped = [r for r in caplog.records if "dropping invalid record" in r.getMessage()]
     assert len(dropped) == INJECTED["wrong_types"] and "bad/wrong_types" in dropped[0].getMessage()
     assert len(ds) == GOOD + sum(_expected_skips().values())  # 160: every other bad record is sampled
@@ -87,7 +110,18 @@ def test_one_epoch_over_five_percent_bad_records_counts_each_kind(faulty_root, c
     assert tracker.counts == _expected_skips()
     assert tracker.num_seen == len(ds) and not any(i.startswith("bad/") for i in seen_ids)
     skipped_ids = sorted(e for ids in tracker.examples.values() for e in ids)
-    assert [i.split("/r0")[0] for i in skipped_ids] == sorted(f"bad/{n}" for n in ("truncated_jpeg", "unreadable_mp4", "rle", "empty_mask", "missing_image", "missing_frame", "box_outside"))
+    assert [i.split("/r0")[0] for i in skipped_ids] == sorted(
+        f"bad/{n}"
+        for n in (
+            "truncated_jpeg",
+            "unreadable_mp4",
+            "rle",
+            "empty_mask",
+            "missing_image",
+            "missing_frame",
+            "box_outside",
+        )
+    )
     print(f"injected {dict(INJECTED)}; skipped {dict(tracker.counts)} + {len(dropped)} dropped at read")
 
 
@@ -98,9 +132,21 @@ def test_training_through_the_faulty_epoch_reaches_the_end(faulty_root, tmp_path
 
     from .test_train import ONE_STAGE, TINY, compose_train, losses_by_step
 
-    overrides = [*TINY, ONE_STAGE, f"trainer.output_dir={tmp_path}", f"data.root={faulty_root}", "trainer.feature_cache=null", "data.val=null",
-                 "data.tasks=[category]", "data.languages=[en]", "++data.dataset.on_error=skip",
-                 "stage.max_steps=20", "trainer.global_batch_size=8", "trainer.micro_batch_size=8", "trainer.log_every=5"]
+    overrides = [
+        *TINY,
+        ONE_STAGE,
+        f"trainer.output_dir={tmp_path}",
+        f"data.root={faulty_root}",
+        "trainer.feature_cache=null",
+        "data.val=null",
+        "data.tasks=[category]",
+        "data.languages=[en]",
+        "++data.dataset.on_error=skip",
+        "stage.max_steps=20",
+        "trainer.global_batch_size=8",
+        "trainer.micro_batch_size=8",
+        "trainer.log_every=5",
+    ]
     with caplog.at_level(logging.WARNING):
         trainer = Trainer(compose_train(overrides))
         final = trainer.train()

@@ -45,7 +45,22 @@ SIZES = st.one_of(
     st.tuples(st.integers(16, 96), st.integers(16, 96)),
     st.sampled_from([(1, 1500), (1500, 1), (2048, 48), (0, 10), (10, 0)]),  # huge sides, extreme ratios, empty
 )
-MODES = st.sampled_from(["grey", "rgb", "rgba", "grey1", "uint16", "uint16_small", "float", "bool", "int_negative", "4d", "pil_rgba", "pil_i16"])
+MODES = st.sampled_from(
+    [
+        "grey",
+        "rgb",
+        "rgba",
+        "grey1",
+        "uint16",
+        "uint16_small",
+        "float",
+        "bool",
+        "int_negative",
+        "4d",
+        "pil_rgba",
+        "pil_i16",
+    ]
+)
 
 
 @st.composite
@@ -61,7 +76,7 @@ def images(draw):
     if mode == "grey1":
         return base[..., :1]
     if mode == "uint16":
-        return (base.astype(np.uint16) * 257)
+        return base.astype(np.uint16) * 257
     if mode == "uint16_small":
         return base.astype(np.uint16)  # 16-bit container, 8-bit values
     if mode == "float":
@@ -88,12 +103,19 @@ NUM = st.one_of(st.floats(-50, 3000, allow_nan=False), st.sampled_from([float("n
 
 @st.composite
 def regions(draw, h: int, w: int):
-    kinds = draw(st.sets(st.sampled_from(["box", "points", "mask", "labels", "unknown", "junk_box"]), min_size=0, max_size=3))
+    kinds = draw(
+        st.sets(st.sampled_from(["box", "points", "mask", "labels", "unknown", "junk_box"]), min_size=0, max_size=3)
+    )
     region = {}
     if "box" in kinds:
         if draw(st.booleans()) and h > 1 and w > 1:  # a valid box, usually
             x0, y0 = draw(st.floats(0, w - 1)), draw(st.floats(0, h - 1))
-            region["box"] = [x0, y0, draw(st.floats(x0 + 0.5, w)) if x0 + 0.5 <= w else w, draw(st.floats(y0 + 0.5, h)) if y0 + 0.5 <= h else h]
+            region["box"] = [
+                x0,
+                y0,
+                draw(st.floats(x0 + 0.5, w)) if x0 + 0.5 <= w else w,
+                draw(st.floats(y0 + 0.5, h)) if y0 + 0.5 <= h else h,
+            ]
         else:
             region["box"] = draw(st.lists(NUM, min_size=0, max_size=6))
     if "junk_box" in kinds:
@@ -101,7 +123,10 @@ def regions(draw, h: int, w: int):
     if "points" in kinds:
         n = draw(st.sampled_from([0, 1, 2, 5, 300]))  # empty, few, a huge prompt
         inside = draw(st.booleans())
-        region["points"] = [[draw(st.floats(0, w)) if inside else draw(NUM), draw(st.floats(0, h)) if inside else draw(NUM)] for _ in range(min(n, 5))] * (n // 5 if n >= 5 else 1)
+        region["points"] = [
+            [draw(st.floats(0, w)) if inside else draw(NUM), draw(st.floats(0, h)) if inside else draw(NUM)]
+            for _ in range(min(n, 5))
+        ] * (n // 5 if n >= 5 else 1)
         if not region["points"] and n:
             region["points"] = [[0.0, 0.0]]
     if "labels" in kinds:
@@ -143,7 +168,10 @@ def valid_regions(draw, h: int, w: int):
     return region
 
 
-TASKS = st.one_of(st.sampled_from(["category", "explain", "short_caption", "detailed_caption"]), st.sampled_from(["caption", "", "video_caption"]))
+TASKS = st.one_of(
+    st.sampled_from(["category", "explain", "short_caption", "detailed_caption"]),
+    st.sampled_from(["caption", "", "video_caption"]),
+)
 LANG = st.sampled_from(["en", "zh", "en", "fr"])
 
 NAMED = re.compile(r"\b(image|region \d+|task|language|regions?)\b")
@@ -201,16 +229,26 @@ def predictor(debug_bundle):
     return PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(2), batch_size=4)
 
 
-GOOD_TASKS = st.lists(st.sampled_from(["category", "explain", "short_caption", "detailed_caption"]), min_size=1, max_size=2)
+GOOD_TASKS = st.lists(
+    st.sampled_from(["category", "explain", "short_caption", "detailed_caption"]), min_size=1, max_size=2
+)
 
 
 @MODEL
 @given(data=st.data())
 def test_predict_returns_predictions_or_a_typed_error(predictor, data):
     if data.draw(st.integers(0, 9)) < 6:  # well-formed calls over every image mode and size that is valid
-        h, w = data.draw(st.one_of(st.tuples(st.integers(1, 8), st.integers(1, 8)), st.tuples(st.integers(16, 200), st.integers(16, 200)), st.sampled_from([(1, 1500), (1500, 2), (1024, 48)])))
+        h, w = data.draw(
+            st.one_of(
+                st.tuples(st.integers(1, 8), st.integers(1, 8)),
+                st.tuples(st.integers(16, 200), st.integers(16, 200)),
+                st.sampled_from([(1, 1500), (1500, 2), (1024, 48)]),
+            )
+        )
         base = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 256, (h, w, 3), dtype=np.uint8)
-        image = data.draw(st.sampled_from([base, base[..., 0], np.concatenate([base, base[..., :1]], 2), base.astype(np.uint16)]))
+        image = data.draw(
+            st.sampled_from([base, base[..., 0], np.concatenate([base, base[..., :1]], 2), base.astype(np.uint16)])
+        )
         regs = [data.draw(valid_regions(h, w)) for _ in range(data.draw(st.integers(1, 3)))]
         tasks, language = data.draw(GOOD_TASKS), data.draw(st.sampled_from(["en", "zh"]))
     else:  # anything

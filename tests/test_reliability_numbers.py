@@ -60,7 +60,9 @@ def test_nonfinite_loss_and_gradient_are_skipped_and_counted(tmp_path, data_root
     for skipped in (2, 4):
         before, after = inject.weights[skipped], inject.weights[skipped + 1]
         assert all(torch.equal(before[k], after[k]) for k in before), f"attempt {skipped} changed the weights"
-    assert any(not torch.equal(inject.weights[1][k], inject.weights[2][k]) for k in inject.weights[1])  # a good one does not
+    assert any(
+        not torch.equal(inject.weights[1][k], inject.weights[2][k]) for k in inject.weights[1]
+    )  # a good one does not
     # the optimiser and the schedule advanced once per good step only
     steps = {int(s["step"]) for s in trainer.engine.optimizer.state_dict()["state"].values()}
     assert steps == {3}
@@ -76,7 +78,10 @@ def test_nonfinite_loss_and_gradient_are_skipped_and_counted(tmp_path, data_root
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run(tmp_path, data_root):  # noqa: F811
     trainer = Trainer(tiny_cfg(tmp_path, data_root, *EXTRA, "stage.max_steps=5"))
     trainer.hooks.append(InjectNonFinite({2: "loss", 3: "grad", 4: "loss", 5: "loss"}))
-    with pytest.raises(NonFiniteError, match=r"non-finite loss nan at step 2: 3 step\(s\) in a row had a NaN/Inf loss or gradient \(limit trainer.max_nonfinite_in_a_row=2\)"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"non-finite loss nan at step 2: 3 step\(s\) in a row had a NaN/Inf loss or gradient \(limit trainer.max_nonfinite_in_a_row=2\)",
+    ):
         trainer.train()
     assert trainer.global_step == 1 and trainer.guard.total == 3
     assert all(torch.isfinite(v).all() for v in snapshot(trainer.model).values() if v.is_floating_point())

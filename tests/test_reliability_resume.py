@@ -44,8 +44,15 @@ def sam2_pt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def extra(sam2_pt) -> tuple[str, ...]:
-    return (ONE_STAGE, f"stage.max_steps={STEPS}", "trainer.save_every=1", "trainer.keep_last=2", "trainer.resume=auto",
-            "data.val=null", f"model.sam2.checkpoint={sam2_pt}")
+    return (
+        ONE_STAGE,
+        f"stage.max_steps={STEPS}",
+        "trainer.save_every=1",
+        "trainer.keep_last=2",
+        "trainer.resume=auto",
+        "data.val=null",
+        f"model.sam2.checkpoint={sam2_pt}",
+    )
 
 
 def run_killed(out: Path, data: Path, extra: tuple, kill: str | None) -> subprocess.CompletedProcess:
@@ -54,7 +61,14 @@ def run_killed(out: Path, data: Path, extra: tuple, kill: str | None) -> subproc
     env.pop("PAM_TEST_KILL", None)
     if kill:
         env["PAM_TEST_KILL"] = kill
-    return subprocess.run([sys.executable, "-m", "tests.helpers.kill_run", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.helpers.kill_run", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def assert_killed(proc: subprocess.CompletedProcess) -> None:
@@ -91,7 +105,13 @@ def resume_in_process(out: Path, data: Path, extra: tuple, caplog) -> Trainer:
     return trainer
 
 
-def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_path, data_root, extra, reference_losses, caplog):  # noqa: F811
+def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(
+    tmp_path,
+    data_root,  # noqa: F811 (the fixture imported above)
+    extra,
+    reference_losses,
+    caplog,
+):
     out = tmp_path / "run"
     ckpts = out / "checkpoints"
     # 1. SIGKILL after step 3 is done: checkpoints 2 and 3 (keep_last=2), steps 1-3 logged
@@ -107,7 +127,9 @@ def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_pa
     assert "skipping damaged checkpoint" in proc.stderr and "step-000003" in proc.stderr, proc.stderr[-3000:]
     assert "step-000003/model: file model.safetensors does not match its sha256 checksum" in proc.stderr
     assert "step-000002 at step 2" in proc.stderr
-    assert any(p.name.startswith(".step-000003.tmp-") for p in ckpts.iterdir()), "the half-written folder keeps its temporary name"
+    assert any(p.name.startswith(".step-000003.tmp-") for p in ckpts.iterdir()), (
+        "the half-written folder keeps its temporary name"
+    )
 
     # 3. neither the damaged step-000003 nor the half-written one is picked: step 2 again, to the end
     assert latest_checkpoint(out).name == "step-000002"
@@ -118,7 +140,13 @@ def test_killed_after_a_step_then_inside_a_save_with_a_damaged_checkpoint(tmp_pa
     assert latest_checkpoint(out).name == "step-000004"
 
 
-def test_sigterm_mid_stage_stops_after_that_step_and_the_resume_loses_no_step(tmp_path, data_root, extra, reference_losses, caplog):  # noqa: F811
+def test_sigterm_mid_stage_stops_after_that_step_and_the_resume_loses_no_step(
+    tmp_path,
+    data_root,  # noqa: F811 (the fixture imported above)
+    extra,
+    reference_losses,
+    caplog,
+):
     """SIGTERM arrives during step 2 of 4 (no periodic checkpoints), and again inside the save it causes:
     step 2 is finished, saved once, the process exits with EXIT_STOPPED; the resume runs steps 3-4 and
     every step's loss equals the uninterrupted run's."""

@@ -86,7 +86,9 @@ def test_no_remote_code_and_no_unsafe_torch_load_in_the_code():
             if name == "load" and owner == "torch":
                 if not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
                     bad.append(f"{where}: torch.load without weights_only=True")
-            if "trust_remote_code" in kw and not (isinstance(kw["trust_remote_code"], ast.Constant) and kw["trust_remote_code"].value is False):
+            if "trust_remote_code" in kw and not (
+                isinstance(kw["trust_remote_code"], ast.Constant) and kw["trust_remote_code"].value is False
+            ):
                 bad.append(f"{where}: trust_remote_code is not the literal False")
             if any(k.arg is None for k in call.keywords) and name in ("from_pretrained",):
                 continue  # **kwargs into from_pretrained: checked by the text scan below
@@ -128,15 +130,33 @@ def test_annotation_paths_cannot_escape_the_data_root(tmp_path, fields, field, p
 def test_paths_inside_the_root_and_absolute_paths_are_kept(tmp_path):
     ann = tmp_path / "data" / "train.jsonl"
     ann.parent.mkdir()
-    ann.write_text(_line(image="images/./sub/../a.png") + _line(id="r2", image="/abs/b.png").replace('"id": "r1", ', ""))
+    ann.write_text(
+        _line(image="images/./sub/../a.png") + _line(id="r2", image="/abs/b.png").replace('"id": "r1", ', "")
+    )
     records = read_jsonl(str(ann))
     assert [r.image for r in records] == [str(tmp_path / "data" / "images" / "a.png"), "/abs/b.png"]
-    assert Record.from_dict({"id": "x", "image": "../a.png", "regions": []}).resolved(None).image == "../a.png"  # no root: as given
+    assert (
+        Record.from_dict({"id": "x", "image": "../a.png", "regions": []}).resolved(None).image == "../a.png"
+    )  # no root: as given
 
 
 def test_upstream_reader_refuses_an_escaping_relative_image(tmp_path):
     ann = tmp_path / "up.jsonl"
-    ann.write_text(json.dumps({"id": 3, "type": "image", "image": "../../x.jpg", "bbox": [1, 1, 2, 2], "conversations": [{"from": "human", "value": "<image>\nWhat is the category of this region?"}, {"from": "gpt", "value": "cat"}]}) + "\n")
+    ann.write_text(
+        json.dumps(
+            {
+                "id": 3,
+                "type": "image",
+                "image": "../../x.jpg",
+                "bbox": [1, 1, 2, 2],
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat is the category of this region?"},
+                    {"from": "gpt", "value": "cat"},
+                ],
+            }
+        )
+        + "\n"
+    )
     with pytest.raises(PathEscapeError, match=r"field `image` path '../../x.jpg' leaves the data root"):
         read_upstream_jsonl(str(ann), root=tmp_path / "root")
 

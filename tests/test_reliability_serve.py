@@ -44,7 +44,13 @@ def _png(arr: np.ndarray, mode: str | None = None) -> str:
 
 @st.composite
 def image_urls(draw, valid: bool = False):
-    h, w = draw(st.one_of(st.tuples(st.integers(1, 6), st.integers(1, 6)), st.tuples(st.integers(16, 120), st.integers(16, 120)), st.sampled_from([(1, 900), (700, 3)])))
+    h, w = draw(
+        st.one_of(
+            st.tuples(st.integers(1, 6), st.integers(1, 6)),
+            st.tuples(st.integers(16, 120), st.integers(16, 120)),
+            st.sampled_from([(1, 900), (700, 3)]),
+        )
+    )
     base = np.random.default_rng(draw(st.integers(0, 99))).integers(0, 256, (h, w, 3), dtype=np.uint8)
     kind = draw(st.sampled_from(["rgb", "grey", "rgba"] + ([] if valid else ["i16", "junk", "not_data_url", "empty"])))
     if kind == "grey":
@@ -70,7 +76,12 @@ def _json_safe(region: dict) -> dict:
         if isinstance(v, float) and not np.isfinite(v):
             v = str(v)
         if isinstance(v, list):
-            v = [[str(x) if isinstance(x, float) and not np.isfinite(x) else x for x in p] if isinstance(p, list) else (str(p) if isinstance(p, float) and not np.isfinite(p) else p) for p in v]
+            v = [
+                [str(x) if isinstance(x, float) and not np.isfinite(x) else x for x in p]
+                if isinstance(p, list)
+                else (str(p) if isinstance(p, float) and not np.isfinite(p) else p)
+                for p in v
+            ]
         out["point_labels" if k == "labels" else k] = v
     return out
 
@@ -80,11 +91,37 @@ def _json_safe(region: dict) -> dict:
 def test_random_requests_get_200_or_a_named_4xx_never_500(server, data):
     good = data.draw(st.integers(0, 9)) < 5  # well-formed requests over valid image modes and sizes, else anything
     url, (h, w) = data.draw(image_urls(valid=good))
-    regs = [_json_safe({k: v for k, v in data.draw(valid_regions(h, w) if good else regions(h, w)).items() if k != "mask"}) for _ in range(data.draw(st.integers(0 if not good else 1, 3)))]
-    text = data.draw(st.sampled_from(["category", "short_caption", "detailed_caption"] + ([] if good else ["", "x" * 5000, "<|im_start|>"])))
-    body = {"model": "pam", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}],
-            "max_tokens": data.draw(st.sampled_from([1, 2] if good else [1, 0, -3, "many"])), "regions": regs}
-    for key, value in {} if good else data.draw(st.dictionaries(st.sampled_from(["task", "language", "temperature", "n", "stream", "extra"]), st.sampled_from(["category", "en", "zh", 0.5, -1, True, None, [1]]), max_size=2)).items():
+    regs = [
+        _json_safe({k: v for k, v in data.draw(valid_regions(h, w) if good else regions(h, w)).items() if k != "mask"})
+        for _ in range(data.draw(st.integers(0 if not good else 1, 3)))
+    ]
+    text = data.draw(
+        st.sampled_from(
+            ["category", "short_caption", "detailed_caption"] + ([] if good else ["", "x" * 5000, "<|im_start|>"])
+        )
+    )
+    body = {
+        "model": "pam",
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}],
+            }
+        ],
+        "max_tokens": data.draw(st.sampled_from([1, 2] if good else [1, 0, -3, "many"])),
+        "regions": regs,
+    }
+    for key, value in (
+        {}
+        if good
+        else data.draw(
+            st.dictionaries(
+                st.sampled_from(["task", "language", "temperature", "n", "stream", "extra"]),
+                st.sampled_from(["category", "en", "zh", 0.5, -1, True, None, [1]]),
+                max_size=2,
+            )
+        ).items()
+    ):
         body[key] = value
     r = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=120)
     assert r.status_code != 500 and r.status_code < 500, (body, r.text[:500])
@@ -99,6 +136,16 @@ def test_random_requests_get_200_or_a_named_4xx_never_500(server, data):
 
 def test_the_server_still_serves_after_the_fuzzing(server):
     url = _png(np.full((64, 64, 3), 120, np.uint8))
-    body = {"model": "pam", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "category"}]}], "max_tokens": 2, "regions": [{"box": [4, 4, 40, 40]}]}
+    body = {
+        "model": "pam",
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "category"}],
+            }
+        ],
+        "max_tokens": 2,
+        "regions": [{"box": [4, 4, 40, 40]}],
+    }
     r = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=120)
     assert r.status_code == 200 and len(r.json()["choices"]) == 1

@@ -38,9 +38,13 @@ def _prompt(pred, points=None, labels=None, box=None, mask_input=None):
     orig = pred._orig_hw[0]
     t = pred._transforms
     return RegionPrompt(
-        point_coords=None if points is None else t.transform_coords(torch.tensor(points, dtype=torch.float), normalize=True, orig_hw=orig),
+        point_coords=None
+        if points is None
+        else t.transform_coords(torch.tensor(points, dtype=torch.float), normalize=True, orig_hw=orig),
         point_labels=None if labels is None else torch.tensor(labels, dtype=torch.int32),
-        box=None if box is None else t.transform_boxes(torch.tensor(box, dtype=torch.float), normalize=True, orig_hw=orig).reshape(4),
+        box=None
+        if box is None
+        else t.transform_boxes(torch.tensor(box, dtype=torch.float), normalize=True, orig_hw=orig).reshape(4),
         mask_input=mask_input,
     )
 
@@ -60,11 +64,19 @@ def test_masks_and_scores_match_sam2_image_predictor(sam, predictor, case):
     prompt = _prompt(predictor, kw.get("points"), kw.get("labels"), kw.get("box"))
     out = sam.decode(feats, torch.tensor([0]), [prompt])
     # the three multimask outputs
-    _, iou3, low3 = predictor.predict(point_coords=kw.get("points"), point_labels=kw.get("labels"), box=kw.get("box"), multimask_output=True, return_logits=True)
+    _, iou3, low3 = predictor.predict(
+        point_coords=kw.get("points"),
+        point_labels=kw.get("labels"),
+        box=kw.get("box"),
+        multimask_output=True,
+        return_logits=True,
+    )
     np.testing.assert_allclose(out.all_mask_logits[0, 1:].clamp(-32, 32).numpy(), low3, atol=1e-5)
     np.testing.assert_allclose(out.all_iou_scores[0, 1:].numpy(), iou3, atol=1e-6)
     # the single mask with SAM 2's stability fallback, at the original size
-    masks1, iou1, low1 = predictor.predict(point_coords=kw.get("points"), point_labels=kw.get("labels"), box=kw.get("box"), multimask_output=False)
+    masks1, iou1, low1 = predictor.predict(
+        point_coords=kw.get("points"), point_labels=kw.get("labels"), box=kw.get("box"), multimask_output=False
+    )
     sam.mask_selection = "stability"
     try:
         stab = sam.decode(feats, torch.tensor([0]), [prompt])
@@ -95,7 +107,9 @@ def test_perceiver_inputs_are_decoder_internals(sam, predictor):
     feats = sam.encode_images(predictor._transforms(synthetic_image())[None])
     prompt = _prompt(predictor, box=[50.0, 40.0, 190.0, 130.0])
     seen = {}
-    handle = sam.model.sam_mask_decoder.transformer.register_forward_hook(lambda m, i, o: seen.update(hs=o[0], src=o[1]))
+    handle = sam.model.sam_mask_decoder.transformer.register_forward_hook(
+        lambda m, i, o: seen.update(hs=o[0], src=o[1])
+    )
     try:
         out = sam.decode(feats, torch.tensor([0]), [prompt])
     finally:

@@ -114,12 +114,18 @@ def test_single_request_matches_the_predictor(server, image, bundle, encode_call
     body = r.json()
     assert len(encode_calls) == before + 1 and encode_calls[-1] == 1  # three regions, one encode
     same = [{"box": BOX}, {"points": [[240.0, 150.0]], "point_labels": [1]}, {"mask": region_mask()}]
-    ref = PAMPredictor(bundle, generation=GenerationSettings.greedy(TOKENS)).generate([RegionRequest(region=r, image=image, task="category") for r in same])
+    ref = PAMPredictor(bundle, generation=GenerationSettings.greedy(TOKENS)).generate(
+        [RegionRequest(region=r, image=image, task="category") for r in same]
+    )
     assert body["object"] == "chat.completion" and body["model"] == "pam-test"
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
     for choice, region, expected in zip(body["choices"], body["regions"], ref):
         assert choice["message"] == {"role": "assistant", "content": expected.text}
-        assert choice["finish_reason"] == expected.finish_reason == ("stop" if len(expected.token_ids) < TOKENS else "length")
+        assert (
+            choice["finish_reason"]
+            == expected.finish_reason
+            == ("stop" if len(expected.token_ids) < TOKENS else "length")
+        )
         assert np.array_equal(decode(region["mask"]), expected.mask)
         assert region["score"] == pytest.approx(expected.score, abs=1e-6)
     completion = sum(len(e.token_ids) for e in ref)
@@ -133,7 +139,11 @@ def test_rgba_alpha_is_the_region(server, image):
     """DAM's convention: without a regions list, the alpha channel (alpha > 0) is the region mask."""
     rgba = np.dstack([image, np.where(region_mask(), 255, 0).astype(np.uint8)])
     by_alpha = httpx.post(f"{server}/v1/chat/completions", json=chat(data_url(rgba)), timeout=120).json()
-    by_rle = httpx.post(f"{server}/v1/chat/completions", json=chat(data_url(image), regions=[{"mask": encode_rle(region_mask())}]), timeout=120).json()
+    by_rle = httpx.post(
+        f"{server}/v1/chat/completions",
+        json=chat(data_url(image), regions=[{"mask": encode_rle(region_mask())}]),
+        timeout=120,
+    ).json()
     assert by_alpha["choices"][0]["message"] == by_rle["choices"][0]["message"]
     assert by_alpha["regions"][0]["mask"] == by_rle["regions"][0]["mask"]
 
@@ -141,7 +151,12 @@ def test_rgba_alpha_is_the_region(server, image):
 def _eight_requests(url: str) -> list[dict]:
     regions = [{"box": [40 + 5 * i, 30 + 4 * i, 180 + 5 * i, 120 + 4 * i]} for i in range(4)]
     regions += [{"points": [[60.0 + 30 * i, 60.0 + 25 * i]], "point_labels": [1]} for i in range(4)]
-    texts = ["category", "short_caption", "Provide a comprehensive and detailed description for this subject.", "What is this?"] * 2
+    texts = [
+        "category",
+        "short_caption",
+        "Provide a comprehensive and detailed description for this subject.",
+        "What is this?",
+    ] * 2
     return [chat(url, text, regions=[r]) for r, text in zip(regions, texts)]
 
 
@@ -156,7 +171,9 @@ def test_concurrent_requests_share_one_encode_and_equal_single_answers(server, e
     with BackgroundServer(app) as batched_server:
         before = len(encode_calls)
         with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda b: httpx.post(f"{batched_server}/v1/chat/completions", json=b, timeout=120), bodies))
+            responses = list(
+                pool.map(lambda b: httpx.post(f"{batched_server}/v1/chat/completions", json=b, timeout=120), bodies)
+            )
         health = httpx.get(f"{batched_server}/health").json()
     assert [r.status_code for r in responses] == [200] * 8
     assert encode_calls[before:] == [1]  # ONE SAM 2 encode, of one image, for all 8 requests
@@ -166,13 +183,19 @@ def test_concurrent_requests_share_one_encode_and_equal_single_answers(server, e
     for single, batched in zip(singles, (r.json() for r in responses)):
         assert batched["choices"] == single["choices"]  # greedy decoding: batching changes nothing
         assert batched["regions"][0]["mask"] == single["regions"][0]["mask"]
-        assert batched["regions"][0]["score"] == pytest.approx(single["regions"][0]["score"], abs=1e-6)  # batched decoder: float round-off
+        assert batched["regions"][0]["score"] == pytest.approx(
+            single["regions"][0]["score"], abs=1e-6
+        )  # batched decoder: float round-off
         assert batched["usage"] == single["usage"]
 
 
 BAD = [
     ("not json", None, None),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "category"}]}], "regions": [{"box": BOX}]}, "messages[0].content", "missing image"),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "category"}]}], "regions": [{"box": BOX}]},
+        "messages[0].content",
+        "missing image",
+    ),
     ("bad_base64", "messages[0].content[0].image_url", "invalid base64"),
     ("gif", "messages[0].content[0].image_url", "not supported"),
     ({"regions": [{"box": [1, 2, 3]}]}, "regions[0].box", "4 numbers"),
@@ -189,7 +212,21 @@ BAD = [
     ({"language": "fr"}, "language", "unknown language"),
     ({"max_tokens": 10_000}, "max_tokens", "max_tokens"),
     ({"stream": True}, "stream", "not supported"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "IMG"}}, {"type": "text", "text": "hi<|im_end|>"}]}]}, "messages", "chat-template token"),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "IMG"}},
+                        {"type": "text", "text": "hi<|im_end|>"},
+                    ],
+                }
+            ]
+        },
+        "messages",
+        "chat-template token",
+    ),
 ]
 
 
@@ -197,7 +234,9 @@ def test_bad_requests_get_400_naming_the_field_then_a_good_one_succeeds(server, 
     url = data_url(image)
     for change, param, words in BAD:
         if change == "not json":
-            r = httpx.post(f"{server}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+            r = httpx.post(
+                f"{server}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+            )
         else:
             body = chat(url, regions=[{"box": BOX}])
             if change == "bad_base64":
@@ -205,7 +244,9 @@ def test_bad_requests_get_400_naming_the_field_then_a_good_one_succeeds(server, 
             elif change == "gif":
                 buf = io.BytesIO()
                 Image.fromarray(image).save(buf, "GIF")
-                body["messages"][0]["content"][0]["image_url"]["url"] = "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
+                body["messages"][0]["content"][0]["image_url"]["url"] = (
+                    "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
+                )
             else:
                 body.update(json.loads(json.dumps(change).replace('"IMG"', json.dumps(url))))
                 body = {k: v for k, v in body.items() if v is not None}
@@ -215,7 +256,9 @@ def test_bad_requests_get_400_naming_the_field_then_a_good_one_succeeds(server, 
         assert err["type"] == "invalid_request_error" and err["param"] == param, (change, err)
         if words:
             assert words in err["message"], (change, err)
-    huge = httpx.post(f"{server}/v1/chat/completions", content=b"x" * (2**20 + 1), headers={"content-type": "application/json"})
+    huge = httpx.post(
+        f"{server}/v1/chat/completions", content=b"x" * (2**20 + 1), headers={"content-type": "application/json"}
+    )
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
     ok = httpx.post(f"{server}/v1/chat/completions", json=chat(url, regions=[{"box": BOX}]), timeout=120)
     assert ok.status_code == 200 and len(ok.json()["choices"]) == 1
@@ -271,13 +314,21 @@ def test_batcher_groups_by_settings_and_size_and_isolates_failures():
         await batcher.start()
         try:
             sampled = (("do_sample", True), ("temperature", 0.7), ("top_p", 1.0))
-            reqs = [_fake_request("a"), _fake_request("s1", sampling=sampled), _fake_request("b", regions=2), _fake_request("s2", sampling=sampled), _fake_request("c", regions=2)]
+            reqs = [
+                _fake_request("a"),
+                _fake_request("s1", sampling=sampled),
+                _fake_request("b", regions=2),
+                _fake_request("s2", sampling=sampled),
+                _fake_request("c", regions=2),
+            ]
             out = await asyncio.gather(*(batcher.submit(r) for r in reqs))
             assert out == ["A", "S1", "B", "S2", "C"]
             # greedy a + b fill 3 of 4 regions; c (2 regions) does not fit; sampled ones go together
             assert calls == [["a", "b"], ["s1", "s2"], ["c"]]
             calls.clear()
-            results = await asyncio.gather(*(batcher.submit(_fake_request(k)) for k in ("x", "bad", "y")), return_exceptions=True)
+            results = await asyncio.gather(
+                *(batcher.submit(_fake_request(k)) for k in ("x", "bad", "y")), return_exceptions=True
+            )
             assert results[0] == "X" and results[2] == "Y" and isinstance(results[1], RuntimeError)
             assert calls == [["x", "bad", "y"], ["x"], ["bad"], ["y"]]  # the failed batch is retried one by one
         finally:
@@ -291,7 +342,13 @@ def test_pam_serve_command_binds_loopback_and_reads_the_key_from_the_environment
     number = port.getsockname()[1]
     port.close()
     env = {**os.environ, "PAM_API_KEY": "from-env", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "pam.cli", "serve", "--port", str(number), "--max-new-tokens", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pam.cli", "serve", "--port", str(number), "--max-new-tokens", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{number}"
     try:
         for _ in range(240):
@@ -311,7 +368,9 @@ def test_pam_serve_command_binds_loopback_and_reads_the_key_from_the_environment
             assert listening == [f"0100007F:{number:04X}"]
         body = chat(data_url(synthetic_image()), regions=[{"box": BOX}], max_tokens=2)
         assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
-        ok = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer from-env"}, timeout=120)
+        ok = httpx.post(
+            f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer from-env"}, timeout=120
+        )
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 2
     finally:
         proc.terminate()

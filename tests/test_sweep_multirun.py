@@ -17,18 +17,40 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_multirun_of_two_configs_gives_a_sweep_table(tmp_path):
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "train.py"), "-m",
-        "experiment=quickstart", "stage=stage2", "~next_stage", "stage.max_steps=2",
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "-m",
+        "experiment=quickstart",
+        "stage=stage2",
+        "~next_stage",
+        "stage.max_steps=2",
         "model.perceiver.num_semantic_tokens=4,8",
-        f"hydra.sweep.dir={sweep}", "trainer.output_dir=${hydra:sweep.dir}/${hydra:sweep.subdir}",
-        f"data.root={tmp_path}/data", "data.generate.num_train=8", "data.generate.num_val=2", "data.generate.num_test=2",
-        "trainer.global_batch_size=2", "trainer.micro_batch_size=2", "trainer.val_max_batches=1", "trainer.log_every=1",
-        "trainer.evaluate_at_end=false", "trainer.feature_cache=null", "trainer.progress_bar=false", "trainer.wandb.mode=disabled",
+        f"hydra.sweep.dir={sweep}",
+        "trainer.output_dir=${hydra:sweep.dir}/${hydra:sweep.subdir}",
+        f"data.root={tmp_path}/data",
+        "data.generate.num_train=8",
+        "data.generate.num_val=2",
+        "data.generate.num_test=2",
+        "trainer.global_batch_size=2",
+        "trainer.micro_batch_size=2",
+        "trainer.val_max_batches=1",
+        "trainer.log_every=1",
+        "trainer.evaluate_at_end=false",
+        "trainer.feature_cache=null",
+        "trainer.progress_bar=false",
+        "trainer.wandb.mode=disabled",
     ]
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    out = subprocess.run([sys.executable, "-m", "pam.cli", "collect-sweep", str(sweep)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "pam.cli", "collect-sweep", str(sweep)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = list(csv.DictReader((sweep / "sweep.csv").open()))
     assert len(rows) == 2

@@ -255,13 +255,19 @@ RESUME_CASES = {
     # step 5 (step 4 already logged), resumed from step 3 inside the first epoch
     "one_stage": dict(
         extra=(ONE_STAGE, "stage.max_steps=6", "trainer.save_every=3"),
-        crash=(0, 5), crashed_in=5, checkpoint="step-000003", total=6,
+        crash=(0, 5),
+        crashed_in=5,
+        checkpoint="step-000003",
+        total=6,
     ),
     # stage 1 (1 step), then LoRA stage 2 (4 steps, LoRA dropout draws from the torch RNG):
     # interrupted in global step 5, resumed from global step 3 inside stage 2
     "lora_stage2": dict(
         extra=("stage@next_stage=stage2_lora", "stage.max_steps=1", "next_stage.max_steps=4", "trainer.save_every=2"),
-        crash=(1, 4), crashed_in=5, checkpoint="step-000003", total=5,
+        crash=(1, 4),
+        crashed_in=5,
+        checkpoint="step-000003",
+        total=5,
     ),
 }
 

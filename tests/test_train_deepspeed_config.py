@@ -28,8 +28,16 @@ def test_shipped_configs_resolve_and_parse(name, stage, offload_optimizer, offlo
     path = CONFIG_DIR / name
     raw = json.loads(path.read_text())
     # Every file leaves exactly the trainer's keys as "auto".
-    autos = {k for k in ("train_batch_size", "train_micro_batch_size_per_gpu",
-                         "gradient_accumulation_steps", "gradient_clipping") if raw[k] == "auto"}
+    autos = {
+        k
+        for k in (
+            "train_batch_size",
+            "train_micro_batch_size_per_gpu",
+            "gradient_accumulation_steps",
+            "gradient_clipping",
+        )
+        if raw[k] == "auto"
+    }
     autos |= {f"{p}.enabled" for p in ("bf16", "fp16") if raw[p]["enabled"] == "auto"}
     assert autos == set(TRAINER_FILLED_KEYS)
 
@@ -75,12 +83,19 @@ def test_concrete_values_that_agree_are_kept():
 @pytest.mark.parametrize(
     ("config", "settings", "message"),
     [
-        ({"train_batch_size": 32}, {}, r"train_batch_size is 32 but micro_batch x grad_accum x world_size = 4 x 2 x 8 = 64"),
+        (
+            {"train_batch_size": 32},
+            {},
+            r"train_batch_size is 32 but micro_batch x grad_accum x world_size = 4 x 2 x 8 = 64",
+        ),
         ({"train_micro_batch_size_per_gpu": 2}, {}, r"train_micro_batch_size_per_gpu is 2 but the trainer uses 4"),
         ({"bf16": {"enabled": False}}, {}, r"bf16.enabled is False but the trainer uses True"),
         ({"gradient_clipping": 0.5}, {}, r"gradient_clipping is 0.5 but the trainer uses 1.0"),
-        ({"zero_optimization": {"stage": 3, "reduce_bucket_size": "auto"}}, {},
-         r"zero_optimization.reduce_bucket_size still 'auto'"),
+        (
+            {"zero_optimization": {"stage": 3, "reduce_bucket_size": "auto"}},
+            {},
+            r"zero_optimization.reduce_bucket_size still 'auto'",
+        ),
         ({}, {"bf16": True, "fp16": True}, r"bf16 and fp16 cannot both be enabled"),
         ({}, {"micro_batch": 0}, r"micro_batch must be a positive integer"),
         ({"bf16": True}, {}, r"'bf16' must be an object"),

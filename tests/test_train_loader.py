@@ -31,7 +31,16 @@ BATCH = 3
 @pytest.fixture(scope="module")
 def qs_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("loader_data")
-    cfg = SyntheticConfig(num_train=10, num_val=0, num_test=0, num_train_videos=0, num_val_videos=0, num_test_videos=0, image_size=(64, 64), other_size_fraction=0.0)
+    cfg = SyntheticConfig(
+        num_train=10,
+        num_val=0,
+        num_test=0,
+        num_train_videos=0,
+        num_val_videos=0,
+        num_test_videos=0,
+        image_size=(64, 64),
+        other_size_fraction=0.0,
+    )
     generate_quickstart(str(root), cfg)
     return root
 
@@ -44,7 +53,11 @@ def make_dataset(root) -> MixtureDataset:
 
 def signature(sample: dict) -> tuple:
     p = sample["prompt"]
-    numbers = tuple(tuple(np.round(np.asarray(p[k], dtype=np.float64), 4).ravel().tolist()) for k in ("points", "box") if p[k] is not None)
+    numbers = tuple(
+        tuple(np.round(np.asarray(p[k], dtype=np.float64), 4).ravel().tolist())
+        for k in ("points", "box")
+        if p[k] is not None
+    )
     mask = None if p["mask"] is None else int(np.asarray(p["mask"]).sum())
     return (sample["id"], sample["meta"]["prompt_type"], numbers, mask)
 
@@ -67,7 +80,14 @@ def reference_epochs(root, epochs: int) -> list[list[tuple]]:
 
 def stream(root, **loader) -> BatchStream:
     ds = make_dataset(root)
-    return BatchStream(ds, RegionSampler(ds, shuffle=True, seed=5, rank=0, world_size=1), signature_collate, micro_batch_size=BATCH, world_size=1, **loader)
+    return BatchStream(
+        ds,
+        RegionSampler(ds, shuffle=True, seed=5, rank=0, world_size=1),
+        signature_collate,
+        micro_batch_size=BATCH,
+        world_size=1,
+        **loader,
+    )
 
 
 def take_epochs(s: BatchStream, epochs: int) -> list[list[tuple]]:
@@ -116,7 +136,9 @@ def test_resume_mid_epoch_with_persistent_workers_gives_the_remaining_batches(qs
 
 # ------------------------------------------------------------------------------- pinned PAMBatch
 def a_batch() -> PAMBatch:
-    prompt = RegionPrompt(point_coords=torch.tensor([[1.0, 2.0]]), point_labels=torch.tensor([1]), box=torch.tensor([0.0, 0.0, 4.0, 4.0]))
+    prompt = RegionPrompt(
+        point_coords=torch.tensor([[1.0, 2.0]]), point_labels=torch.tensor([1]), box=torch.tensor([0.0, 0.0, 4.0, 4.0])
+    )
     inputs = {
         "input_ids": torch.tensor([[1, 2, 3]]),
         "pixel_values": torch.rand(1, 3, 8, 8),
@@ -131,8 +153,17 @@ def a_batch() -> PAMBatch:
 def tensors_of(batch: PAMBatch) -> list[torch.Tensor]:
     m = batch.model_inputs
     p0, p1 = m["prompts"]
-    return [m["input_ids"], m["pixel_values"], m["videos"][1], p0.point_coords, p0.point_labels, p0.box, p1.mask_input,
-            m["image_features"].image_embed, m["image_features"].high_res_feats[0]]
+    return [
+        m["input_ids"],
+        m["pixel_values"],
+        m["videos"][1],
+        p0.point_coords,
+        p0.point_labels,
+        p0.box,
+        p1.mask_input,
+        m["image_features"].image_embed,
+        m["image_features"].high_res_feats[0],
+    ]
 
 
 def test_pam_batch_pins_every_model_input_through_the_dataloader_protocol(monkeypatch):
@@ -177,7 +208,10 @@ def test_real_collated_batch_pins(monkeypatch, debug_bundle, three_region_sample
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: count.append(1) or t)
     pinned = torch_pin_memory(batch)
     # input_ids, attention_mask, labels, pixel_values, region_image_index, plus each prompt's tensors
-    prompt_tensors = sum(sum(getattr(p, f) is not None for f in ("point_coords", "point_labels", "box", "mask_input")) for p in batch["prompts"])
+    prompt_tensors = sum(
+        sum(getattr(p, f) is not None for f in ("point_coords", "point_labels", "box", "mask_input"))
+        for p in batch["prompts"]
+    )
     assert len(count) == 5 + prompt_tensors and pinned.meta["ids"] == batch.meta["ids"]
 
 
@@ -199,9 +233,24 @@ def test_bad_loader_options_fail_naming_the_field(fields, name):
 
 def test_loader_defaults_follow_workers_and_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert loader_options(TrainerConfig(), cpu) == {"num_workers": 0, "pin_memory": False, "persistent_workers": False, "prefetch_factor": None}
-    assert loader_options(TrainerConfig(num_workers=4), cuda) == {"num_workers": 4, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2}
-    assert loader_options(TrainerConfig(num_workers=4, persistent_workers=False, prefetch_factor=6, pin_memory=False), cuda)["prefetch_factor"] == 6
+    assert loader_options(TrainerConfig(), cpu) == {
+        "num_workers": 0,
+        "pin_memory": False,
+        "persistent_workers": False,
+        "prefetch_factor": None,
+    }
+    assert loader_options(TrainerConfig(num_workers=4), cuda) == {
+        "num_workers": 4,
+        "pin_memory": True,
+        "persistent_workers": True,
+        "prefetch_factor": 2,
+    }
+    assert (
+        loader_options(
+            TrainerConfig(num_workers=4, persistent_workers=False, prefetch_factor=6, pin_memory=False), cuda
+        )["prefetch_factor"]
+        == 6
+    )
     with pytest.raises(ConfigError, match=r"`trainer\.pin_memory`.*cpu"):
         loader_options(TrainerConfig(pin_memory=True), cpu)
 
@@ -211,7 +260,15 @@ def test_trainer_resume_with_persistent_workers_equals_uninterrupted(tmp_path, d
     """Two persistent workers; 16 regions at 4 per step, so epoch 1 starts at step 5. A run stopped in
     step 6 resumes from step 5: its new workers start in epoch 1, the uninterrupted run's workers
     crossed into it, and both must log the same losses and end with the same weights."""
-    extra = (ONE_STAGE, "stage.max_steps=6", "trainer.save_every=5", "trainer.keep_last=1", "trainer.resume=auto", "data.val=null", "trainer.num_workers=2")
+    extra = (
+        ONE_STAGE,
+        "stage.max_steps=6",
+        "trainer.save_every=5",
+        "trainer.keep_last=1",
+        "trainer.resume=auto",
+        "data.val=null",
+        "trainer.num_workers=2",
+    )
 
     a = Trainer(tiny_cfg(tmp_path / "a", data_root, *extra))
     assert a.loader_options == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 2}

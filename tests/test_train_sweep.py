@@ -33,9 +33,7 @@ def _job(sweep: Path, name: str, lr: float, width: int, names: list[str], metric
     hydra_dir = sweep / name / ".hydra"
     hydra_dir.mkdir(parents=True)
     (hydra_dir / "config.yaml").write_text(CONFIG.format(lr=lr, width=width, names=json.dumps(names)))
-    (hydra_dir / "overrides.yaml").write_text(
-        f"- experiment=debug\n- trainer.lr={lr}\n- model.width={width}\n"
-    )
+    (hydra_dir / "overrides.yaml").write_text(f"- experiment=debug\n- trainer.lr={lr}\n- model.width={width}\n")
     if metrics is not None:
         (sweep / name / "metrics.json").write_text(json.dumps(metrics))
 
@@ -61,9 +59,16 @@ def test_collect_sweep_keeps_differing_values_and_metrics(sweep):
     assert table.columns == ["run", "status", "overrides", *table.config_keys, *table.metric_keys]
     assert [r["run"] for r in table.rows] == ["0", "1", "2", "10"]
     assert table.rows[1] == {
-        "run": "1", "status": "incomplete", "overrides": "trainer.lr=0.0002 model.width=32",
-        "trainer.lr": 2e-4, "model.width": 32, "model.name": "tiny_32", "data.names": ["lvis"],
-        "val.loss": None, "accuracy": None, "metrics.seed": None,
+        "run": "1",
+        "status": "incomplete",
+        "overrides": "trainer.lr=0.0002 model.width=32",
+        "trainer.lr": 2e-4,
+        "model.width": 32,
+        "model.name": "tiny_32",
+        "data.names": ["lvis"],
+        "val.loss": None,
+        "accuracy": None,
+        "metrics.seed": None,
     }
     assert table.rows[3]["status"] == "complete"
     assert table.rows[3]["data.names"] == ["lvis", "paco"]
@@ -78,8 +83,7 @@ def test_write_sweep_tables(sweep, tmp_path):
         " | accuracy | metrics.seed |"
     )
     assert md[2] == (
-        '| 0 | complete | trainer.lr=0.0001 model.width=32 | 0.0001 | 32 | tiny_32 | ["lvis"] | 2.5'
-        " | 0.5 |  |"
+        '| 0 | complete | trainer.lr=0.0001 model.width=32 | 0.0001 | 32 | tiny_32 | ["lvis"] | 2.5 | 0.5 |  |'
     )
     assert len(md) == 6
     with csv_path.open() as f:
@@ -103,7 +107,9 @@ def test_collect_sweep_errors(tmp_path, sweep):
 def test_collect_sweep_script(sweep):
     result = subprocess.run(
         [sys.executable, "-m", "pam.cli", "collect-sweep", str(sweep)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "| 1 | incomplete |" in result.stdout
     assert (sweep / "sweep.md").read_text() in result.stdout

@@ -49,19 +49,25 @@ def clip(tmp_path_factory):
 
 
 def _dataset(clip, track_frames: int) -> RegionDataset:
-    cfg = RegionDatasetConfig(tasks=("category",), track_frames=track_frames, prompt={"point_weight": 0.0, "box_weight": 1.0})
+    cfg = RegionDatasetConfig(
+        tasks=("category",), track_frames=track_frames, prompt={"point_weight": 0.0, "box_weight": 1.0}
+    )
     return RegionDataset(read_jsonl(str(clip / "clip.jsonl"), str(clip)), cfg)
 
 
 def _tokens(model, per_frame) -> torch.Tensor:
     """The model's visual layout for a video region from per-frame (image embedding, mask tokens)."""
-    return torch.cat([model._region_tokens(e, m, first_frame=(i == 0), last=False)[0] for i, (e, m) in enumerate(per_frame)]).to(model.llm_dtype)
+    return torch.cat(
+        [model._region_tokens(e, m, first_frame=(i == 0), last=False)[0] for i, (e, m) in enumerate(per_frame)]
+    ).to(model.llm_dtype)
 
 
 @torch.no_grad()
 def test_training_tracks_the_clip_then_selects_like_inference(clip, debug_bundle, monkeypatch):
     model, proc = debug_bundle.model.eval(), debug_bundle.processor
-    monkeypatch.setattr(model.config, "video_num_frames", 3)  # the LLM sees 3 frames (model and processor share the config)
+    monkeypatch.setattr(
+        model.config, "video_num_frames", 3
+    )  # the LLM sees 3 frames (model and processor share the config)
     ds = _dataset(clip, track_frames=0)
     ds.set_token_layout(model.config.token_layout())
     sample = ds[0]
@@ -74,12 +80,20 @@ def test_training_tracks_the_clip_then_selects_like_inference(clip, debug_bundle
     batch = PAMCollator(proc)([sample])
     seen = []
     real_track = model.sam2.track_video
-    monkeypatch.setattr(model.sam2, "track_video", lambda frames, prompt, keep: seen.append((frames.shape[0], keep)) or real_track(frames, prompt, keep))
-    train = model.encode_regions(prompts=batch["prompts"], region_image_index=batch["region_image_index"], videos=batch["videos"])
+    monkeypatch.setattr(
+        model.sam2,
+        "track_video",
+        lambda frames, prompt, keep: seen.append((frames.shape[0], keep)) or real_track(frames, prompt, keep),
+    )
+    train = model.encode_regions(
+        prompts=batch["prompts"], region_image_index=batch["region_image_index"], videos=batch["videos"]
+    )
     keep = select_frames(len(tracked), 3)
     assert keep == [0, 1, 4] and seen == [(len(tracked), keep)]  # SAM 2 tracked the whole clip; the LLM gets 3 frames
     emb = train.embeddings[0]
-    assert int((batch["input_ids"] == model.image_token_id).sum()) == emb.shape[0] == model.config.video_region_tokens(3)
+    assert (
+        int((batch["input_ids"] == model.image_token_id).sum()) == emb.shape[0] == model.config.video_region_tokens(3)
+    )
     assert train.mask_logits[0].shape[0] == len(tracked)  # a tracked mask for every frame
 
     # the inference path: PAMPredictor.predict_video on the same frames (from the prompt frame) and box
@@ -108,10 +122,14 @@ def test_track_frames_spreads_evenly_from_the_prompt_frame(clip, debug_bundle):
     ds.set_token_layout(debug_bundle.model.config.token_layout())
     sample = ds[0]
     expected = spread_frames(PROMPT_FRAME, T - 1, 4)
-    assert expected == [2, 3, 4, 6] and sample["frame_indices"] == expected  # the prompt frame first, the last kept (floored)
+    assert (
+        expected == [2, 3, 4, 6] and sample["frame_indices"] == expected
+    )  # the prompt frame first, the last kept (floored)
     assert all(f"{i:05d}.png" in sample["image_key"] for i in expected)  # the key names the tracked frames
     # the same frames as the predictor's max_tracked_frames (one function)
-    predictor = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(1), vision_dtype="float32", max_tracked_frames=4)
+    predictor = PAMPredictor(
+        debug_bundle, generation=GenerationSettings.greedy(1), vision_dtype="float32", max_tracked_frames=4
+    )
     assert predictor._video_frames(str(clip / "frames"), PROMPT_FRAME)[1] == expected
 
 
@@ -122,7 +140,10 @@ def test_feature_cache_never_caches_video_frames(clip, debug_bundle, tmp_path):
 
     model = debug_bundle.model
     cache = FeatureCache(tmp_path, model.config.sam2, model.sam2)
-    assert cache.build(model.sam2, _dataset(clip, track_frames=0), PAMCollator(debug_bundle.processor), batch_size=1) == 0 and len(cache) == 0
+    assert (
+        cache.build(model.sam2, _dataset(clip, track_frames=0), PAMCollator(debug_bundle.processor), batch_size=1) == 0
+        and len(cache) == 0
+    )
 
 
 def test_bad_track_frames_fail_naming_the_field():
@@ -147,7 +168,15 @@ def test_trainer_start_up_rejects_too_few_tracked_frames(tmp_path, data_root, mo
         raise AssertionError("the model was built before the config error surfaced")
 
     monkeypatch.setattr(trainer_module, "build_pam", no_model)
-    cfg = compose_train([*TINY, f"trainer.output_dir={tmp_path}", f"data.root={data_root}", "trainer.feature_cache=null", "data.track_frames=3"])
+    cfg = compose_train(
+        [
+            *TINY,
+            f"trainer.output_dir={tmp_path}",
+            f"data.root={data_root}",
+            "trainer.feature_cache=null",
+            "data.track_frames=3",
+        ]
+    )
     with pytest.raises(ConfigError, match=r"`data\.track_frames` is 3, fewer than the 4 frames"):
         trainer_module.Trainer(cfg)
 

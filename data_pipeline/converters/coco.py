@@ -98,7 +98,11 @@ def convert_instances(
         require(cat, "id", int, f"{where}: categories[{k}]")
         require(cat, "name", str, f"{where}: categories[{k}]")
         categories[cat["id"]] = cat
-    sizes = {img.get("id"): (size_int(img.get("height")), size_int(img.get("width"))) for img in data["images"] if isinstance(img, dict)}
+    sizes = {
+        img.get("id"): (size_int(img.get("height")), size_int(img.get("width")))
+        for img in data["images"]
+        if isinstance(img, dict)
+    }
     by_image: dict[Any, list[dict]] = {}
     for k, ann in enumerate(data["annotations"]):
         at = f"{where}: annotations[{k}] (id {ann.get('id') if isinstance(ann, dict) else None})"
@@ -145,7 +149,12 @@ def convert_instances(
             if name is None:
                 counts.skip("image_ignored", len(regions))
                 continue
-            rec = {"id": f"{source}/{image_id}", "image": media_path(images, name), "source": source, "regions": regions}
+            rec = {
+                "id": f"{source}/{image_id}",
+                "image": media_path(images, name),
+                "source": source,
+                "regions": regions,
+            }
             h, w = sizes.get(image_id, (None, None))
             if h and w:
                 rec.update(height=h, width=w)
@@ -154,5 +163,7 @@ def convert_instances(
         counts.skip("annotation_of_unknown_image", sum(len(r) for r in by_image.values()))
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None
+) -> Iterator[Record]:
     return convert_instances(annotations, images, counts, source=source or "coco", include_crowd=include_crowd)

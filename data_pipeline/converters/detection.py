@@ -24,7 +24,9 @@ from .coco import Flavour, convert_instances, image_file, name_text
 
 SOURCES = ("objects365", "v3det")
 # mmdetection's objv2_ignore_list: images listed in the annotations but absent from the release
-OBJECTS365_ABSENT = frozenset({"patch16/objects365_v2_00908726.jpg", "patch6/objects365_v1_00320532.jpg", "patch6/objects365_v1_00320534.jpg"})
+OBJECTS365_ABSENT = frozenset(
+    {"patch16/objects365_v2_00908726.jpg", "patch6/objects365_v1_00320532.jpg", "patch6/objects365_v1_00320534.jpg"}
+)
 
 
 def objects365_file(img: dict, where: str) -> str | None:
@@ -48,8 +50,14 @@ def v3det_category(category: dict) -> dict[str, Any]:
     return out
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, source: str = "objects365", include_crowd: bool = False) -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, source: str = "objects365", include_crowd: bool = False
+) -> Iterator[Record]:
     if source not in SOURCES:
         raise ValueError(f"detection source must be one of {SOURCES}, got {source!r}")
-    flavour = Flavour(boxes_only=True, image_path=objects365_file) if source == "objects365" else Flavour(boxes_only=True, category_text=v3det_category)
+    flavour = (
+        Flavour(boxes_only=True, image_path=objects365_file)
+        if source == "objects365"
+        else Flavour(boxes_only=True, category_text=v3det_category)
+    )
     return convert_instances(annotations, images, counts, source=source, flavour=flavour, include_crowd=include_crowd)

@@ -32,6 +32,10 @@ def add_definition_and_synonyms(out: dict[str, Any], category: dict) -> dict[str
     return out
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None
+) -> Iterator[Record]:
     flavour = Flavour(category_text=lvis_category, image_path=coco_url_file)
-    return convert_instances(annotations, images, counts, source=source or "lvis", flavour=flavour, include_crowd=include_crowd)
+    return convert_instances(
+        annotations, images, counts, source=source or "lvis", flavour=flavour, include_crowd=include_crowd
+    )

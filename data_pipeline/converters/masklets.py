@@ -19,19 +19,27 @@ from ..records import ConvertError, number
 
 def _size(rle: dict, where: str, name: str) -> tuple[int, int]:
     size = rle.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(number(s) and s > 0 and float(s).is_integer() for s in size)):
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(number(s) and s > 0 and float(s).is_integer() for s in size)
+    ):
         raise ConvertError(f"{where}: field `{name}.size` must be [height, width] (2 positive integers), got {size!r}")
     return int(size[0]), int(size[1])
 
 
-def frame_mask(seg: Any, where: str, name: str, height: int | None = None, width: int | None = None) -> tuple[dict, int, list[float]]:
+def frame_mask(
+    seg: Any, where: str, name: str, height: int | None = None, width: int | None = None
+) -> tuple[dict, int, list[float]]:
     """``(rle, area, [x, y, w, h])`` of one frame's segmentation; ``rle`` is ``{"size", "counts": str}``.
 
     ``where`` names the file and entry, ``name`` the field (``masklet[3][1]``)."""
     if isinstance(seg, list):
-        polys = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(number(c) for c in p)]
+        polys = [
+            p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(number(c) for c in p)
+        ]
         if len(polys) != len(seg):
-            raise ConvertError(f"{where}: field `{name}` must be polygons [[x0, y0, x1, y1, ...], ...] of at least 3 points")
+            raise ConvertError(
+                f"{where}: field `{name}` must be polygons [[x0, y0, x1, y1, ...], ...] of at least 3 points"
+            )
         if height is None or width is None:
             raise ConvertError(f"{where}: field `{name}` is a polygon, which needs the frame `height` and `width`")
         coded = mask_utils.merge(mask_utils.frPyObjects([[float(c) for c in p] for p in polys], height, width))
@@ -48,15 +56,22 @@ def frame_mask(seg: Any, where: str, name: str, height: int | None = None, width
             try:
                 decode_rle([h, w], counts)
             except ValueError as err:
-                raise ConvertError(f"{where}: field `{name}.counts` is not a valid RLE of {h}x{w} pixels ({err})") from None
+                raise ConvertError(
+                    f"{where}: field `{name}.counts` is not a valid RLE of {h}x{w} pixels ({err})"
+                ) from None
             coded = {"size": [h, w], "counts": counts.encode("ascii")}
         else:
-            raise ConvertError(f"{where}: field `{name}.counts` must be a compressed RLE string or a list of run lengths, "
-                               f"got {type(counts).__name__}")
+            raise ConvertError(
+                f"{where}: field `{name}.counts` must be a compressed RLE string or a list of run lengths, "
+                f"got {type(counts).__name__}"
+            )
     else:
-        raise ConvertError(f"{where}: field `{name}` must be an RLE {{'size', 'counts'}} or polygons, got {type(seg).__name__}")
+        raise ConvertError(
+            f"{where}: field `{name}` must be an RLE {{'size', 'counts'}} or polygons, got {type(seg).__name__}"
+        )
     counts_out = coded["counts"]
-    rle = {"size": [int(coded["size"][0]), int(coded["size"][1])],
-           "counts": counts_out.decode("ascii") if isinstance(counts_out, bytes) else counts_out}
+    rle = {
+        "size": [int(coded["size"][0]), int(coded["size"][1])],
+        "counts": counts_out.decode("ascii") if isinstance(counts_out, bytes) else counts_out,
+    }
     return rle, int(mask_utils.area(coded)), [float(c) for c in mask_utils.toBbox(coded)]
-

@@ -62,7 +62,9 @@ def _pairs_by_region(turns_in: list, n_regions: int) -> tuple[dict[int, list[int
     return out, ""
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, keep_prefix: bool = False, source: str = "osprey") -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, keep_prefix: bool = False, source: str = "osprey"
+) -> Iterator[Record]:
     data = load_json(annotations)
     if not isinstance(data, list):
         raise ConvertError(f"{annotations}: expected a list of image entries, got {type(data).__name__}")
@@ -81,7 +83,9 @@ def _geometry(anns: list, idx: int, where: str) -> dict[str, Any]:
         raise ConvertError(f"{where}: annotation[{idx}] {err}") from None
 
 
-def _entry(item: Any, k: int, where: str, images: str | None, counts: Counts, keep_prefix: bool, source: str) -> Iterator[Record]:
+def _entry(
+    item: Any, k: int, where: str, images: str | None, counts: Counts, keep_prefix: bool, source: str
+) -> Iterator[Record]:
     file_name = require(item, "file_name", str, where)
     anns = require(item, "annotation", list, where)
     name = file_name if keep_prefix else file_name.split("_")[-1]
@@ -118,13 +122,27 @@ def _entry(item: Any, k: int, where: str, images: str | None, counts: Counts, ke
                 continue
             own = [t for p in pairs[idx] for t in turns[2 * p : 2 * p + 2]]
             own[0] = {"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{own[0]['content']}"}
-            regions.append({**geo, "conversations": own, "task": "conversation", "language": "en", "extra": {"osprey_region": idx + 1}})
+            regions.append(
+                {
+                    **geo,
+                    "conversations": own,
+                    "task": "conversation",
+                    "language": "en",
+                    "extra": {"osprey_region": idx + 1},
+                }
+            )
     else:
         raise ConvertError(f"{where}: neither `description` nor `conversations` is present")
     if not regions:
         counts.skip("image_without_regions")
         return
-    rec = {"id": f"{source}/{k}", "image": media_path(images, name), "source": source, "regions": regions, "extra": {"file_name": file_name}}
+    rec = {
+        "id": f"{source}/{k}",
+        "image": media_path(images, name),
+        "source": source,
+        "regions": regions,
+        "extra": {"file_name": file_name},
+    }
     for key in ("height", "width"):
         if size_int(item.get(key)) is not None:
             rec[key] = size_int(item[key])

@@ -34,7 +34,9 @@ def attribute_reader(data: Any, path: str) -> Any:
     """annotation -> ``{"attribute_ids", "attributes"}`` (names from the file's ``attributes`` list)."""
     attributes = data.get("attributes", []) if isinstance(data, dict) else []
     if not isinstance(attributes, list):
-        raise ConvertError(f"{path}: field `attributes` must be a list of {{'id', 'name'}}, got {type(attributes).__name__}")
+        raise ConvertError(
+            f"{path}: field `attributes` must be a list of {{'id', 'name'}}, got {type(attributes).__name__}"
+        )
     names = {}
     for k, a in enumerate(attributes):
         at = f"{path}: attributes[{k}]"
@@ -48,13 +50,21 @@ def attribute_reader(data: Any, path: str) -> Any:
             raise ConvertError(f"{at}: field `attribute_ids` must be a list of integers, got {ids!r}")
         unknown = [i for i in ids if i not in names]
         if unknown:
-            raise ConvertError(f"{at}: field `attribute_ids` has ids {unknown} that are not among the file's `attributes`")
+            raise ConvertError(
+                f"{at}: field `attribute_ids` has ids {unknown} that are not among the file's `attributes`"
+            )
         return {"attribute_ids": list(ids), "attributes": [names[i] for i in ids]}
 
     return read
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None) -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str | None = None
+) -> Iterator[Record]:
     data = load_json(annotations)
-    flavour = Flavour(category_text=paco_category, annotation_extra=attribute_reader(data, annotations), empty_segmentation_skips=True)
-    return convert_instances(annotations, images, counts, source=source or "paco", flavour=flavour, include_crowd=include_crowd, data=data)
+    flavour = Flavour(
+        category_text=paco_category, annotation_extra=attribute_reader(data, annotations), empty_segmentation_skips=True
+    )
+    return convert_instances(
+        annotations, images, counts, source=source or "paco", flavour=flavour, include_crowd=include_crowd, data=data
+    )

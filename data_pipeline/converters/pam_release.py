@@ -19,7 +19,9 @@ from ..records import ConvertError, Counts
 SOURCES = ("pam-release",)
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, language: str | None = None, source: str | None = None) -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, language: str | None = None, source: str | None = None
+) -> Iterator[Record]:
     if not os.path.isfile(annotations):
         raise FileNotFoundError(f"annotation file not found: {annotations}")
     stem = os.path.splitext(os.path.basename(annotations))[0]

@@ -60,12 +60,20 @@ def in_split(ref_split: Any, split: str) -> bool:
 
 
 def convert(
-    annotations: str, images: str | None, counts: Counts, *, instances: str | None = None, split: str | None = None, source: str = "refcoco"
+    annotations: str,
+    images: str | None,
+    counts: Counts,
+    *,
+    instances: str | None = None,
+    split: str | None = None,
+    source: str = "refcoco",
 ) -> Iterator[Record]:
     if instances is None:
         guess = os.path.join(os.path.dirname(annotations), "instances.json")
         if not os.path.isfile(guess):
-            raise ValueError(f"refcoco needs --instances (the dataset's instances.json); none given and {guess} does not exist")
+            raise ValueError(
+                f"refcoco needs --instances (the dataset's instances.json); none given and {guess} does not exist"
+            )
         instances = guess
     if split is not None and split not in SPLITS:
         raise ValueError(f"refcoco --split must be one of {SPLITS} (as refer.py takes them), got {split!r}")
@@ -101,14 +109,21 @@ def convert(
                 continue
             region: dict[str, Any] = {
                 "short_caption": texts[0],
-                "extra": {"ref_id": ref.get("ref_id"), "ann_id": ann_id, "split": ref.get("split"), "expressions": texts},
+                "extra": {
+                    "ref_id": ref.get("ref_id"),
+                    "ann_id": ann_id,
+                    "split": ref.get("split"),
+                    "expressions": texts,
+                },
             }
             cat = cats.get(ann.get("category_id", ref.get("category_id")))
             if cat is not None and isinstance(cat.get("name"), str):
                 region["category"] = name_text(cat["name"])
             img = imgs.get(ann["image_id"], {})
             at = f"{instances}: annotation id {ann_id}"
-            mask = segmentation_mask(ann.get("segmentation"), at, (size_int(img.get("height")), size_int(img.get("width"))))
+            mask = segmentation_mask(
+                ann.get("segmentation"), at, (size_int(img.get("height")), size_int(img.get("width")))
+            )
             if mask:
                 region["mask"] = mask
             if ann.get("bbox"):
@@ -124,7 +139,12 @@ def convert(
             continue
         where = f"{instances}: image {image_id}"
         with counts.entry(where):
-            rec = {"id": f"{source}/{image_id}", "image": media_path(images, image_file(img, where)), "source": source, "regions": regions}
+            rec = {
+                "id": f"{source}/{image_id}",
+                "image": media_path(images, image_file(img, where)),
+                "source": source,
+                "regions": regions,
+            }
             for key in ("height", "width"):
                 if size_int(img.get(key)) is not None:
                     rec[key] = size_int(img[key])

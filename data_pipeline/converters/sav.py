@@ -42,7 +42,10 @@ def _videos(path: str) -> list[tuple[str, list[str]]]:
         key, _, kind = stem.rpartition("_")
         groups.setdefault(key if kind in _KINDS else stem, []).append(f)
     order = {kind: k for k, kind in enumerate(_KINDS)}
-    return [(key, sorted(fs, key=lambda f: order.get(f[: -len(".json")].rpartition("_")[2], len(order)))) for key, fs in groups.items()]
+    return [
+        (key, sorted(fs, key=lambda f: order.get(f[: -len(".json")].rpartition("_")[2], len(order))))
+        for key, fs in groups.items()
+    ]
 
 
 def _regions(path: str, data: dict, frame_stride: int, counts: Counts) -> list[dict]:
@@ -52,7 +55,9 @@ def _regions(path: str, data: dict, frame_stride: int, counts: Counts) -> list[d
     types = data.get("masklet_type") if isinstance(data.get("masklet_type"), list) else None
     for i, frame in enumerate(masklet):
         if not isinstance(frame, list):
-            raise ConvertError(f"{where}: field `masklet[{i}]` must be a list of per-object RLEs, got {type(frame).__name__}")
+            raise ConvertError(
+                f"{where}: field `masklet[{i}]` must be a list of per-object RLEs, got {type(frame).__name__}"
+            )
     num_objects = max((len(frame) for frame in masklet), default=0)
     if ids is not None and (not isinstance(ids, list) or len(ids) != num_objects):
         raise ConvertError(f"{where}: field `masklet_id` must list one id per object ({num_objects}), got {ids!r}")
@@ -66,7 +71,9 @@ def _regions(path: str, data: dict, frame_stride: int, counts: Counts) -> list[d
                 continue
             rle, area, box = frame_mask(frame[obj], where, f"masklet[{i}][{obj}]")
             if height and width and rle["size"] != [height, width]:
-                raise ConvertError(f"{where}: field `masklet[{i}][{obj}].size` {rle['size']} differs from the video's {height}x{width}")
+                raise ConvertError(
+                    f"{where}: field `masklet[{i}][{obj}].size` {rle['size']} differs from the video's {height}x{width}"
+                )
             if area == 0:
                 continue
             masks[str(i * frame_stride)] = rle
@@ -74,13 +81,19 @@ def _regions(path: str, data: dict, frame_stride: int, counts: Counts) -> list[d
         if not masks:
             counts.skip("empty_masklet")
             continue
-        extra = {"masklet_id": ids[obj] if ids is not None else obj,
-                 "masklet_type": types[obj] if types is not None and obj < len(types) else (kind if kind in _KINDS else None)}
+        extra = {
+            "masklet_id": ids[obj] if ids is not None else obj,
+            "masklet_type": types[obj]
+            if types is not None and obj < len(types)
+            else (kind if kind in _KINDS else None),
+        }
         regions.append({"masks": masks, "boxes": boxes, "extra": {k: v for k, v in extra.items() if v is not None}})
     return regions
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, frame_stride: int = 4, source: str = "sav") -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, frame_stride: int = 4, source: str = "sav"
+) -> Iterator[Record]:
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     for _, paths in _videos(annotations):
@@ -99,5 +112,7 @@ def convert(annotations: str, images: str | None, counts: Counts, *, frame_strid
             if not regions:
                 counts.skip("video_without_masklets")
                 continue
-            rec.update(id=f"{source}/{video_id}", video=media_path(images, f"{video_id}.mp4"), source=source, regions=regions)
+            rec.update(
+                id=f"{source}/{video_id}", video=media_path(images, f"{video_id}.mp4"), source=source, regions=regions
+            )
             yield record_from(rec, paths[0])

@@ -88,7 +88,9 @@ def convert(annotations: str, images: str | None, counts: Counts, *, source: str
                     with Image.open(os.path.join(path, frames[0])) as im:
                         width, height = im.size
             elif not os.path.splitext(video)[1]:
-                raise ConvertError(f"{where}: field `video` {video!r} has no file extension and no frame folder {path} exists")
+                raise ConvertError(
+                    f"{where}: field `video` {video!r} has no file extension and no frame folder {path} exists"
+                )
             else:
                 rec["video"] = path
             pairs, reason = _split_by_object(turns_in, len(objects), where)
@@ -112,7 +114,9 @@ def convert(annotations: str, images: str | None, counts: Counts, *, source: str
                         raise ConvertError(f"{where}: field `{at}[{frame}].segmentation` is missing")
                     if value["segmentation"] is None:  # train.py: an empty mask on this frame
                         continue
-                    rle, area, box = frame_mask(value["segmentation"], where, f"{at}[{frame}].segmentation", height, width)
+                    rle, area, box = frame_mask(
+                        value["segmentation"], where, f"{at}[{frame}].segmentation", height, width
+                    )
                     if area:
                         masks[str(int(frame))] = rle
                         boxes[str(int(frame))] = box
@@ -121,8 +125,16 @@ def convert(annotations: str, images: str | None, counts: Counts, *, source: str
                     counts.skip("empty_mask" if not masks else "object_without_turns")
                     continue
                 own[0] = {"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{own[0]['content']}"}
-                regions.append({"masks": masks, "boxes": boxes, "conversations": own, "task": "conversation", "language": "en",
-                                "extra": {"object_index": j}})
+                regions.append(
+                    {
+                        "masks": masks,
+                        "boxes": boxes,
+                        "conversations": own,
+                        "task": "conversation",
+                        "language": "en",
+                        "extra": {"object_index": j},
+                    }
+                )
             if not regions:
                 continue
             rec.update(id=f"{source}/{item.get('id', k)}", regions=regions)

@@ -30,7 +30,9 @@ def _find_image(images: str | None, image_id) -> str | None:
     return None
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, image_data: str | None = None, source: str = "vg") -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, image_data: str | None = None, source: str = "vg"
+) -> Iterator[Record]:
     data = load_json(annotations)
     if not isinstance(data, list):
         raise ConvertError(f"{annotations}: expected a list of {{'id', 'regions'}} entries, got {type(data).__name__}")
@@ -60,7 +62,13 @@ def convert(annotations: str, images: str | None, counts: Counts, *, image_data:
                 if box[2] <= 0 or box[3] <= 0:
                     counts.skip("empty_box")
                     continue
-                regions.append({"box": [float(c) for c in box], "short_caption": phrase.strip(), "extra": {"region_id": reg.get("region_id")}})
+                regions.append(
+                    {
+                        "box": [float(c) for c in box],
+                        "short_caption": phrase.strip(),
+                        "extra": {"region_id": reg.get("region_id")},
+                    }
+                )
             if not regions:
                 counts.skip("image_without_regions")
                 continue

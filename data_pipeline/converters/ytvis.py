@@ -21,7 +21,9 @@ from .masklets import frame_mask
 SOURCES = ("ytvis", "ytvos")
 
 
-def convert(annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str = "ytvis") -> Iterator[Record]:
+def convert(
+    annotations: str, images: str | None, counts: Counts, *, include_crowd: bool = False, source: str = "ytvis"
+) -> Iterator[Record]:
     data = load_json(annotations)
     for key in ("videos", "annotations", "categories"):
         require(data, key, list, annotations)
@@ -44,7 +46,9 @@ def convert(annotations: str, images: str | None, counts: Counts, *, include_cro
                 continue
             name = cats.get(ann.get("category_id"))
             if name is None:
-                raise ConvertError(f"{where}: field `category_id` {ann.get('category_id')!r} is not among the categories")
+                raise ConvertError(
+                    f"{where}: field `category_id` {ann.get('category_id')!r} is not among the categories"
+                )
             height, width = sizes.get(video_id, (None, None))
             masks, boxes = {}, {}
             for f, seg in enumerate(segs):
@@ -57,7 +61,12 @@ def convert(annotations: str, images: str | None, counts: Counts, *, include_cro
             if not masks:
                 counts.skip("empty_track")
                 continue
-            region = {"masks": masks, "boxes": boxes, "category": name_text(name), "extra": {"annotation_id": ann.get("id"), "raw_category": name}}
+            region = {
+                "masks": masks,
+                "boxes": boxes,
+                "category": name_text(name),
+                "extra": {"annotation_id": ann.get("id"), "raw_category": name},
+            }
             by_video.setdefault(video_id, []).append(region)
     for k, video in enumerate(data["videos"]):
         where = f"{annotations}: videos[{k}] (id {video.get('id') if isinstance(video, dict) else None})"

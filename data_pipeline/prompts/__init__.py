@@ -59,4 +59,10 @@ def load_prompt(name: str, version: int | None = None, directory: Path = PROMPT_
     missing = [k for k in ("name", "version", "system", "user") if k not in data]
     if missing or data["name"] != name or data["version"] != version:
         raise ValueError(f"{path}: needs name={name!r}, version={version} and keys system/user (missing {missing})")
-    return Prompt(name=name, version=version, system=data["system"], user=data["user"], field_descriptions=dict(data.get("field_descriptions", {})))
+    return Prompt(
+        name=name,
+        version=version,
+        system=data["system"],
+        user=data["user"],
+        field_descriptions=dict(data.get("field_descriptions", {})),
+    )

@@ -42,14 +42,19 @@ def _covered_files(folder: Path) -> list[str]:
             dirs[:] = []  # covered by that manifest
             continue
         dirs.sort()
-        out.extend((here / f).relative_to(folder).as_posix() for f in sorted(files) if not (here == folder and f == MANIFEST))
+        out.extend(
+            (here / f).relative_to(folder).as_posix() for f in sorted(files) if not (here == folder and f == MANIFEST)
+        )
     return sorted(out)
 
 
 def write_manifest(folder: str | Path) -> Path:
     """Hash every file of ``folder`` into ``folder/manifest.json``; call it after the last file is written."""
     folder = Path(folder)
-    files = {rel: {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size} for rel in _covered_files(folder)}
+    files = {
+        rel: {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
+        for rel in _covered_files(folder)
+    }
     path = folder / MANIFEST
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True))

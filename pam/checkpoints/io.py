@@ -53,7 +53,11 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     for name, t in tensors.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype) if t.numel() else None
+        key = (
+            (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if t.numel()
+            else None
+        )
         if key is not None and key in seen:
             aliases[name] = seen[key]
             continue

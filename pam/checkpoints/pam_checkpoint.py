@@ -44,7 +44,9 @@ def _omittable(model: PAM, self_contained: bool) -> list[str]:
 def _assert_frozen(module: nn.Module, name: str) -> None:
     trainable = trainable_parameter_names(module)
     if trainable:
-        raise RuntimeError(f"refusing to omit {name} from the checkpoint: it has trainable parameters ({trainable[:3]} ...)")
+        raise RuntimeError(
+            f"refusing to omit {name} from the checkpoint: it has trainable parameters ({trainable[:3]} ...)"
+        )
 
 
 def _lora_settings(llm: nn.Module) -> dict | None:
@@ -52,10 +54,17 @@ def _lora_settings(llm: nn.Module) -> dict | None:
     config = getattr(llm, "peft_config", {}).get("default")
     if config is None:
         return None
-    return {"r": config.r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout, "target_modules": sorted(config.target_modules)}
+    return {
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": sorted(config.target_modules),
+    }
 
 
-def save_pam(model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool = False, metadata: dict | None = None) -> Path:
+def save_pam(
+    model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool = False, metadata: dict | None = None
+) -> Path:
     """Write ``model`` to ``out_dir`` atomically. Returns the folder."""
     omitted = _omittable(model, self_contained)
     for part in omitted:
@@ -63,7 +72,11 @@ def save_pam(model: PAM, tokenizer, out_dir: str | Path, *, self_contained: bool
     config = copy.deepcopy(model.config)
     if "llm" not in omitted:
         hf = model.llm.config.to_dict()
-        hf = {k: v for k, v in hf.items() if not k.startswith("_") and k not in ("architectures", "transformers_version", "dtype", "torch_dtype")}
+        hf = {
+            k: v
+            for k, v in hf.items()
+            if not k.startswith("_") and k not in ("architectures", "transformers_version", "dtype", "torch_dtype")
+        }
         config.llm.config, config.llm.name_or_path = hf, None
     config.llm.tokenizer = None  # the tokenizer travels in the folder
     if "sam2" not in omitted:
@@ -122,6 +135,8 @@ def _load_state(model: PAM, folder: Path, omitted: list[str]) -> None:
     check_state_dict(expected, state, source=str(folder / "model.safetensors"))
     model.load_state_dict(state, strict="llm" not in omitted)
     if "sam2" not in omitted:
-        load_state_dict_strict(model.sam2.model, load_tensors(folder / "sam2.safetensors"), source=str(folder / "sam2.safetensors"))
+        load_state_dict_strict(
+            model.sam2.model, load_tensors(folder / "sam2.safetensors"), source=str(folder / "sam2.safetensors")
+        )
     elif (folder / "sam2.safetensors").exists():
         raise CheckpointMismatchError(f"{folder}: meta.json says SAM 2 was omitted but sam2.safetensors exists")

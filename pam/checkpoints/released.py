@@ -28,7 +28,10 @@ RELEASED_KEY_MAP: list[tuple[str, str]] = [
     (r"^model\.vision_resampler\.(layers\..+)$", r"perceiver.\1"),
     (r"^model\.vision_resampler\.(final_attn_token_to_image\..+)$", r"perceiver.\1"),
     (r"^model\.vision_resampler\.(norm_final_attn\..+)$", r"perceiver.\1"),
-    (r"^model\.vision_resampler\.pe_layer\.positional_encoding_gaussian_matrix$", r"perceiver.pe_layer.positional_encoding_gaussian_matrix"),
+    (
+        r"^model\.vision_resampler\.pe_layer\.positional_encoding_gaussian_matrix$",
+        r"perceiver.pe_layer.positional_encoding_gaussian_matrix",
+    ),
     (r"^model\.mm_projector_img\.([02]\.(?:weight|bias))$", r"image_projector.\1"),
     (r"^model\.mm_projector_semT\.([02]\.(?:weight|bias))$", r"semantic_projector.\1"),
     (r"^model\.(image_newline|semT_newline|frame_newline)$", r"\1"),
@@ -42,7 +45,20 @@ IGNORED_RELEASED_KEYS: list[str] = [
     r"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$",
 ]
 # Released config.json fields that belong to the LLaVA wrapper, not to the Qwen2 config.
-_WRAPPER_CONFIG_PREFIXES = ("mm_", "vision_", "tokenizer_", "tune_", "image_", "use_mm", "freeze_", "unfreeze_", "pos_skipping", "add_faster_video", "faster_token_stride", "delay_load")
+_WRAPPER_CONFIG_PREFIXES = (
+    "mm_",
+    "vision_",
+    "tokenizer_",
+    "tune_",
+    "image_",
+    "use_mm",
+    "freeze_",
+    "unfreeze_",
+    "pos_skipping",
+    "add_faster_video",
+    "faster_token_stride",
+    "delay_load",
+)
 
 
 def map_released_key(key: str) -> str | None:
@@ -56,7 +72,9 @@ def map_released_key(key: str) -> str | None:
     return None
 
 
-def convert_released_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def convert_released_state_dict(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Split a released state dict into (PAM state dict, SAM 2 state dict)."""
     pam, sam2, unmapped = {}, {}, []
     for key, value in state.items():
@@ -68,7 +86,9 @@ def convert_released_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[st
         elif target:
             pam[target] = value
     if unmapped:
-        raise CheckpointMismatchError(f"released checkpoint has keys no rule maps ({len(unmapped)}): {', '.join(sorted(unmapped)[:20])}")
+        raise CheckpointMismatchError(
+            f"released checkpoint has keys no rule maps ({len(unmapped)}): {', '.join(sorted(unmapped)[:20])}"
+        )
     return pam, sam2
 
 
@@ -118,7 +138,9 @@ def released_llm_config(folder: str | Path) -> dict:
     return cfg
 
 
-def released_pam_config(folder: str | Path, *, sam2_checkpoint: str | None = None, base: PAMConfig | None = None, dtype: str = "bfloat16") -> PAMConfig:
+def released_pam_config(
+    folder: str | Path, *, sam2_checkpoint: str | None = None, base: PAMConfig | None = None, dtype: str = "bfloat16"
+) -> PAMConfig:
     """The PAMConfig of a released folder: ``base`` (default: the paper's) for the non-LLM settings,
     the LLM architecture from the folder's config.json. :func:`pam.api.load_released_pam` builds it."""
     config = copy.deepcopy(base) if base is not None else PAMConfig()

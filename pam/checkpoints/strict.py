@@ -43,6 +43,8 @@ def check_state_dict(
         raise CheckpointMismatchError(f"{source}: checkpoint does not match the model: " + " | ".join(problems))
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, allow_missing=()) -> None:
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, allow_missing=()
+) -> None:
     check_state_dict(model.state_dict(), state_dict, source=source, allow_missing=allow_missing)
     model.load_state_dict(dict(state_dict), strict=not allow_missing)

@@ -96,7 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tb.add_argument("runs", nargs="+", help="run folders or results.json files")
     tb.add_argument("--out", help="also write the markdown table to this file")
-    tb.add_argument("--by", choices=("run", "checkpoint"), default="run", help="a column per run folder (default), or per checkpoint (its runs of different benchmarks merged)")
+    tb.add_argument(
+        "--by",
+        choices=("run", "checkpoint"),
+        default="run",
+        help="a column per run folder (default), or per checkpoint (its runs of different benchmarks merged)",
+    )
     tb.set_defaults(func=_eval_table)
 
 

@@ -13,29 +13,49 @@ from . import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="masks and text for regions of one image", description="Masks and text for regions of one image; JSON on stdout.")
+    p = sub.add_parser(
+        "predict",
+        help="masks and text for regions of one image",
+        description="Masks and text for regions of one image; JSON on stdout.",
+    )
     p.add_argument("image", help="image file")
     _common(p)
     p.add_argument("--task", action="append", choices=IMAGE_TASKS, help="repeatable; default detailed_caption")
     _question_args(p, "ask this free question about the region instead of --task (raw answer in texts.question)")
     p.set_defaults(func=_predict)
 
-    v = sub.add_parser("video", help="caption a region tracked through a video (or --stream events)", description="Track a region given on frame K and caption it; --stream captions events one after another.")
+    v = sub.add_parser(
+        "video",
+        help="caption a region tracked through a video (or --stream events)",
+        description="Track a region given on frame K and caption it; --stream captions events one after another.",
+    )
     _video_args(v)
     v.add_argument("--stream", action="store_true", help="caption events one after another (as `pam stream`)")
     _question_args(v, "ask this free question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
 
-    s = sub.add_parser("stream", help="stream event captions of a region tracked through a video", description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.")
+    s = sub.add_parser(
+        "stream",
+        help="stream event captions of a region tracked through a video",
+        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.",
+    )
     _video_args(s)
     s.set_defaults(func=_video, stream=True, question=None)
 
-    c = sub.add_parser("convert-upstream", help="write a released PAM folder out in PAM's format", description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.")
+    c = sub.add_parser(
+        "convert-upstream",
+        help="write a released PAM folder out in PAM's format",
+        description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.",
+    )
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--sam2-checkpoint", default=None, help="SAM 2.1 .pt, needed when the folder has no vision tower")
     c.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="LLM dtype of the export")
-    c.add_argument("--base-config", default=None, help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)")
+    c.add_argument(
+        "--base-config",
+        default=None,
+        help="model config (.yaml/.json) for the non-LLM settings; default: the paper's (SAM 2.1 Hiera-L)",
+    )
     c.set_defaults(func=_convert)
 
 
@@ -62,11 +82,28 @@ def _video_args(v: argparse.ArgumentParser) -> None:
     v.add_argument("video", help="video file or folder of frames")
     _common(v)
     v.add_argument("--frame", type=int, default=0, help="frame the region is given on (default 0)")
-    v.add_argument("--boundaries", choices=("auto", "fixed"), default="auto", help="streaming: motion change points or fixed windows")
+    v.add_argument(
+        "--boundaries",
+        choices=("auto", "fixed"),
+        default="auto",
+        help="streaming: motion change points or fixed windows",
+    )
     v.add_argument("--window", type=int, default=32, help="streaming: longest event in frames (fixed: window length)")
-    v.add_argument("--threshold", type=float, default=rule.threshold, help="streaming, auto: smallest change of the mask's mean velocity (frame fractions per frame) that ends an event")
-    v.add_argument("--motion-window", type=int, default=rule.window, help="streaming, auto: frames averaged on each side of a boundary")
-    v.add_argument("--min-event-frames", type=int, default=None, help="streaming: shortest event (default min(4, --window))")
+    v.add_argument(
+        "--threshold",
+        type=float,
+        default=rule.threshold,
+        help="streaming, auto: smallest change of the mask's mean velocity (frame fractions per frame) that ends an event",
+    )
+    v.add_argument(
+        "--motion-window",
+        type=int,
+        default=rule.window,
+        help="streaming, auto: frames averaged on each side of a boundary",
+    )
+    v.add_argument(
+        "--min-event-frames", type=int, default=None, help="streaming: shortest event (default min(4, --window))"
+    )
     v.add_argument("--max-frames", type=int, default=None, help="track at most this many frames, spread evenly")
     v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
 
@@ -74,14 +111,20 @@ def _video_args(v: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="PAM checkpoint/export folder or released PAM folder")
     p.add_argument("--box", help="x0,y0,x1,y1 in pixels")
-    p.add_argument("--point", action="append", default=[], help="x,y[,label] (label 1 positive, 0 negative); repeatable")
+    p.add_argument(
+        "--point", action="append", default=[], help="x,y[,label] (label 1 positive, 0 negative); repeatable"
+    )
     p.add_argument("--mask", help="binary mask PNG (nonzero = region)")
     p.add_argument("--language", choices=LANGUAGES, default="en")
-    p.add_argument("--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)")
+    p.add_argument(
+        "--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--sam2-checkpoint", default=None, help="released folder without a vision tower: SAM 2.1 .pt")
-    p.add_argument("--base-config", default=None, help="released folder: model config (.yaml/.json) for the non-LLM settings")
+    p.add_argument(
+        "--base-config", default=None, help="released folder: model config (.yaml/.json) for the non-LLM settings"
+    )
     p.add_argument("--out", help="folder for the annotated image/video and result.json")
 
 
@@ -157,7 +200,14 @@ def _predict(args: argparse.Namespace) -> int:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
         label = " | ".join(result.texts[t] for t in tasks)
-        overlay(image, result.mask, box=region.get("box"), points=region.get("points"), labels=region.get("labels"), caption=label).save(folder / "overlay.png")
+        overlay(
+            image,
+            result.mask,
+            box=region.get("box"),
+            points=region.get("points"),
+            labels=region.get("labels"),
+            caption=label,
+        ).save(folder / "overlay.png")
         (folder / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
         out["overlay"] = str(folder / "overlay.png")
     print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -186,17 +236,37 @@ def _video(args: argparse.Namespace) -> int:
     if args.stream:
         shortest = min(4, args.window) if args.min_event_frames is None else args.min_event_frames
         try:
-            rule = BoundaryRule(mode=args.boundaries, window=args.motion_window, threshold=args.threshold, min_event_frames=shortest, max_event_frames=args.window).validate()
+            rule = BoundaryRule(
+                mode=args.boundaries,
+                window=args.motion_window,
+                threshold=args.threshold,
+                min_event_frames=shortest,
+                max_event_frames=args.window,
+            ).validate()
         except ValueError as err:
             raise UsageError(f"event boundaries: {err}") from None
-        events = list(predictor.stream(frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty()))
+        events = list(
+            predictor.stream(frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty())
+        )
         # stream() numbers frames within the clip it was given; map them to the input video
-        out = {"video": args.video, "events": [{**e.to_json(), "start_frame": indices[e.start_frame], "end_frame": indices[e.end_frame]} for e in events]}
+        out = {
+            "video": args.video,
+            "events": [
+                {**e.to_json(), "start_frame": indices[e.start_frame], "end_frame": indices[e.end_frame]}
+                for e in events
+            ],
+        }
         masks = np.concatenate([e.masks for e in events])
         captions = [e.caption for e in events for _ in range(len(e.masks))]
     else:
         result = predictor.predict_video(frames, region, language=args.language, question=args.question)
-        out = {"video": args.video, "text": result.text, "score": result.score, "frame_indices": indices, "llm_frames": [indices[k] for k in result.llm_frames]}
+        out = {
+            "video": args.video,
+            "text": result.text,
+            "score": result.score,
+            "frame_indices": indices,
+            "llm_frames": [indices[k] for k in result.llm_frames],
+        }
         masks, captions = result.masks, [result.text] * len(result.masks)
     if args.out:
         out["annotated"] = str(_write_annotated(Path(args.out), frames, masks, captions, args.format))

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: env PAM_API_KEY, else none)")
+    serve.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: env PAM_API_KEY, else none)"
+    )
     serve.add_argument("--max-batch-size", type=int, default=8, help="most regions in one model call")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
     serve.add_argument("--max-queue", type=int, default=256, help="waiting requests before answering 503")
@@ -29,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None, help="PAM checkpoint folder (default: the debug-size model with RANDOM weights)")
+    p.add_argument(
+        "--checkpoint", default=None, help="PAM checkpoint folder (default: the debug-size model with RANDOM weights)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-new-tokens", type=int, default=128)
 
@@ -65,8 +69,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     engine = Engine.load(args.checkpoint, device=args.device, max_new_tokens=args.max_new_tokens)
     if engine.random_weights:
-        print("pam serve: no --checkpoint: serving the debug-size model with RANDOM weights (its text is meaningless)", file=sys.stderr)
-    app = create_app(engine, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb)
+        print(
+            "pam serve: no --checkpoint: serving the debug-size model with RANDOM weights (its text is meaningless)",
+            file=sys.stderr,
+        )
+    app = create_app(
+        engine,
+        api_key=api_key,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_body_mb=args.max_body_mb,
+    )
     serve_forever(app, host=args.host, port=args.port)
     return 0
 
@@ -78,6 +92,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     engine = Engine.load(args.checkpoint, device=args.device, max_new_tokens=args.max_new_tokens)
     if engine.random_weights:
-        print("pam demo: no --checkpoint: the debug-size model with RANDOM weights (its text is meaningless)", file=sys.stderr)
+        print(
+            "pam demo: no --checkpoint: the debug-size model with RANDOM weights (its text is meaningless)",
+            file=sys.stderr,
+        )
     launch_demo(engine, host=args.host, port=args.port, block=True)
     return 0

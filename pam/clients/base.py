@@ -76,7 +76,9 @@ class ChatBackend(abc.ABC):
     def complete(self, messages: list[dict], **params: Any) -> str:
         """The assistant's reply to ``messages``."""
 
-    def complete_many(self, batch: Sequence[list[dict]], *, max_workers: int = 4, return_exceptions: bool = False, **params: Any) -> list:
+    def complete_many(
+        self, batch: Sequence[list[dict]], *, max_workers: int = 4, return_exceptions: bool = False, **params: Any
+    ) -> list:
         """:func:`complete_many` bound to this backend."""
         return complete_many(self, batch, max_workers=max_workers, return_exceptions=return_exceptions, **params)
 

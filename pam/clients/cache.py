@@ -15,7 +15,12 @@ from .base import ChatBackend, Usage
 
 def cache_key(model: str, messages: list[dict], params: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of (model, messages, params)."""
-    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    payload = json.dumps(
+        {"model": model, "messages": messages, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

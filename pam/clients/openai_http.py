@@ -49,7 +49,9 @@ class OpenAIChatBackend(ChatBackend):
         if not model:
             raise ValueError("model must be a non-empty string")
         if timeout_s <= 0 or max_tries < 1 or backoff_s < 0 or backoff_max_s < 0:
-            raise ValueError(f"need timeout_s > 0, max_tries >= 1, backoff_s >= 0 (got {timeout_s}, {max_tries}, {backoff_s})")
+            raise ValueError(
+                f"need timeout_s > 0, max_tries >= 1, backoff_s >= 0 (got {timeout_s}, {max_tries}, {backoff_s})"
+            )
         if requests_per_second is not None and requests_per_minute is not None:
             raise ValueError("give requests_per_second or requests_per_minute, not both")
         self.base_url = base_url.rstrip("/")
@@ -63,7 +65,9 @@ class OpenAIChatBackend(ChatBackend):
         if api_key_env is not None:
             key = os.environ.get(api_key_env)
             if not key:
-                raise ValueError(f"environment variable {api_key_env} (the API key) is not set; pass api_key_env=None for a server without keys")
+                raise ValueError(
+                    f"environment variable {api_key_env} (the API key) is not set; pass api_key_env=None for a server without keys"
+                )
             self._headers["Authorization"] = f"Bearer {key}"
         self.bucket = None
         if requests_per_second is not None or requests_per_minute is not None:

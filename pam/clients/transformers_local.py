@@ -28,7 +28,16 @@ class TransformersChatBackend(ChatBackend):
     is loaded on the first request, so a run answered entirely from a cache never loads it.
     """
 
-    def __init__(self, path: str | os.PathLike, *, kind: str = "text", device: str = "cpu", dtype: str = "float32", max_tokens: int = 256, lazy: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        kind: str = "text",
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_tokens: int = 256,
+        lazy: bool = False,
+    ):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         path = Path(path)
@@ -75,7 +84,12 @@ class TransformersChatBackend(ChatBackend):
         for i, message in enumerate(messages):
             content = message.get("content")
             if isinstance(content, str):
-                out.append({"role": message["role"], "content": content if self.kind == "text" else [{"type": "text", "text": content}]})
+                out.append(
+                    {
+                        "role": message["role"],
+                        "content": content if self.kind == "text" else [{"type": "text", "text": content}],
+                    }
+                )
                 continue
             if not isinstance(content, list):
                 raise ValueError(f"messages[{i}].content must be a string or a list of parts")
@@ -85,7 +99,9 @@ class TransformersChatBackend(ChatBackend):
                     parts.append({"type": "text", "text": part["text"]})
                 elif part.get("type") == "image_url":
                     if self.kind == "text":
-                        raise ValueError(f"messages[{i}] has an image part but {self.path} is a text-only model (kind='text')")
+                        raise ValueError(
+                            f"messages[{i}] has an image part but {self.path} is a text-only model (kind='text')"
+                        )
                     parts.append({"type": "image", "image": data_url_to_image(part["image_url"]["url"])})
                 else:
                     raise ValueError(f"messages[{i}]: unknown content part type {part.get('type')!r}")
@@ -98,16 +114,23 @@ class TransformersChatBackend(ChatBackend):
     def complete(self, messages: list[dict], **params: Any) -> str:
         unknown = set(params) - PARAMS
         if unknown:
-            raise ValueError(f"TransformersChatBackend does not support parameters {sorted(unknown)}; supported: {sorted(PARAMS)}")
+            raise ValueError(
+                f"TransformersChatBackend does not support parameters {sorted(unknown)}; supported: {sorted(PARAMS)}"
+            )
         with self._lock:
             if self.net is None:
                 self._load()
         torch = self.torch
         converted = self._convert(messages)
-        inputs = self.processor.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+        inputs = self.processor.apply_chat_template(
+            converted, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         temperature = float(params.get("temperature", 0.0) or 0.0)
-        gen: dict[str, Any] = {"max_new_tokens": int(params.get("max_tokens", self.default_max_tokens)), "do_sample": temperature > 0}
+        gen: dict[str, Any] = {
+            "max_new_tokens": int(params.get("max_tokens", self.default_max_tokens)),
+            "do_sample": temperature > 0,
+        }
         if temperature > 0:
             gen["temperature"] = temperature
             if "top_p" in params:

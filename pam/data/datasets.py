@@ -53,7 +53,9 @@ FORMATS = ("pam", "upstream")  # other formats: convert first with `python -m da
 class RegionDatasetConfig:
     tasks: tuple[str, ...] = TASKS  # tasks to emit (Task values, plus "conversation" for given turns)
     languages: tuple[str, ...] = ("en",)  # languages to emit
-    task_mode: str = "all"  # "all": a sample per (region, task, language[, event]); "random": one per region, task drawn per visit
+    task_mode: str = (
+        "all"  # "all": a sample per (region, task, language[, event]); "random": one per region, task drawn per visit
+    )
     prompt: PromptSamplingConfig = field(default_factory=PromptSamplingConfig)  # point / box / mask prompt draws
     track_frames: int = 32  # frames of a video clip SAM 2 tracks, from the prompt frame on: 0 = every frame; N = N spread evenly (first and last kept); must be 0 or >= model.video_num_frames (the LLM's frames, selected among the tracked ones). 32 tracks every frame of the released *_sampled_32f_* video files, as upstream does, and of the quick-start's 16-32-frame clips, while bounding the cost of long raw videos
     video_backend: str = "auto"  # "auto" (decord, PyAV fallback), "decord" or "pyav"
@@ -65,12 +67,28 @@ class RegionDatasetConfig:
         self.languages = tuple(self.languages)
         self.prompt = PromptSamplingConfig.from_any(self.prompt)
         bad = [t for t in self.tasks if t not in TASKS]
-        check(not bad and bool(self.tasks), "data.tasks", f"has unknown task(s) {bad}; expected a non-empty subset of {TASKS}")
+        check(
+            not bad and bool(self.tasks),
+            "data.tasks",
+            f"has unknown task(s) {bad}; expected a non-empty subset of {TASKS}",
+        )
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
-        check(not bad and bool(self.languages), "data.languages", f"has unknown language(s) {bad}; expected a subset of {LANGUAGES}")
+        check(
+            not bad and bool(self.languages),
+            "data.languages",
+            f"has unknown language(s) {bad}; expected a subset of {LANGUAGES}",
+        )
         check(self.task_mode in TASK_MODES, "data.task_mode", f"must be one of {TASK_MODES}, got {self.task_mode!r}")
-        check(self.track_frames >= 0, "data.track_frames", f"must be 0 (every frame) or a number of frames >= model.video_num_frames, got {self.track_frames}")
-        check(self.video_backend in BACKENDS, "data.video_backend", f"must be one of {BACKENDS}, got {self.video_backend!r}")
+        check(
+            self.track_frames >= 0,
+            "data.track_frames",
+            f"must be 0 (every frame) or a number of frames >= model.video_num_frames, got {self.track_frames}",
+        )
+        check(
+            self.video_backend in BACKENDS,
+            "data.video_backend",
+            f"must be one of {BACKENDS}, got {self.video_backend!r}",
+        )
         check(self.max_tries >= 1, "data.max_tries", f"must be >= 1, got {self.max_tries}")
 
     @classmethod
@@ -135,7 +153,9 @@ class RegionDataset(Dataset):
                 else:
                     self.units.append(_Unit(r, g, tuple(choices)))
         if not self.units:
-            logger.warning("dataset %s: no region has texts for tasks %s in %s", name, self.config.tasks, self.config.languages)
+            logger.warning(
+                "dataset %s: no region has texts for tasks %s in %s", name, self.config.tasks, self.config.languages
+            )
 
     def __len__(self) -> int:
         return len(self.units)
@@ -187,7 +207,9 @@ class RegionDataset(Dataset):
                 # the LLM sees at most layout.video_num_frames of the tracked frames
                 t = len(record.frames) if record.frames else layout.video_num_frames
                 visual = layout.video_region_tokens(t)
-            text = sum(sum(approx_text_tokens(turn["content"]) for turn in build_turns(region, c)) for c in unit.choices)
+            text = sum(
+                sum(approx_text_tokens(turn["content"]) for turn in build_turns(region, c)) for c in unit.choices
+            )
             out.append(visual + round(text / len(unit.choices)))
         return out
 
@@ -202,7 +224,13 @@ class RegionDataset(Dataset):
                 sample = self._build(i)
             except BadSample as exc:
                 sid = self.sample_id(i)
-                logger.warning("dataset %s: skipping %s (record %s): %s", self.name, sid, self.records[self.units[i].record].id, exc)
+                logger.warning(
+                    "dataset %s: skipping %s (record %s): %s",
+                    self.name,
+                    sid,
+                    self.records[self.units[i].record].id,
+                    exc,
+                )
                 skipped.append((sid, exc.reason))
                 continue
             sample["skipped"] = skipped
@@ -321,7 +349,11 @@ def load_records(
 ) -> list[Record]:
     """Read an annotation file in one of :data:`FORMATS`."""
     if format not in FORMATS:
-        hint = f"; convert it first: python -m data_pipeline convert {format} --annotations {path} --out OUT.jsonl" if format in ("coco", "lvis", "paco") else ""
+        hint = (
+            f"; convert it first: python -m data_pipeline convert {format} --annotations {path} --out OUT.jsonl"
+            if format in ("coco", "lvis", "paco")
+            else ""
+        )
         raise ConfigError(f"config field `data.format` must be one of {FORMATS}, got {format!r}{hint}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file {path} does not exist")
@@ -329,7 +361,9 @@ def load_records(
         return read_jsonl(path, root, on_error=on_error)
     if format == "upstream":
         prefix_map = dict(path_prefix_map) if path_prefix_map else None
-    return read_upstream_jsonl(path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map)
+    return read_upstream_jsonl(
+        path, root, language=language, on_error=on_error, source=source, path_prefix_map=prefix_map
+    )
 
 
 def load_region_dataset(
@@ -355,6 +389,8 @@ def load_region_dataset(
     config = RegionDatasetConfig.from_kwargs(**options)
     name = name or os.path.splitext(os.path.basename(path))[0]
     source = name if format == "upstream" else None
-    records = load_records(path, root, format, on_error=on_error, language=language, source=source, path_prefix_map=path_prefix_map)
+    records = load_records(
+        path, root, format, on_error=on_error, language=language, source=source, path_prefix_map=path_prefix_map
+    )
     records = select_subset(records, subset, config.seed)
     return RegionDataset(records, config, name=name)

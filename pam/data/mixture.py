@@ -35,12 +35,20 @@ def _component(value: MixtureComponent | Mapping, k: int) -> MixtureComponent:
     allowed = {"name", "dataset", "weight", "num_samples"}
     unknown = sorted(set(data) - allowed)
     if unknown or "dataset" not in data:
-        raise ValueError(f"mixture component {k}: fields must be among {sorted(allowed)} with `dataset` required, got {sorted(data)}")
+        raise ValueError(
+            f"mixture component {k}: fields must be among {sorted(allowed)} with `dataset` required, got {sorted(data)}"
+        )
     data.setdefault("name", getattr(data["dataset"], "name", f"component{k}"))
     return MixtureComponent(**data)
 
 
-def resolve_counts(lengths: Sequence[int], weights: Sequence[float | None], num_samples: Sequence[int | str | None], epoch_size: int | None, names: Sequence[str]) -> list[int]:
+def resolve_counts(
+    lengths: Sequence[int],
+    weights: Sequence[float | None],
+    num_samples: Sequence[int | str | None],
+    epoch_size: int | None,
+    names: Sequence[str],
+) -> list[int]:
     """Samples per epoch for each component (see the module docstring)."""
     use_weights = [w is not None for w in weights]
     if any(use_weights):
@@ -65,7 +73,9 @@ def resolve_counts(lengths: Sequence[int], weights: Sequence[float | None], num_
             elif isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
                 counts.append(spec)
             else:
-                raise ValueError(f"mixture component {name}: num_samples must be an int >= 0, 'all' or 'P%', got {spec!r}")
+                raise ValueError(
+                    f"mixture component {name}: num_samples must be an int >= 0, 'all' or 'P%', got {spec!r}"
+                )
     for name, n, c in zip(names, lengths, counts):
         if c > 0 and n == 0:
             raise ValueError(f"mixture component {name} is empty but is asked for {c} samples per epoch")
@@ -84,7 +94,13 @@ class MixtureDataset(Dataset):
             raise ValueError(f"mixture component names must be unique, got {names}")
         self.seed = int(seed)
         self.lengths = [len(c.dataset) for c in self.components]
-        self.counts = resolve_counts(self.lengths, [c.weight for c in self.components], [c.num_samples for c in self.components], epoch_size, names)
+        self.counts = resolve_counts(
+            self.lengths,
+            [c.weight for c in self.components],
+            [c.num_samples for c in self.components],
+            epoch_size,
+            names,
+        )
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.epoch = 0
         self._local: list[np.ndarray] = []
@@ -178,9 +194,13 @@ def build_mixture(
             raise ValueError(f"mixture component {name}: expected a mapping with a `dataset`, got {spec!r}")
         unknown = sorted(set(spec) - {"dataset", "weight", "num_samples"})
         if unknown:
-            raise ValueError(f"mixture component {name}: unknown field(s) {unknown}; expected dataset, weight, num_samples")
+            raise ValueError(
+                f"mixture component {name}: unknown field(s) {unknown}; expected dataset, weight, num_samples"
+            )
         dataset = spec["dataset"]
         if isinstance(dataset, Mapping):
             dataset = load_region_dataset(**{**(dataset_defaults or {}), **dataset})
-        built.append(MixtureComponent(name=name, dataset=dataset, weight=spec.get("weight"), num_samples=spec.get("num_samples")))
+        built.append(
+            MixtureComponent(name=name, dataset=dataset, weight=spec.get("weight"), num_samples=spec.get("num_samples"))
+        )
     return MixtureDataset(built, epoch_size=epoch_size, seed=seed)

@@ -98,14 +98,18 @@ def frame_annotation(region: Region, frame: int, height: int, width: int) -> Fra
         x0, y0 = max(x, 0.0), max(y, 0.0)
         x1, y1 = min(x + w, float(width)), min(y + h, float(height))
         if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
-            raise BadSample(BOX_OUTSIDE_IMAGE, f"box xywh {region.boxes[frame]} has no area inside the {width}x{height} image")
+            raise BadSample(
+                BOX_OUTSIDE_IMAGE, f"box xywh {region.boxes[frame]} has no area inside the {width}x{height} image"
+            )
         box = np.array([x0, y0, x1, y1], dtype=np.float32)
     points = labels = None
     if frame in region.points:
         points = np.asarray(region.points[frame], dtype=np.float32).reshape(-1, 2)
         inside = (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
         if not inside.all():
-            raise BadSample(POINTS_OUTSIDE_IMAGE, f"point {points[~inside][0].tolist()} lies outside the {width}x{height} image")
+            raise BadSample(
+                POINTS_OUTSIDE_IMAGE, f"point {points[~inside][0].tolist()} lies outside the {width}x{height} image"
+            )
         labels = np.asarray(region.point_labels[frame], dtype=np.int64)
     if mask is None and box is None and points is None:
         raise BadSample(NO_PROMPT, f"no mask, box or points on frame {frame}")
@@ -124,7 +128,13 @@ def available_kinds(ann: FrameAnnotation) -> list[str]:
 
 
 def sample_prompt(
-    rng: np.random.Generator, ann: FrameAnnotation, height: int, width: int, *, video: bool, config: PromptSamplingConfig
+    rng: np.random.Generator,
+    ann: FrameAnnotation,
+    height: int,
+    width: int,
+    *,
+    video: bool,
+    config: PromptSamplingConfig,
 ) -> tuple[str, dict]:
     """Draw one prompt. Returns its kind and ``{"points", "point_labels", "box", "mask"}`` (unused: None).
 
@@ -140,7 +150,11 @@ def sample_prompt(
     kind = kinds[int(rng.choice(len(kinds), p=p))]
     prompt: dict = {"points": None, "point_labels": None, "box": None, "mask": None}
     if kind == "points":
-        lo, hi = (config.min_points_video, config.max_points_video) if video else (config.min_points_image, config.max_points_image)
+        lo, hi = (
+            (config.min_points_video, config.max_points_video)
+            if video
+            else (config.min_points_image, config.max_points_image)
+        )
         n = int(rng.integers(lo, hi + 1))
         if ann.mask is not None:
             ys, xs = np.nonzero(ann.mask)

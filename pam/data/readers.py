@@ -45,7 +45,9 @@ def _read_lines(path: str, convert, on_error: str) -> list[Record]:
         with open(path, encoding="utf-8") as f:
             items: Iterable[tuple[int, Any]] = list(enumerate(json.load(f), start=1))
     else:
-        items = ((n, SchemaError(str(row)) if isinstance(row, ValueError) else row) for n, row in iter_jsonl_lines(path))
+        items = (
+            (n, SchemaError(str(row)) if isinstance(row, ValueError) else row) for n, row in iter_jsonl_lines(path)
+        )
     for lineno, obj in items:
         try:
             if isinstance(obj, SchemaError):
@@ -78,7 +80,19 @@ def write_jsonl(path: str, records: Iterable[Record]) -> None:
 
 # ----------------------------------------------------------------------------------- upstream
 
-_UPSTREAM_KEYS = {"id", "type", "image", "image_root", "frames", "masked_frames", "bbox", "points", "labels", "conversations", "obj_id"}
+_UPSTREAM_KEYS = {
+    "id",
+    "type",
+    "image",
+    "image_root",
+    "frames",
+    "masked_frames",
+    "bbox",
+    "points",
+    "labels",
+    "conversations",
+    "obj_id",
+}
 
 
 def _task_prefixes() -> list[tuple[str, str, str]]:
@@ -114,7 +128,9 @@ def upstream_turns(conversations: Any, where: str) -> list[dict[str, str]]:
     for k, turn in enumerate(conversations):
         if not isinstance(turn, dict):
             raise SchemaError(f"{where}: field `conversations[{k}]` must be an object")
-        role, content = (turn.get("from"), turn.get("value")) if "from" in turn else (turn.get("role"), turn.get("content"))
+        role, content = (
+            (turn.get("from"), turn.get("value")) if "from" in turn else (turn.get("role"), turn.get("content"))
+        )
         if role not in _UPSTREAM_ROLES:
             raise SchemaError(f"{where}: field `conversations[{k}].from` must be human or gpt, got {role!r}")
         if not isinstance(content, str):
@@ -159,7 +175,9 @@ def upstream_record(item: Any, where: str, default_id: str, language: str | None
     bbox, points, labels = item.get("bbox"), item.get("points"), item.get("labels")
     if bbox is not None:
         per_frame = bbox if video and bbox and isinstance(bbox[0], list) else [bbox]
-        region.boxes = {f: _xywh(b, where, f"bbox[{f}]" if video else "bbox") for f, b in enumerate(per_frame) if b is not None}
+        region.boxes = {
+            f: _xywh(b, where, f"bbox[{f}]" if video else "bbox") for f, b in enumerate(per_frame) if b is not None
+        }
     if points is not None:
         per_frame = points if video else [points]
         per_labels = (labels if video else [labels]) if labels is not None else [None] * len(per_frame)
@@ -172,7 +190,9 @@ def upstream_record(item: Any, where: str, default_id: str, language: str | None
             region.points[f] = _point_list(pts, where, name)
             labs = [1] * len(pts) if labs is None else labs
             if not (isinstance(labs, list) and len(labs) == len(pts) and all(lab in (0, 1) for lab in labs)):
-                raise SchemaError(f"{where}: field `{name.replace('points', 'labels')}` must give one 0/1 label per point, got {labs!r}")
+                raise SchemaError(
+                    f"{where}: field `{name.replace('points', 'labels')}` must give one 0/1 label per point, got {labs!r}"
+                )
             region.point_labels[f] = [int(lab) for lab in labs]
     if not region.boxes and not region.points:
         raise SchemaError(f"{where}: fields `bbox` and `points` are both missing or null; a region needs a prompt")
@@ -195,7 +215,9 @@ def upstream_record(item: Any, where: str, default_id: str, language: str | None
         image = item.get("image")
         if isinstance(image, list):
             if len(image) != 1:
-                raise SchemaError(f"{where}: field `image` lists {len(image)} images; one image per record is supported")
+                raise SchemaError(
+                    f"{where}: field `image` lists {len(image)} images; one image per record is supported"
+                )
             image = image[0]
         if not isinstance(image, str) or not image:
             raise SchemaError(f"{where}: field `image` must be an image path, got {image!r}")

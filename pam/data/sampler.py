@@ -62,10 +62,14 @@ class RegionSampler(Sampler[int]):
         if self.batch_size < 1 or self.group_size_multiplier < 1:
             raise ValueError("batch_size and group_size_multiplier must be >= 1")
         if group_by_length and not hasattr(dataset, "approx_lengths"):
-            raise ValueError(f"group_by_length needs a dataset with approx_lengths(); {type(dataset).__name__} has none")
+            raise ValueError(
+                f"group_by_length needs a dataset with approx_lengths(); {type(dataset).__name__} has none"
+            )
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, consumed) restored by load_state_dict
-        self._order_world: tuple[int, int] | None = None  # (epoch, world size its order was built for), after a resume on another
+        self._order_world: tuple[int, int] | None = (
+            None  # (epoch, world size its order was built for), after a resume on another
+        )
         self._base = 0  # global position this iteration started from
         self._yielded = 0  # indices this rank yielded in the current iteration
 
@@ -83,7 +87,11 @@ class RegionSampler(Sampler[int]):
     @property
     def order_world_size(self) -> int:
         """The world size this epoch's global order is built for (module docstring)."""
-        return self._order_world[1] if self._order_world is not None and self._order_world[0] == self.epoch else self.world_size
+        return (
+            self._order_world[1]
+            if self._order_world is not None and self._order_world[0] == self.epoch
+            else self.world_size
+        )
 
     def total_size(self) -> int:
         """Length of the global order (a multiple of order_world_size)."""
@@ -143,7 +151,12 @@ class RegionSampler(Sampler[int]):
         consumed = self._base + self._yielded * self.world_size if consumed_samples is None else int(consumed_samples)
         if self._resume is not None:  # restored but not iterated yet
             consumed = self._resume[1] if consumed_samples is None else consumed
-        return {"epoch": self.epoch, "consumed": min(consumed, self.total_size()), "seed": self.seed, "world_size": self.order_world_size}
+        return {
+            "epoch": self.epoch,
+            "consumed": min(consumed, self.total_size()),
+            "seed": self.seed,
+            "world_size": self.order_world_size,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at ``state``: the next iteration yields what the saved run had still to yield."""

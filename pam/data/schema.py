@@ -2,23 +2,35 @@
 
 Image record::
 
-    {"id": "coco/139",                      # unique, required
-     "image": "images/000139.png",          # path; relative paths resolve against the reader's root
-     "height": 426, "width": 640,           # optional; needed only to decode polygon masks early
-     "source": "coco",                      # optional: where the record came from
-     "regions": [{
-         "mask": {"size": [426, 640], "counts": "..."},   # COCO RLE (counts: str or list of ints),
-                                                          # or polygons [[x0, y0, x1, y1, ...], ...]
-         "box": [x, y, w, h],                             # pixels, top-left origin
-         "points": [[x, y], ...], "point_labels": [1, 0, ...],   # 1 = positive, 0 = negative
-         "category": "tomato",                            # each text field is a string (English)
-         "definition": {"en": "...", "zh": "..."},        # or a {"en": ..., "zh": ...} mapping
-         "function": "...", "short_caption": "...", "detailed_caption": "...",
-         "conversations": [{"role": "user", "content": "<image>\\n..."},
-                           {"role": "assistant", "content": "..."}],   # optional, used as given
-         "language": "en", "task": "category",            # of `conversations`, when it is given
-         "extra": {...}}],                                # anything else to keep (ids, raw names)
-     "extra": {...}}
+    {
+        "id": "coco/139",  # unique, required
+        "image": "images/000139.png",  # path; relative paths resolve against the reader's root
+        "height": 426,
+        "width": 640,  # optional; needed only to decode polygon masks early
+        "source": "coco",  # optional: where the record came from
+        "regions": [
+            {
+                "mask": {"size": [426, 640], "counts": "..."},  # COCO RLE (counts: str or list of ints),
+                # or polygons [[x0, y0, x1, y1, ...], ...]
+                "box": [x, y, w, h],  # pixels, top-left origin
+                "points": [[x, y], ...],
+                "point_labels": [1, 0, ...],  # 1 = positive, 0 = negative
+                "category": "tomato",  # each text field is a string (English)
+                "definition": {"en": "...", "zh": "..."},  # or a {"en": ..., "zh": ...} mapping
+                "function": "...",
+                "short_caption": "...",
+                "detailed_caption": "...",
+                "conversations": [
+                    {"role": "user", "content": "<image>\\n..."},
+                    {"role": "assistant", "content": "..."},
+                ],  # optional, used as given
+                "language": "en",
+                "task": "category",  # of `conversations`, when it is given
+                "extra": {...},
+            }
+        ],  # anything else to keep (ids, raw names)
+        "extra": {...},
+    }
 
 Video record: ``"video": "clip.mp4"`` (decoded with decord, or PyAV as fallback), or
 ``"frames": ["00000.jpg", ...]`` with an optional ``"frames_root": "frames/clip"`` the frame names
@@ -53,7 +65,9 @@ LANGUAGES = ("en", "zh")
 ROLES = ("user", "assistant")
 _IMAGE_KEYS = {"mask": "masks", "box": "boxes", "points": "points", "point_labels": "point_labels"}
 _VIDEO_KEYS = ("masks", "boxes", "points", "point_labels")
-_REGION_KEYS = set(_IMAGE_KEYS) | set(_VIDEO_KEYS) | set(TEXT_FIELDS) | {"events", "conversations", "language", "task", "extra"}
+_REGION_KEYS = (
+    set(_IMAGE_KEYS) | set(_VIDEO_KEYS) | set(TEXT_FIELDS) | {"events", "conversations", "language", "task", "extra"}
+)
 _RECORD_KEYS = {"id", "image", "video", "frames", "frames_root", "height", "width", "source", "regions", "extra"}
 
 
@@ -217,11 +231,23 @@ class Region:
             _fail(where, f"{name}.point_labels", "has frames without points")
         for f, pts in per_frame["points"].items():
             fname = _fname(name, "points", f, video)
-            if not (isinstance(pts, list) and pts and all(isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) for c in p) for p in pts)):
+            if not (
+                isinstance(pts, list)
+                and pts
+                and all(
+                    isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) for c in p) for p in pts
+                )
+            ):
                 _fail(where, fname, f"must be a non-empty list of [x, y] pairs, got {pts!r}")
             labels = per_frame["point_labels"].get(f, [1] * len(pts))
-            if not (isinstance(labels, list) and len(labels) == len(pts) and all(lab in (0, 1) and not isinstance(lab, bool) for lab in labels)):
-                _fail(where, _fname(name, "point_labels", f, video), f"must list one 0/1 label per point, got {labels!r}")
+            if not (
+                isinstance(labels, list)
+                and len(labels) == len(pts)
+                and all(lab in (0, 1) and not isinstance(lab, bool) for lab in labels)
+            ):
+                _fail(
+                    where, _fname(name, "point_labels", f, video), f"must list one 0/1 label per point, got {labels!r}"
+                )
             region.points[f] = [[float(x), float(y)] for x, y in pts]
             region.point_labels[f] = list(labels)
         for t in TEXT_FIELDS:
@@ -306,7 +332,11 @@ class Record:
             raise SchemaError(f"{where}: a record must be a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - _RECORD_KEYS)
         if unknown:
-            _fail(where, unknown[0], f"is not a record field; expected some of {sorted(_RECORD_KEYS)} (put other data under 'extra')")
+            _fail(
+                where,
+                unknown[0],
+                f"is not a record field; expected some of {sorted(_RECORD_KEYS)} (put other data under 'extra')",
+            )
         rid = data.get("id")
         if not isinstance(rid, str) or not rid:
             _fail(where, "id", f"must be a non-empty string, got {rid!r}")
@@ -318,7 +348,9 @@ class Record:
             if data.get(k) is not None and (not isinstance(data[k], str) or not data[k]):
                 _fail(where, k, f"must be a non-empty string, got {data[k]!r}")
         frames = data.get("frames")
-        if frames is not None and not (isinstance(frames, list) and frames and all(isinstance(f, str) and f for f in frames)):
+        if frames is not None and not (
+            isinstance(frames, list) and frames and all(isinstance(f, str) and f for f in frames)
+        ):
             _fail(where, "frames", "must be a non-empty list of frame paths")
         if data.get("frames_root") is not None and frames is None:
             _fail(where, "frames_root", "is only meaningful together with 'frames'")
@@ -340,9 +372,16 @@ class Record:
         if not isinstance(extra, dict):
             _fail(where, "extra", "must be a mapping")
         return cls(
-            id=rid, regions=parsed, image=data.get("image"), video=data.get("video"), frames=list(frames) if frames else None,
-            frames_root=data.get("frames_root"), height=data.get("height"), width=data.get("width"),
-            source=data.get("source"), extra=dict(extra),
+            id=rid,
+            regions=parsed,
+            image=data.get("image"),
+            video=data.get("video"),
+            frames=list(frames) if frames else None,
+            frames_root=data.get("frames_root"),
+            height=data.get("height"),
+            width=data.get("width"),
+            source=data.get("source"),
+            extra=dict(extra),
         )
 
     def to_dict(self) -> dict:
@@ -383,7 +422,7 @@ class Record:
 
 def _frame_dict(value: Any, where: str, name: str) -> dict[int, Any]:
     if not isinstance(value, dict):
-        _fail(where, name, f"must map frame index to value, like {{\"0\": ...}}, got {type(value).__name__}")
+        _fail(where, name, f'must map frame index to value, like {{"0": ...}}, got {type(value).__name__}')
     out = {}
     for key, v in value.items():
         if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.isdigit())):

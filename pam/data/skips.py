@@ -83,7 +83,9 @@ class SkipTracker:
     def num_skipped(self) -> int:
         return sum(self.counts.values())
 
-    def update(self, skipped: Iterable[Sequence[tuple[str, str]]] | Sequence[tuple[str, str]], num_samples: int | None = None) -> None:
+    def update(
+        self, skipped: Iterable[Sequence[tuple[str, str]]] | Sequence[tuple[str, str]], num_samples: int | None = None
+    ) -> None:
         """Add a batch: ``skipped`` is a list of per-sample skip lists (or one flat list of pairs).
 
         ``num_samples`` is the number of good samples in the batch; by default the number of
@@ -119,7 +121,9 @@ class SkipTracker:
             return
         frac = self.fraction(seen)
         if frac > self.max_bad_fraction:
-            detail = ", ".join(f"{r}: {n} (e.g. {', '.join(self.examples.get(r, []))})" for r, n in self.counts.most_common())
+            detail = ", ".join(
+                f"{r}: {n} (e.g. {', '.join(self.examples.get(r, []))})" for r, n in self.counts.most_common()
+            )
             raise TooManyBadSamples(
                 f"{self.num_skipped} bad samples skipped for {seen} seen ({frac:.1%}), above max_bad_fraction="
                 f"{self.max_bad_fraction:.1%}. By reason: {detail}. Fix the data or raise data.max_bad_fraction."
@@ -131,14 +135,21 @@ class SkipTracker:
         if n == 0:
             return f"data: no bad samples skipped in {self.epoch_seen} samples"
         reasons = ", ".join(f"{r}={c}" for r, c in sorted(self.epoch_counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        return f"data: skipped {n} bad samples for {self.epoch_seen} seen ({n / max(self.epoch_seen, 1):.2%}): {reasons}"
+        return (
+            f"data: skipped {n} bad samples for {self.epoch_seen} seen ({n / max(self.epoch_seen, 1):.2%}): {reasons}"
+        )
 
     def reset_epoch(self) -> None:
         self.epoch_counts.clear()
         self.epoch_seen = 0
 
     def state_dict(self) -> dict:
-        return {"num_seen": self.num_seen, "counts": dict(self.counts), "epoch_counts": dict(self.epoch_counts), "epoch_seen": self.epoch_seen}
+        return {
+            "num_seen": self.num_seen,
+            "counts": dict(self.counts),
+            "epoch_counts": dict(self.epoch_counts),
+            "epoch_seen": self.epoch_seen,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.num_seen = int(state["num_seen"])

@@ -49,7 +49,13 @@ from pam.data.video import write_video_mp4
 
 SPLITS = ("train", "val", "test")
 VIDEO_FORMATS = ("mp4", "frames", "mixed")
-_POSITION_PHRASE = {"top": "at the top", "bottom": "at the bottom", "left": "on the left", "right": "on the right", "center": "in the center"}
+_POSITION_PHRASE = {
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "left": "on the left",
+    "right": "on the right",
+    "center": "in the center",
+}
 _MOTIONS = {"right": (1, 0, "向右"), "left": (-1, 0, "向左"), "up": (0, -1, "向上"), "down": (0, 1, "向下")}
 
 
@@ -63,7 +69,10 @@ class SyntheticConfig:
     num_val_videos: int = 6  # validation videos
     num_test_videos: int = 6  # test videos
     image_size: tuple[int, int] = (256, 256)  # (height, width) of most images
-    other_image_sizes: tuple[tuple[int, int], ...] = ((240, 320), (320, 240))  # other (height, width) sizes, to exercise resizing
+    other_image_sizes: tuple[tuple[int, int], ...] = (
+        (240, 320),
+        (320, 240),
+    )  # other (height, width) sizes, to exercise resizing
     other_size_fraction: float = 0.25  # share of images drawn at one of the other sizes
     video_size: tuple[int, int] = (128, 128)  # (height, width) of video frames; even numbers
     min_video_frames: int = 16  # shortest video
@@ -71,7 +80,9 @@ class SyntheticConfig:
     min_video_object_size: float = 0.2  # smallest diameter of a video's object, as a share of the shorter side
     max_video_object_size: float = 0.32  # largest diameter of a video's object, as a share of the shorter side
     min_video_speed: float = 0.03  # slowest moving object, in shares of the shorter side per frame
-    max_video_speed: float = 0.04  # fastest moving object (each event's speed may drop where the shape runs out of room)
+    max_video_speed: float = (
+        0.04  # fastest moving object (each event's speed may drop where the shape runs out of room)
+    )
     min_event_frames: int = 6  # shortest event (a run of one motion); a video holds 1 to 3 events
     video_format: str = "mixed"  # "mp4", "frames" (PNG folders) or "mixed" (alternating)
     fps: int = 8  # mp4 frame rate
@@ -99,7 +110,9 @@ class SyntheticConfig:
             if len(size) != 2 or min(size) < 16:
                 raise ValueError(f"{name} must be (height, width) with both >= 16, got {size}")
         if any(len(s) != 2 or min(s) < 16 for s in self.other_image_sizes):
-            raise ValueError(f"other_image_sizes must hold (height, width) pairs with both >= 16, got {self.other_image_sizes}")
+            raise ValueError(
+                f"other_image_sizes must hold (height, width) pairs with both >= 16, got {self.other_image_sizes}"
+            )
         if not 0.0 <= self.other_size_fraction <= 1.0:
             raise ValueError(f"other_size_fraction must lie in [0, 1], got {self.other_size_fraction}")
         if self.fps < 1:
@@ -109,7 +122,9 @@ class SyntheticConfig:
         if not 0 < self.min_video_speed <= self.max_video_speed <= 0.2:
             raise ValueError("need 0 < min_video_speed <= max_video_speed <= 0.2")
         if not 2 <= self.min_event_frames <= self.min_video_frames:
-            raise ValueError(f"need 2 <= min_event_frames <= min_video_frames, got {self.min_event_frames} and {self.min_video_frames}")
+            raise ValueError(
+                f"need 2 <= min_event_frames <= min_video_frames, got {self.min_event_frames} and {self.min_video_frames}"
+            )
         if not 1 <= self.num_categories <= len(CATEGORIES):
             raise ValueError(f"num_categories must lie in [1, {len(CATEGORIES)}], got {self.num_categories}")
         if not 0 < self.min_object_size <= self.max_object_size <= 0.95:
@@ -158,14 +173,21 @@ def _image_texts(cat: Category, mask: np.ndarray, fraction: float, background: s
     size_en, size_zh = size_words(fraction)
     pos_en, pos_zh = position_words(mask)
     where = position_phrase(pos_en)
-    beside = f", beside {num_distractors} small grey shape{'s' if num_distractors > 1 else ''}" if num_distractors else ""
+    beside = (
+        f", beside {num_distractors} small grey shape{'s' if num_distractors > 1 else ''}" if num_distractors else ""
+    )
     return {
         "category": {"en": cat.name, "zh": cat.zh},
         "definition": {"en": cat.definition, "zh": cat.definition_zh},
         "function": {"en": cat.function, "zh": cat.function_zh},
-        "short_caption": {"en": f"a {size_en} {cat.color} {cat.name} {where}", "zh": f"一个{size_zh}的{cat.color_zh}{cat.zh}，位于图像{pos_zh}"},
-        "detailed_caption": {"en": f"A {size_en} {cat.color} {cat.name} {where}. It is {SHAPE_WORDS[cat.shape]} and stands out against "
-                                   f"the plain {background} background{beside}. A {cat.name} is {cat.definition}."},
+        "short_caption": {
+            "en": f"a {size_en} {cat.color} {cat.name} {where}",
+            "zh": f"一个{size_zh}的{cat.color_zh}{cat.zh}，位于图像{pos_zh}",
+        },
+        "detailed_caption": {
+            "en": f"A {size_en} {cat.color} {cat.name} {where}. It is {SHAPE_WORDS[cat.shape]} and stands out against "
+            f"the plain {background} background{beside}. A {cat.name} is {cat.definition}."
+        },
     }
 
 
@@ -203,15 +225,32 @@ def make_image_record(config: SyntheticConfig, split: str, index: int) -> tuple[
         if not mask.any():
             continue  # fully hidden by later objects
         texts = _image_texts(cat, mask, fraction, bg_name, len(distractors))
-        regions.append(Region(masks={0: MaskAnnotation.from_mask(mask)}, extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb)}, **texts))
-    record = Record(id=f"synthetic/{split}/{index:06d}", image=f"images/{split}/{index:06d}.png", height=height, width=width, source="synthetic", regions=regions)
+        regions.append(
+            Region(
+                masks={0: MaskAnnotation.from_mask(mask)},
+                extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb)},
+                **texts,
+            )
+        )
+    record = Record(
+        id=f"synthetic/{split}/{index:06d}",
+        image=f"images/{split}/{index:06d}.png",
+        height=height,
+        width=width,
+        source="synthetic",
+        regions=regions,
+    )
     return record, pixels
 
 
 def _plan_events(rng: np.random.Generator, num_frames: int, min_frames: int) -> list[tuple[int, int]]:
     """1 to 3 consecutive events of at least ``min_frames`` frames covering the clip."""
     n = max(1, min(int(rng.integers(1, 4)), num_frames // min_frames))
-    cuts = sorted(rng.choice(np.arange(min_frames, num_frames - min_frames + 1), size=n - 1, replace=False).tolist()) if n > 1 else []
+    cuts = (
+        sorted(rng.choice(np.arange(min_frames, num_frames - min_frames + 1), size=n - 1, replace=False).tolist())
+        if n > 1
+        else []
+    )
     bounds = [0] + cuts + [num_frames]
     if any(b - a < min_frames for a, b in zip(bounds, bounds[1:])):
         bounds = [round(k * num_frames / n) for k in range(n + 1)]
@@ -226,7 +265,9 @@ def _choose_motion(rng: np.random.Generator, previous: str | None, room: dict[st
         return "still"
     if movers:
         return movers[int(rng.integers(len(movers)))]
-    return max((m for m in _MOTIONS if m != previous), key=lambda m: room[m])  # the most room; the caller slows down to fit
+    return max(
+        (m for m in _MOTIONS if m != previous), key=lambda m: room[m]
+    )  # the most room; the caller slows down to fit
 
 
 def video_event_caption(cat: Category, motion: str, first: bool) -> dict[str, str]:
@@ -235,7 +276,10 @@ def video_event_caption(cat: Category, motion: str, first: bool) -> dict[str, st
         en, zh = ("stays still", "保持不动") if first else ("stops", "停了下来")
     else:
         en, zh = f"moves {motion}", f"{_MOTIONS[motion][2]}移动"
-    return {"en": f"the {cat.color} {SHAPE_WORDS[cat.shape]} {cat.name} {en}", "zh": f"{cat.color_zh}的{SHAPE_WORDS_ZH[cat.shape]}{cat.zh}{zh}"}
+    return {
+        "en": f"the {cat.color} {SHAPE_WORDS[cat.shape]} {cat.name} {en}",
+        "zh": f"{cat.color_zh}的{SHAPE_WORDS_ZH[cat.shape]}{cat.zh}{zh}",
+    }
 
 
 def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[Record, np.ndarray]:
@@ -260,7 +304,9 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
         motion = _choose_motion(rng, previous, room, speed * steps)
         step_speed = 0.0 if motion == "still" else min(speed, max(room[motion], 0.0) / steps)
         dx, dy, _ = _MOTIONS.get(motion, (0, 0, ""))
-        for t in range(start, end + 1):  # frame t's velocity is its event's: c_t - c_(t-1) changes exactly at an event start
+        for t in range(
+            start, end + 1
+        ):  # frame t's velocity is its event's: c_t - c_(t-1) changes exactly at an event start
             if t > 0:
                 x, y = x + dx * step_speed, y + dy * step_speed
             centers.append((x, y))
@@ -278,7 +324,9 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
         frame[mask] = cat.rgb
         frames.append(frame)
         masks[t] = MaskAnnotation.from_mask(mask)
-    event_objs = [Event(start, end, video_event_caption(cat, motion, k == 0)) for k, (start, end, motion) in enumerate(events)]
+    event_objs = [
+        Event(start, end, video_event_caption(cat, motion, k == 0)) for k, (start, end, motion) in enumerate(events)
+    ]
     phrases_en = [e.caption["en"].split(f" {cat.name} ", 1)[1] for e in event_objs]
     phrases_zh = [e.caption["zh"].split(cat.zh, 1)[1] for e in event_objs]
     size_en, size_zh = size_words(fraction)
@@ -290,17 +338,32 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
         category={"en": cat.name, "zh": cat.zh},
         definition={"en": cat.definition, "zh": cat.definition_zh},
         function={"en": cat.function, "zh": cat.function_zh},
-        short_caption={"en": f"a {size_en} {cat.color} {shape_en} {cat.name} that {', then '.join(phrases_en)}",
-                       "zh": f"一个{size_zh}的{cat.color_zh}{shape_zh}{cat.zh}，{'，然后'.join(phrases_zh)}"},
-        detailed_caption={"en": f"A {size_en} {cat.color} {shape_en} {cat.name} on a plain {bg_name} background. It starts {position_phrase(first_pos)}, "
-                                f"{', then '.join(phrases_en)}, and ends {position_phrase(last_pos)}."},
+        short_caption={
+            "en": f"a {size_en} {cat.color} {shape_en} {cat.name} that {', then '.join(phrases_en)}",
+            "zh": f"一个{size_zh}的{cat.color_zh}{shape_zh}{cat.zh}，{'，然后'.join(phrases_zh)}",
+        },
+        detailed_caption={
+            "en": f"A {size_en} {cat.color} {shape_en} {cat.name} on a plain {bg_name} background. It starts {position_phrase(first_pos)}, "
+            f"{', then '.join(phrases_en)}, and ends {position_phrase(last_pos)}."
+        },
         events=event_objs,
         extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb), "motions": [m for _, _, m in events]},
     )
     as_mp4 = config.video_format == "mp4" or (config.video_format == "mixed" and index % 2 == 0)
     stem = f"videos/{split}/{index:06d}"
-    media = {"video": f"{stem}.mp4"} if as_mp4 else {"frames": [f"{t:05d}.png" for t in range(num_frames)], "frames_root": stem}
-    record = Record(id=f"synthetic/{split}_video/{index:06d}", height=height, width=width, source="synthetic", regions=[region], **media)
+    media = (
+        {"video": f"{stem}.mp4"}
+        if as_mp4
+        else {"frames": [f"{t:05d}.png" for t in range(num_frames)], "frames_root": stem}
+    )
+    record = Record(
+        id=f"synthetic/{split}_video/{index:06d}",
+        height=height,
+        width=width,
+        source="synthetic",
+        regions=[region],
+        **media,
+    )
     return record, np.stack(frames)
 
 
@@ -332,7 +395,11 @@ def generate_quickstart(out_dir: str, config: SyntheticConfig | None = None) -> 
             records.append(record)
         written[f"{split}_video"] = os.path.join(out_dir, f"{split}_video.jsonl")
         write_jsonl(written[f"{split}_video"], records)
-    info = {"config": dataclasses.asdict(config), "categories": [dataclasses.asdict(c) for c in CATEGORIES[: config.num_categories]], "files": {k: os.path.basename(v) for k, v in written.items()}}
+    info = {
+        "config": dataclasses.asdict(config),
+        "categories": [dataclasses.asdict(c) for c in CATEGORIES[: config.num_categories]],
+        "files": {k: os.path.basename(v) for k, v in written.items()},
+    }
     with open(os.path.join(out_dir, "info.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, ensure_ascii=False, indent=2)
     return written

@@ -42,7 +42,9 @@ def explain_answer(category: str, definition: str, function: str | None, languag
     return out
 
 
-def available_choices(region: Region, video: bool, tasks: tuple[str, ...], languages: tuple[str, ...]) -> list[TaskChoice]:
+def available_choices(
+    region: Region, video: bool, tasks: tuple[str, ...], languages: tuple[str, ...]
+) -> list[TaskChoice]:
     """Every (task, language[, event]) the region has the texts for, among ``tasks`` and ``languages``."""
     if region.conversations is not None:
         task = region.task or CONVERSATION
@@ -50,7 +52,10 @@ def available_choices(region: Region, video: bool, tasks: tuple[str, ...], langu
         return [TaskChoice(task, language)] if task in tasks and language in languages else []
     out = []
     for lang in languages:
-        has = {name: region.text(name, lang) is not None for name in ("category", "definition", "short_caption", "detailed_caption")}
+        has = {
+            name: region.text(name, lang) is not None
+            for name in ("category", "definition", "short_caption", "detailed_caption")
+        }
         if Task.CATEGORY.value in tasks and has["category"]:
             out.append(TaskChoice(Task.CATEGORY.value, lang))
         if Task.EXPLAIN.value in tasks and has["category"] and has["definition"]:
@@ -59,7 +64,9 @@ def available_choices(region: Region, video: bool, tasks: tuple[str, ...], langu
             if name in tasks and has[name]:
                 out.append(TaskChoice(name, lang))
         if video and Task.VIDEO_CAPTION.value in tasks:
-            out.extend(TaskChoice(Task.VIDEO_CAPTION.value, lang, k) for k, e in enumerate(region.events) if lang in e.caption)
+            out.extend(
+                TaskChoice(Task.VIDEO_CAPTION.value, lang, k) for k, e in enumerate(region.events) if lang in e.caption
+            )
     return out
 
 
@@ -80,7 +87,9 @@ def build_turns(region: Region, choice: TaskChoice) -> list[dict[str, str]]:
     if task is Task.CATEGORY:
         answer = region.text("category", lang)
     elif task is Task.EXPLAIN:
-        answer = explain_answer(region.text("category", lang), region.text("definition", lang), region.text("function", lang), lang)
+        answer = explain_answer(
+            region.text("category", lang), region.text("definition", lang), region.text("function", lang), lang
+        )
     elif task is Task.VIDEO_CAPTION:
         assert choice.event is not None
         answer = region.events[choice.event].caption[lang]
@@ -88,4 +97,7 @@ def build_turns(region: Region, choice: TaskChoice) -> list[dict[str, str]]:
     else:
         answer = region.text(task.value, lang)
     assert answer is not None, f"task {task.value} has no {lang} text for this region"
-    return [{"role": "user", "content": task_prompt(task, lang, history=history)}, {"role": "assistant", "content": answer}]
+    return [
+        {"role": "user", "content": task_prompt(task, lang, history=history)},
+        {"role": "assistant", "content": answer},
+    ]

@@ -1,9 +1,9 @@
 """Evaluation: benchmarks behind one registry, resumable prediction files, metrics, results tables.
 
-    pam eval --list
-    pam eval lvis --checkpoint CKPT --data lvis_val_1k_category.json --out runs/eval/lvis
-    pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
-    pam eval-table runs/eval/*
+pam eval --list
+pam eval lvis --checkpoint CKPT --data lvis_val_1k_category.json --out runs/eval/lvis
+pam score lvis runs/eval/lvis/predictions.jsonl --data lvis_val_1k_category.json
+pam eval-table runs/eval/*
 """
 
 from .config import BenchmarkConfig, GenerationConfig, JudgeConfig, load_config

@@ -53,7 +53,9 @@ class PAMGenerator:
     def seed(self, item_id) -> None:
         torch.manual_seed(item_seed(self.generation.seed, item_id))
 
-    def describe_regions(self, image: np.ndarray, regions: list[dict], *, text: str | None = None, task: str | None = None) -> list[str]:
+    def describe_regions(
+        self, image: np.ndarray, regions: list[dict], *, text: str | None = None, task: str | None = None
+    ) -> list[str]:
         """One answer per region of ``image``: the task prompt, or ``text`` as the question."""
         if text is None:
             task = task or self.generation.task
@@ -64,17 +66,26 @@ class PAMGenerator:
         requests = [RegionRequest(region=r, image=image, task=task, question=text, language=language) for r in regions]
         return [r.text for r in self.predictor.generate(requests, strict=False)]
 
-    def describe_video(self, frames: np.ndarray, region: dict, *, text: str | None = None, history: str | None = None) -> str:
+    def describe_video(
+        self, frames: np.ndarray, region: dict, *, text: str | None = None, history: str | None = None
+    ) -> str:
         """Caption (``text`` None) or answer ``text`` about a region given on frame 0 of ``frames``:
         SAM 2 tracks every given frame, the LLM sees the model's ``video_num_frames`` of them."""
-        request = RegionRequest(region=region, video=np.asarray(frames), question=text, history=history, language=self.generation.language)
+        request = RegionRequest(
+            region=region, video=np.asarray(frames), question=text, history=history, language=self.generation.language
+        )
         return self.predictor.generate([request], strict=False)[0].text
 
     def describe_events(self, frames: np.ndarray, region: dict, ends: list[int]) -> list[str]:
         """Streamed captions of consecutive events of ``frames`` (event k ends at position
         ``ends[k]``): one SAM 2 tracking state from the region on frame 0, each event captioned
         from its own frames with the previous caption as history (:meth:`PAMPredictor.stream`)."""
-        return [e.caption for e in self.predictor.stream(np.asarray(frames), region, language=self.generation.language, ends=ends, strict=False)]
+        return [
+            e.caption
+            for e in self.predictor.stream(
+                np.asarray(frames), region, language=self.generation.language, ends=ends, strict=False
+            )
+        ]
 
     def generate_samples(self, samples: list[dict]):
         """RegionResults for dataset samples (their last assistant turn is dropped)."""

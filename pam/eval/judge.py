@@ -25,7 +25,13 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def ask_all(judge: ChatBackend, conversations: Sequence[list[dict]], config: JudgeConfig | None = None, *, extra: dict | None = None) -> list[str]:
+def ask_all(
+    judge: ChatBackend,
+    conversations: Sequence[list[dict]],
+    config: JudgeConfig | None = None,
+    *,
+    extra: dict | None = None,
+) -> list[str]:
     """The judge's answer to each conversation, in order (``config.max_workers`` at a time); ``extra``
     adds request fields (an official script's ``top_p`` and penalties)."""
     config = config or JudgeConfig()
@@ -43,15 +49,22 @@ def ask_all(judge: ChatBackend, conversations: Sequence[list[dict]], config: Jud
 def make_judge(config: JudgeConfig | None, cache_dir: str | Path | None = None) -> ChatBackend:
     """The judge a config names, built from ``pam.clients``, with an on-disk cache (``config.cache_dir``, else ``cache_dir``)."""
     if config is None:
-        raise ValueError("this benchmark is scored by a judge LLM: give judge settings (--judge-url/--judge-model or judge.* overrides)")
+        raise ValueError(
+            "this benchmark is scored by a judge LLM: give judge settings (--judge-url/--judge-model or judge.* overrides)"
+        )
     from .. import clients
 
     if config.backend == "openai":
         if not config.base_url:
             raise ValueError("judge.base_url is required for the openai backend")
         backend = clients.OpenAIChatBackend(
-            base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
-            max_tries=config.max_tries, backoff_s=config.backoff_s, requests_per_minute=config.requests_per_minute,
+            base_url=config.base_url,
+            model=config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_tries=config.max_tries,
+            backoff_s=config.backoff_s,
+            requests_per_minute=config.requests_per_minute,
         )
     elif config.backend == "transformers":
         backend = clients.TransformersChatBackend(config.model, max_tokens=config.max_tokens)

@@ -82,9 +82,7 @@ def category_accuracy(
     """
     _check_pairs(preds, refs, "category_accuracy")
     if synonyms is not None and len(synonyms) != len(refs):
-        raise ValueError(
-            f"category_accuracy: {len(synonyms)} synonym lists but {len(refs)} references"
-        )
+        raise ValueError(f"category_accuracy: {len(synonyms)} synonym lists but {len(refs)} references")
     correct = 0
     for i, (pred, ref) in enumerate(zip(preds, refs)):
         accepted = {normalize_answer(ref)}
@@ -151,9 +149,7 @@ def _load_sentence_model(model_path: str, device: str | None) -> SentenceTransfo
         return SentenceTransformer(model_path, device=device, local_files_only=True)
 
 
-def load_similarity_model(
-    model_path: str | Path | None = None, device: str | None = None
-) -> SentenceTransformer:
+def load_similarity_model(model_path: str | Path | None = None, device: str | None = None) -> SentenceTransformer:
     """The sentence-transformers model from a local folder, loaded once per process and device.
 
     Only local files are read (``local_files_only=True``); a hub name is refused.
@@ -161,8 +157,7 @@ def load_similarity_model(
     path = Path(model_path) if model_path is not None else default_similarity_model_path()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"sentence-transformers model folder {path} does not exist; semantic similarity only "
-            "loads local models"
+            f"sentence-transformers model folder {path} does not exist; semantic similarity only loads local models"
         )
     return _load_sentence_model(str(path.resolve()), device)
 
@@ -222,9 +217,7 @@ def ptb_tokenize(captions: dict[object, list[str]]) -> dict[object, list[str]]:
     for key, texts in captions.items():
         got = tokenized.get(key, [])
         if len(got) != len(texts):
-            raise RuntimeError(
-                f"PTB tokenizer returned {len(got)} lines for item {key!r}, expected {len(texts)}"
-            )
+            raise RuntimeError(f"PTB tokenizer returned {len(got)} lines for item {key!r}, expected {len(texts)}")
     return tokenized
 
 
@@ -289,10 +282,10 @@ def caption_metrics(
     for name in metrics:
         canonical = {m.lower(): m for m in CAPTION_METRICS}.get(name.lower())
         if canonical is None:
-            extra = " (SPICE needs an online Stanford CoreNLP download and is left out)" if name.upper() == "SPICE" else ""
-            raise ValueError(
-                f"caption_metrics: unknown metric {name!r}; choose from {list(CAPTION_METRICS)}{extra}"
+            extra = (
+                " (SPICE needs an online Stanford CoreNLP download and is left out)" if name.upper() == "SPICE" else ""
             )
+            raise ValueError(f"caption_metrics: unknown metric {name!r}; choose from {list(CAPTION_METRICS)}{extra}")
         chosen.append(canonical)
     for i, (pred, refs) in enumerate(zip(preds, refs_lists)):
         if not isinstance(pred, str):

@@ -66,7 +66,15 @@ def _parse_lines(path: Path, *, allow_truncated_tail: bool) -> tuple[list[dict],
         except (ValueError, UnicodeDecodeError) as err:
             if last and allow_truncated_tail:
                 # the runner reads one file more than once (done ids, then the writer): say it once
-                log_once(log, logging.WARNING, "%s:%d: dropping a cut-off last line (%s)", path, line_no, err, key=(str(path.resolve()), len(data), line_no))
+                log_once(
+                    log,
+                    logging.WARNING,
+                    "%s:%d: dropping a cut-off last line (%s)",
+                    path,
+                    line_no,
+                    err,
+                    key=(str(path.resolve()), len(data), line_no),
+                )
                 break
             raise ValueError(f"{path}:{line_no}: invalid JSON ({err})") from err
         _check_id(row, f"{path}:{line_no}")

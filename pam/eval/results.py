@@ -168,7 +168,9 @@ def eval_table(runs: Sequence[str | Path], *, by: str = "run") -> str:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not metric.startswith("num_"):
                 key = (res["benchmark"], metric)
                 if label in cells.get(key, {}):
-                    raise ValueError(f"two runs of {label} both score {res['benchmark']}/{metric}; put them in separate columns with --by run")
+                    raise ValueError(
+                        f"two runs of {label} both score {res['benchmark']}/{metric}; put them in separate columns with --by run"
+                    )
                 cells.setdefault(key, {})[label] = value
     figures = paper_figures()
     order = list(figures)

@@ -80,7 +80,13 @@ def generate_predictions(
     todo = [it for it in share if it["id"] not in done]
     target = pred_path if world_size == 1 else shard_path(pred_path, rank)
     batch = max(1, benchmark.config.generation.batch_size)
-    bar = tqdm(total=len(share), initial=len(share) - len(todo), desc=f"{benchmark.name} rank {rank}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(share),
+        initial=len(share) - len(todo),
+        desc=f"{benchmark.name} rank {rank}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     written = 0
     try:
         with StopSignal(what="evaluation") as stop, PredictionWriter(target, also_done=done) as writer:
@@ -94,7 +100,9 @@ def generate_predictions(
                 generator.seed(chunk[0]["id"])
                 rows = benchmark.predict(chunk, generator)
                 if [r.get("id") for r in rows] != [it["id"] for it in chunk]:
-                    raise RuntimeError(f"{benchmark.name}.predict returned ids {[r.get('id') for r in rows]} for items {[it['id'] for it in chunk]}")
+                    raise RuntimeError(
+                        f"{benchmark.name}.predict returned ids {[r.get('id') for r in rows]} for items {[it['id'] for it in chunk]}"
+                    )
                 for row in rows:
                     writer.write(row)
                     if on_written is not None:
@@ -142,11 +150,21 @@ def evaluate(
         judge = _judge_for(bench, out_dir)  # fail before hours of generation, not after
     bundle = bundle if bundle is not None else load_pam(checkpoint, device=device)
     generator = PAMGenerator(bundle, bench.config.generation)
-    pred_path = generate_predictions(bench, items, generator, out_dir / PREDICTIONS, rank=rank, world_size=world, progress=progress)
+    pred_path = generate_predictions(
+        bench, items, generator, out_dir / PREDICTIONS, rank=rank, world_size=world, progress=progress
+    )
     if rank != 0:
         return None
     scores = bench.score(read_predictions(pred_path), items, judge=judge)
-    return write_results(out_dir, benchmark=bench.name, scores=scores, settings=bench.settings(), checkpoint=checkpoint, data=data, num_items=len(items))
+    return write_results(
+        out_dir,
+        benchmark=bench.name,
+        scores=scores,
+        settings=bench.settings(),
+        checkpoint=checkpoint,
+        data=data,
+        num_items=len(items),
+    )
 
 
 def _judge_for(bench: Benchmark, out_dir: Path):
@@ -177,12 +195,27 @@ def score_file(
         judge = _judge_for(bench, Path(out_dir or Path(predictions).parent))
     scores = bench.score(read_predictions(predictions), items, judge=judge)
     if out_dir is not None:
-        write_results(out_dir, benchmark=bench.name, scores=scores, settings=bench.settings(), checkpoint=checkpoint, data=data, num_items=len(items) if items is not None else scores.get("num_predictions", 0))
+        write_results(
+            out_dir,
+            benchmark=bench.name,
+            scores=scores,
+            settings=bench.settings(),
+            checkpoint=checkpoint,
+            data=data,
+            num_items=len(items) if items is not None else scores.get("num_predictions", 0),
+        )
     return scores
 
 
 def predict_dataset_items(
-    bundle, dataset, out_path: str | Path, *, overrides: dict | None = None, max_samples: int = 0, progress: bool = False, resume: bool = False
+    bundle,
+    dataset,
+    out_path: str | Path,
+    *,
+    overrides: dict | None = None,
+    max_samples: int = 0,
+    progress: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Quickstart predictions for an already built dataset (the trainer's test split). Without
     ``resume``, earlier predictions at ``out_path`` (another model's) are removed first."""
@@ -199,13 +232,30 @@ def predict_dataset_items(
 
 
 def evaluate_dataset(
-    bundle, dataset, out_dir: str | Path, *, overrides: dict | None = None, max_samples: int = 0, checkpoint: str | Path | None = None, resume: bool = False
+    bundle,
+    dataset,
+    out_dir: str | Path,
+    *,
+    overrides: dict | None = None,
+    max_samples: int = 0,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> dict:
     """The trainer's end-of-run evaluation: quickstart predictions for ``dataset`` into
     ``out_dir/predictions.jsonl``, scored, with ``results.json``/``.md``; returns the scores.
     ``resume`` keeps predictions already in ``out_dir`` (same model only)."""
     bench = get_benchmark("quickstart", overrides=overrides)
-    pred = predict_dataset_items(bundle, dataset, Path(out_dir) / PREDICTIONS, overrides=overrides, max_samples=max_samples, resume=resume)
+    pred = predict_dataset_items(
+        bundle, dataset, Path(out_dir) / PREDICTIONS, overrides=overrides, max_samples=max_samples, resume=resume
+    )
     scores = bench.score(read_predictions(pred), None)
-    write_results(out_dir, benchmark=bench.name, scores=scores, settings=bench.settings(), checkpoint=checkpoint, data=getattr(dataset, "name", None), num_items=int(scores["num_predictions"]))
+    write_results(
+        out_dir,
+        benchmark=bench.name,
+        scores=scores,
+        settings=bench.settings(),
+        checkpoint=checkpoint,
+        data=getattr(dataset, "name", None),
+        num_items=int(scores["num_predictions"]),
+    )
     return scores

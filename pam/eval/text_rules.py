@@ -55,7 +55,12 @@ def word_iou(pred: str, ref: str) -> float:
 
 
 def recognition_scores(
-    preds: Sequence[str], refs: Sequence[str], *, rule: str = "osprey", model_path: str | Path | None = None, batch_size: int = 64
+    preds: Sequence[str],
+    refs: Sequence[str],
+    *,
+    rule: str = "osprey",
+    model_path: str | Path | None = None,
+    batch_size: int = 64,
 ) -> dict[str, list[float]]:
     """Per-item ``semantic_similarity`` (cosine of all-MiniLM-L6-v2 embeddings) and ``semantic_iou``."""
     from .metrics import pairwise_semantic_similarity

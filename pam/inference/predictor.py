@@ -45,7 +45,16 @@ from .video_input import load_video
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAMPredictor", "QuestionError", "RegionRequest", "StreamEvent", "TrackedFrame", "mask_to_box", "question_turn", "resolve_vision_dtype"]
+__all__ = [
+    "PAMPredictor",
+    "QuestionError",
+    "RegionRequest",
+    "StreamEvent",
+    "TrackedFrame",
+    "mask_to_box",
+    "question_turn",
+    "resolve_vision_dtype",
+]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,7 +64,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_vision_dtype(vision_dtype: str, device: torch.device) -> torch.dtype:
-    """"auto": bfloat16 on CUDA (upstream runs SAM 2, perceiver and projectors in bf16), else float32."""
+    """ "auto": bfloat16 on CUDA (upstream runs SAM 2, perceiver and projectors in bf16), else float32."""
     if vision_dtype == "auto":
         return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -117,7 +126,9 @@ class PAMPredictor:
         """Load ``path`` (PAM checkpoint, export or released folder, through :func:`pam.api.load_pam`);
         decoding settings from the folder's generation_config.json (when present) under upstream's
         explicit values, then ``generation`` overrides; ``greedy=True`` decodes greedily."""
-        bundle = load_pam(path, device=str(resolve_device(device)), sam2_checkpoint=sam2_checkpoint, base_config=base_config)
+        bundle = load_pam(
+            path, device=str(resolve_device(device)), sam2_checkpoint=sam2_checkpoint, base_config=base_config
+        )
         settings = resolve_generation(path, greedy=greedy, **(generation or {}))
         return cls(bundle, generation=settings, **kwargs)
 
@@ -147,7 +158,12 @@ class PAMPredictor:
 
     @torch.no_grad()
     def generate(
-        self, requests: Sequence[RegionRequest], *, generation: GenerationSettings | None = None, strict: bool = True, checked: bool = False
+        self,
+        requests: Sequence[RegionRequest],
+        *,
+        generation: GenerationSettings | None = None,
+        strict: bool = True,
+        checked: bool = False,
     ) -> list[RegionResult]:
         """Text, mask and score for each request, ``batch_size`` requests per model call: one SAM 2
         encode per distinct image of a call (same ``image_key``, else the same array object), one
@@ -167,7 +183,11 @@ class PAMPredictor:
 
     @torch.no_grad()
     def generate_samples(
-        self, samples: list[dict], *, max_new_tokens: int | Sequence[int | None] | None = None, generation: GenerationSettings | None = None
+        self,
+        samples: list[dict],
+        *,
+        max_new_tokens: int | Sequence[int | None] | None = None,
+        generation: GenerationSettings | None = None,
     ) -> list[RegionResult]:
         """:meth:`generate` for sample dicts in the dataset/collator format (``media_type``,
         ``pixels``, ``prompt``, ``turns`` ending with the user turn): for harnesses that build
@@ -207,19 +227,32 @@ class PAMPredictor:
             text, kept, reason = self.processor.decode(ids, limits[r])
             mask = self.processor.postprocess_masks(out.mask_logits[r], batch.meta["orig_sizes"][r]).cpu().numpy()
             is_image = samples[r]["media_type"] != "video"
-            results.append(RegionResult(text=text, mask=mask[0] if is_image else mask, score=scores[r], token_ids=kept, finish_reason=reason))
+            results.append(
+                RegionResult(
+                    text=text, mask=mask[0] if is_image else mask, score=scores[r], token_ids=kept, finish_reason=reason
+                )
+            )
         return results
 
     # ----- images ---------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(
-        self, image, regions, tasks=None, language: str = "en", *, question: str | None = None, max_new_tokens: int | None = None
+        self,
+        image,
+        regions,
+        tasks=None,
+        language: str = "en",
+        *,
+        question: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[RegionPrediction]:
         """Mask, score, text per task and parsed fields for each region of one image.
 
         ``tasks`` (default ``["detailed_caption"]``) or a free ``question`` (not both): a question's
         raw answer is ``texts["question"]`` and ``fields`` stays empty."""
-        return self.predict_batch([(image, regions)], tasks=tasks, language=language, question=question, max_new_tokens=max_new_tokens)[0]
+        return self.predict_batch(
+            [(image, regions)], tasks=tasks, language=language, question=question, max_new_tokens=max_new_tokens
+        )[0]
 
     @torch.no_grad()
     def predict_batch(
@@ -229,7 +262,10 @@ class PAMPredictor:
         all validated before the first model call."""
         if question is not None:
             if tasks is not None:
-                raise QuestionError(f"give tasks or a question, not both (tasks={list(tasks) if not isinstance(tasks, str) else tasks!r})", "question")
+                raise QuestionError(
+                    f"give tasks or a question, not both (tasks={list(tasks) if not isinstance(tasks, str) else tasks!r})",
+                    "question",
+                )
             question_turn(question)
             check_language(language)
             asks = [{"question": question}]
@@ -247,7 +283,16 @@ class PAMPredictor:
             for i, r in enumerate(regions):
                 region = Region.from_any(r, f"{prefix}region {i}").checked(rgb.shape[:2], f"{prefix}region {i}")
                 for ask in asks:
-                    requests.append(RegionRequest(region=region, image=rgb, language=language, max_new_tokens=max_new_tokens, image_key=f"image{j}", **ask))
+                    requests.append(
+                        RegionRequest(
+                            region=region,
+                            image=rgb,
+                            language=language,
+                            max_new_tokens=max_new_tokens,
+                            image_key=f"image{j}",
+                            **ask,
+                        )
+                    )
                     where.append((j, i))
         results = self.generate(self.check(requests), checked=True)
         grouped: dict[tuple[int, int], list[tuple[RegionRequest, RegionResult]]] = {}
@@ -262,9 +307,23 @@ class PAMPredictor:
                 fields: dict = {}
                 for req, res in pairs:
                     if req.question is None:  # free text: nothing to parse
-                        fields.update({k: v for k, v in parse_fields(req.task, res.text, language).items() if v is not None or k not in fields})
+                        fields.update(
+                            {
+                                k: v
+                                for k, v in parse_fields(req.task, res.text, language).items()
+                                if v is not None or k not in fields
+                            }
+                        )
                 first_req, first = pairs[0]
-                preds.append(RegionPrediction(mask=first.mask, score=first.score, texts=texts, fields=fields, region=first_req.region.to_json()))
+                preds.append(
+                    RegionPrediction(
+                        mask=first.mask,
+                        score=first.score,
+                        texts=texts,
+                        fields=fields,
+                        region=first_req.region.to_json(),
+                    )
+                )
             out.append(preds)
         return out
 
@@ -274,7 +333,14 @@ class PAMPredictor:
 
     @torch.no_grad()
     def predict_video(
-        self, video, region, *, frame_index: int = 0, language: str = "en", history: str | None = None, question: str | None = None,
+        self,
+        video,
+        region,
+        *,
+        frame_index: int = 0,
+        language: str = "en",
+        history: str | None = None,
+        question: str | None = None,
         max_new_tokens: int | None = None,
     ) -> VideoPrediction:
         """Caption one region given on frame ``frame_index`` and tracked by SAM 2 through the rest of
@@ -284,10 +350,19 @@ class PAMPredictor:
         ``question``: ask this instead of the caption task (``text`` is the raw answer); it
         excludes ``history``, which belongs to the caption prompt."""
         frames, indices = self._video_frames(video, frame_index)
-        request = RegionRequest(region=region, video=frames, language=language, history=history, question=question, max_new_tokens=max_new_tokens)
+        request = RegionRequest(
+            region=region,
+            video=frames,
+            language=language,
+            history=history,
+            question=question,
+            max_new_tokens=max_new_tokens,
+        )
         [res] = self.generate([request])
         llm = select_frames(len(indices), self.model.config.video_num_frames)
-        return VideoPrediction(text=res.text, masks=res.mask, frame_indices=indices, llm_frames=[indices[k] for k in llm], score=res.score)
+        return VideoPrediction(
+            text=res.text, masks=res.mask, frame_indices=indices, llm_frames=[indices[k] for k in llm], score=res.score
+        )
 
     # ----- streaming: SAM 2's tracking state, features, generation from features ---------------------
     @torch.no_grad()
@@ -308,11 +383,21 @@ class PAMPredictor:
         """The LLM's visual tokens for a clip made of ``frames`` (the first in the first-frame
         layout, every one followed by the frame newline), as the model lays out a video region."""
         with self.autocast():
-            parts = [self.model.region_tokens(f.image_embedding, f.mask_tokens, first_frame=(i == 0), last=False)[0] for i, f in enumerate(frames)]
+            parts = [
+                self.model.region_tokens(f.image_embedding, f.mask_tokens, first_frame=(i == 0), last=False)[0]
+                for i, f in enumerate(frames)
+            ]
         return torch.cat(parts)
 
     @torch.no_grad()
-    def generate_from_features(self, features: torch.Tensor, num_frames: int, request: RegionRequest, *, generation: GenerationSettings | None = None) -> str:
+    def generate_from_features(
+        self,
+        features: torch.Tensor,
+        num_frames: int,
+        request: RegionRequest,
+        *,
+        generation: GenerationSettings | None = None,
+    ) -> str:
         """The answer to ``request`` (its task or question; region and media unused) about a
         clip of ``num_frames`` frames whose visual tokens are ``features`` (:meth:`clip_features`)."""
         g = generation or self.generation
@@ -341,7 +426,15 @@ class PAMPredictor:
         return self.processor.postprocess_masks(low, hw).cpu().numpy()
 
     def stream(
-        self, video, region, *, frame_index: int = 0, language: str = "en", boundaries=None, progress: bool = False, ends: list[int] | None = None,
+        self,
+        video,
+        region,
+        *,
+        frame_index: int = 0,
+        language: str = "en",
+        boundaries=None,
+        progress: bool = False,
+        ends: list[int] | None = None,
         strict: bool = True,
     ) -> Iterator[StreamEvent]:
         """Yield :class:`StreamEvent` s for one region tracked with a single SAM 2 state over the
@@ -357,6 +450,13 @@ class PAMPredictor:
         frames, indices = self._video_frames(video, frame_index)
         r = Region.from_any(region, "region").checked(frames.shape[1:3], "region", strict=strict)
         yield from stream_events(
-            self, frames, indices, r, language=language, rule=boundaries, progress=progress or self.progress, ends=ends, strict=strict
+            self,
+            frames,
+            indices,
+            r,
+            language=language,
+            rule=boundaries,
+            progress=progress or self.progress,
+            ends=ends,
+            strict=strict,
         )
-

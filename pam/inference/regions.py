@@ -60,7 +60,9 @@ class Region:
         if isinstance(obj, Region):
             return obj
         if not isinstance(obj, dict):
-            raise RegionError(f"{name}: expected a Region or a dict with points/labels/box/mask, got {type(obj).__name__}")
+            raise RegionError(
+                f"{name}: expected a Region or a dict with points/labels/box/mask, got {type(obj).__name__}"
+            )
         unknown = sorted(set(obj) - {*REGION_FIELDS, "point_labels"})
         if unknown:
             raise RegionError(f"{name}: unknown fields {unknown}; use points, labels, box (xyxy) and mask", unknown[0])
@@ -89,10 +91,15 @@ class Region:
             if points.ndim == 1 and points.size == 2:
                 points = points[None]
             if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-                raise RegionError(f"{name}: points must be a non-empty list of x,y pairs, got shape {points.shape}", "points")
+                raise RegionError(
+                    f"{name}: points must be a non-empty list of x,y pairs, got shape {points.shape}", "points"
+                )
             bad = [i for i, p in enumerate(points) if not (0 <= p[0] <= w and 0 <= p[1] <= h)]
             if strict and bad:
-                raise RegionError(f"{name}: point(s) {[points[i].tolist() for i in bad]} outside the {w}x{h} image", f"points[{bad[0]}]")
+                raise RegionError(
+                    f"{name}: point(s) {[points[i].tolist() for i in bad]} outside the {w}x{h} image",
+                    f"points[{bad[0]}]",
+                )
             labels = np.ones(len(points), np.int64) if self.labels is None else np.asarray(self.labels).reshape(-1)
             if labels.shape != (len(points),) or labels.dtype.kind not in "iuf" or not np.isin(labels, (0, 1)).all():
                 raise RegionError(

@@ -40,7 +40,10 @@ def question_turn(question, placeholder: str = IMAGE_PLACEHOLDER) -> str:
             raise QuestionError(f"question may not contain the chat-template token {token}", "question")
     n = question.count(placeholder)
     if n > 1:
-        raise QuestionError(f"question holds the image placeholder {placeholder!r} {n} times; at most once (where the region's visual tokens go)", "question")
+        raise QuestionError(
+            f"question holds the image placeholder {placeholder!r} {n} times; at most once (where the region's visual tokens go)",
+            "question",
+        )
     return question if n == 1 else f"{placeholder}\n{question}"
 
 
@@ -95,7 +98,10 @@ class RegionRequest:
             if task is not None:
                 raise QuestionError(f"{name}: give a task or a question, not both (task={task!r})", "question")
             if history is not None:
-                raise QuestionError(f"{name}: give a question or a caption history, not both (the history belongs to the caption prompt)", "history")
+                raise QuestionError(
+                    f"{name}: give a question or a caption history, not both (the history belongs to the caption prompt)",
+                    "history",
+                )
             question_turn(question)
         else:
             task = allowed[-1] if task is None else (task.value if isinstance(task, Task) else task)
@@ -119,7 +125,9 @@ class RegionRequest:
         if self.is_video:
             frames = np.asarray(self.video)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-                raise ImageInputError(f"{name}: video frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+                raise ImageInputError(
+                    f"{name}: video frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}"
+                )
             return frames
         image = self.image
         if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:

@@ -87,4 +87,9 @@ class StreamEvent:
     boundary_score: float | None = None  # the change-point score that closed the event (None: window end / video end)
 
     def to_json(self) -> dict:
-        return {"start_frame": self.start_frame, "end_frame": self.end_frame, "caption": self.caption, "boundary_score": self.boundary_score}
+        return {
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "caption": self.caption,
+            "boundary_score": self.boundary_score,
+        }

@@ -24,8 +24,16 @@ from .results import StreamEvent
 
 @torch.no_grad()
 def stream_events(
-    predictor, frames: np.ndarray, indices: list[int], region: Region, *, language: str = "en", rule: BoundaryRule | None = None,
-    progress: bool = False, ends: list[int] | None = None, strict: bool = True,
+    predictor,
+    frames: np.ndarray,
+    indices: list[int],
+    region: Region,
+    *,
+    language: str = "en",
+    rule: BoundaryRule | None = None,
+    progress: bool = False,
+    ends: list[int] | None = None,
+    strict: bool = True,
 ):
     """Yield :class:`StreamEvent` s (frame numbers are ``indices``, i.e. the input video's).
     ``ends``: the last position in ``frames`` of each event, given (a benchmark's annotated events)
@@ -34,7 +42,9 @@ def stream_events(
     if ends is not None:
         ends = [int(e) for e in ends]
         if not ends or any(b <= a for a, b in zip(ends, ends[1:])) or ends[0] < 0 or ends[-1] != len(frames) - 1:
-            raise ValueError(f"event ends must increase from 0 and end at the last frame ({len(frames) - 1}), got {ends}")
+            raise ValueError(
+                f"event ends must increase from 0 and end at the last frame ({len(frames) - 1}), got {ends}"
+            )
     given = list(ends) if ends is not None else None
     detector = BoundaryDetector(rule)
     keep_k = predictor.model.config.video_num_frames
@@ -49,13 +59,17 @@ def stream_events(
     def close(end: int, score: float | None) -> StreamEvent:
         start = state["start"]
         chosen = [open_event[start + k] for k in select_frames(end - start + 1, keep_k)]
-        request = RegionRequest(region=region, task=Task.VIDEO_CAPTION.value, language=language, history=state["history"])
+        request = RegionRequest(
+            region=region, task=Task.VIDEO_CAPTION.value, language=language, history=state["history"]
+        )
         caption = predictor.generate_from_features(predictor.clip_features(chosen), len(chosen), request)
         masks = predictor.masks_from_logits([open_event[f] for f in range(start, end + 1)], hw)
         for f in range(start, end + 1):
             open_event.pop(f, None)
         state["start"], state["history"] = end + 1, caption
-        return StreamEvent(start_frame=indices[start], end_frame=indices[end], caption=caption, masks=masks, boundary_score=score)
+        return StreamEvent(
+            start_frame=indices[start], end_frame=indices[end], caption=caption, masks=masks, boundary_score=score
+        )
 
     for tracked in predictor.track(frames, region, strict=strict):
         idx = tracked.index

@@ -16,7 +16,15 @@ from ..utils.layout import TokenLayout, select_frames
 
 _check = check
 _build = build_config
-__all__ = ["ConfigError", "LLMConfig", "PAMConfig", "PerceiverConfig", "ProcessingConfig", "SAM2Config", "select_frames"]
+__all__ = [
+    "ConfigError",
+    "LLMConfig",
+    "PAMConfig",
+    "PerceiverConfig",
+    "ProcessingConfig",
+    "SAM2Config",
+    "select_frames",
+]
 
 SAM2_VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 MASK_SELECTIONS = ("single", "stability")
@@ -29,12 +37,18 @@ class SAM2Config:
     variant: str = "sam2.1_hiera_l"  # one of sam2's own configs/sam2.1/*.yaml
     image_size: int = 1024  # input side; SAM 2.1 checkpoints are trained at 1024
     checkpoint: str | None = None  # official SAM 2.1 .pt ({"model": state_dict}); None = random init
-    mask_selection: str = "single"  # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
+    mask_selection: str = (
+        "single"  # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
+    )
     tracking: str = "upstream"  # "upstream": released PAM's SAM 2 settings (mask token 0 on every frame, no stability fallback, no hole filling); "stock": sam2's video-predictor defaults
 
     def validate(self) -> None:
         _check(self.variant in SAM2_VARIANTS, "sam2.variant", f"must be one of {SAM2_VARIANTS}, got {self.variant!r}")
-        _check(self.image_size % 64 == 0 and self.image_size >= 128, "sam2.image_size", "must be a multiple of 64 and >= 128")
+        _check(
+            self.image_size % 64 == 0 and self.image_size >= 128,
+            "sam2.image_size",
+            "must be a multiple of 64 and >= 128",
+        )
         _check(self.mask_selection in MASK_SELECTIONS, "sam2.mask_selection", f"must be one of {MASK_SELECTIONS}")
         _check(self.tracking in TRACKING_PRESETS, "sam2.tracking", f"must be one of {TRACKING_PRESETS}")
 
@@ -63,8 +77,16 @@ class PerceiverConfig:
         _check(self.embed_dim % self.num_heads == 0, "perceiver.num_heads", "must divide embed_dim")
         _check(self.num_semantic_tokens >= 0, "perceiver.num_semantic_tokens", "must be >= 0")
         _check(self.num_mask_tokens in (1, 2), "perceiver.num_mask_tokens", "must be 1 or 2")
-        _check(self.image_shuffle >= 1 and self.frame_shuffle >= self.image_shuffle, "perceiver.frame_shuffle", "must be >= image_shuffle >= 1")
-        _check(self.num_semantic_tokens > 0 or self.use_image_tokens, "perceiver.use_image_tokens", "cannot be False with no semantic tokens")
+        _check(
+            self.image_shuffle >= 1 and self.frame_shuffle >= self.image_shuffle,
+            "perceiver.frame_shuffle",
+            "must be >= image_shuffle >= 1",
+        )
+        _check(
+            self.num_semantic_tokens > 0 or self.use_image_tokens,
+            "perceiver.use_image_tokens",
+            "cannot be False with no semantic tokens",
+        )
 
     @property
     def image_token_dim(self) -> int:
@@ -81,7 +103,11 @@ class LLMConfig:
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
-        _check((self.name_or_path is None) != (self.config is None), "llm", "set exactly one of llm.name_or_path and llm.config")
+        _check(
+            (self.name_or_path is None) != (self.config is None),
+            "llm",
+            "set exactly one of llm.name_or_path and llm.config",
+        )
         if self.config is not None:
             _check("model_type" in self.config, "llm.config.model_type", "is required")
         _check(self.dtype in ("float32", "bfloat16", "float16"), "llm.dtype", "must be float32, bfloat16 or float16")
@@ -104,7 +130,9 @@ class PAMConfig:
     video_num_frames: int = 16  # frames given to the LLM: frame 0 + evenly spaced later frames
     image_token: str = "<image>"  # placeholder in the prompt, expanded to the visual tokens
     max_length: int = 12288  # longest LLM sequence; longer samples are truncated by the collator
-    compile: bool = False  # torch.compile SAM 2's image encoder, the perceiver and projectors (for GPUs; see docs/performance.md)
+    compile: bool = (
+        False  # torch.compile SAM 2's image encoder, the perceiver and projectors (for GPUs; see docs/performance.md)
+    )
 
     def validate(self) -> PAMConfig:
         self.sam2.validate()
@@ -163,5 +191,3 @@ class PAMConfig:
             return cls.from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from e
-
-

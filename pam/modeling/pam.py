@@ -69,7 +69,9 @@ class VisualOutputs:
 
 
 class PAM(nn.Module):
-    def __init__(self, *, config: PAMConfig, sam2: FrozenSAM2, perceiver: SemanticPerceiver, llm: nn.Module, image_token_id: int):
+    def __init__(
+        self, *, config: PAMConfig, sam2: FrozenSAM2, perceiver: SemanticPerceiver, llm: nn.Module, image_token_id: int
+    ):
         super().__init__()
         self.config = config
         object.__setattr__(self, "sam2", sam2)  # deliberately not a submodule; see module docstring
@@ -93,10 +95,14 @@ class PAM(nn.Module):
         config.validate()
         if sam2 is None:
             if config.sam2.checkpoint is not None:
-                raise ValueError(f"config.sam2.checkpoint is {config.sam2.checkpoint!r}: build with pam.api.build_pam, which loads it")
+                raise ValueError(
+                    f"config.sam2.checkpoint is {config.sam2.checkpoint!r}: build with pam.api.build_pam, which loads it"
+                )
             sam2 = FrozenSAM2.from_config(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens)
         if sam2.num_mask_tokens != config.perceiver.num_mask_tokens:
-            raise ValueError(f"SAM 2 hands {sam2.num_mask_tokens} mask tokens but config.perceiver.num_mask_tokens is {config.perceiver.num_mask_tokens}")
+            raise ValueError(
+                f"SAM 2 hands {sam2.num_mask_tokens} mask tokens but config.perceiver.num_mask_tokens is {config.perceiver.num_mask_tokens}"
+            )
         return cls(
             config=config,
             sam2=sam2,
@@ -177,7 +183,9 @@ class PAM(nn.Module):
                 if pixel_values is None:
                     raise ValueError("image regions need pixel_values or image_features")
                 image_features = self.sam2.encode_images(pixel_values.to(self.device, self.sam2_dtype))
-            index = torch.as_tensor([index_list[r] for r in image_rows], dtype=torch.long, device=image_features.image_embed.device)
+            index = torch.as_tensor(
+                [index_list[r] for r in image_rows], dtype=torch.long, device=image_features.image_embed.device
+            )
             dec = self.sam2.decode(image_features, index, [prompts[r].to(self.device) for r in image_rows])
             tokens = self.region_tokens(dec.image_embedding, dec.mask_tokens, first_frame=True, last=True)
             for i, r in enumerate(image_rows):
@@ -205,10 +213,17 @@ class PAM(nn.Module):
         keep = select_frames(frames.shape[0], self.config.video_num_frames)
         track = self.sam2.track_video(frames, prompt.to(self.device), keep)
         per_frame = [
-            self.region_tokens(track["image_embedding"][f], track["mask_tokens"][f], first_frame=(i == 0), last=False)[0]
+            self.region_tokens(track["image_embedding"][f], track["mask_tokens"][f], first_frame=(i == 0), last=False)[
+                0
+            ]
             for i, f in enumerate(keep)
         ]
-        mask_logits = torch.cat([track["mask_logits"][t][:, 0] if track["mask_logits"][t].ndim == 4 else track["mask_logits"][t] for t in sorted(track["mask_logits"])])
+        mask_logits = torch.cat(
+            [
+                track["mask_logits"][t][:, 0] if track["mask_logits"][t].ndim == 4 else track["mask_logits"][t]
+                for t in sorted(track["mask_logits"])
+            ]
+        )
         return torch.cat(per_frame), mask_logits, track["score"]
 
     # ----- LLM inputs ----------------------------------------------------------------------------
@@ -243,7 +258,11 @@ class PAM(nn.Module):
         """LM loss on the label tokens (the assistant replies): their summed loss and their count,
         both tensors (no device->host sync); the caller divides by the global count."""
         visual = self.encode_regions(
-            prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
+            prompts=prompts,
+            region_image_index=region_image_index,
+            pixel_values=pixel_values,
+            image_features=image_features,
+            videos=videos,
         )
         input_ids = input_ids.to(self.device)
         embeds = self.build_inputs_embeds(input_ids, visual.embeddings)
@@ -255,7 +274,12 @@ class PAM(nn.Module):
         shift_logits = logits[:, :-1].float()
         shift_labels = labels[:, 1:]
         n = (shift_labels != IGNORE_INDEX).sum()
-        loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        loss = F.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
         return PAMOutput(loss, n, logits)
 
     # ----- generation ----------------------------------------------------------------------------
@@ -282,14 +306,26 @@ class PAM(nn.Module):
         default). Pass a generation batch's ``model_inputs``; an unknown keyword raises TypeError.
         """
         visual = self.encode_regions(
-            prompts=prompts, region_image_index=region_image_index, pixel_values=pixel_values, image_features=image_features, videos=videos
+            prompts=prompts,
+            region_image_index=region_image_index,
+            pixel_values=pixel_values,
+            image_features=image_features,
+            videos=videos,
         )
         sequences = self.generate_from_visual(
-            input_ids=input_ids, attention_mask=attention_mask, visual=visual.embeddings, max_new_tokens=max_new_tokens,
-            eos_token_id=eos_token_id, pad_token_id=pad_token_id, generation_kwargs=generation_kwargs,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            visual=visual.embeddings,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            generation_kwargs=generation_kwargs,
         )
         scores = torch.stack(
-            [p.float().reshape(()) if isinstance(p, torch.Tensor) else torch.tensor(float(p), device=self.device) for p in visual.score_parts]
+            [
+                p.float().reshape(()) if isinstance(p, torch.Tensor) else torch.tensor(float(p), device=self.device)
+                for p in visual.score_parts
+            ]
         )
         return GenerationOutput(sequences=sequences, mask_logits=visual.mask_logits, scores=scores)
 

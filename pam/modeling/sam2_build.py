@@ -26,7 +26,6 @@ def import_sam2():
     return sam2_video_predictor
 
 
-
 # Settings applied on top of sam2's YAML, per ``SAM2Config.tracking`` preset.
 # "stock": what sam2's own `build_sam2_video_predictor` applies ("apply_postprocessing").
 # "upstream": what the released PAM weights ran with. Upstream's SAM 2.1 YAML sets

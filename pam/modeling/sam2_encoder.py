@@ -160,12 +160,16 @@ class FrozenSAM2(nn.Module):
             groups.setdefault(p.signature(), []).append(r)
         parts: dict[int, dict] = {}
         for (n_points, has_mask), members in groups.items():
-            out = self._decode_group(features.select(image_index[members]), [prompts[r] for r in members], n_points > 0, has_mask)
+            out = self._decode_group(
+                features.select(image_index[members]), [prompts[r] for r in members], n_points > 0, has_mask
+            )
             for i, r in enumerate(members):
                 parts[r] = {k: v[i : i + 1] for k, v in out.items()}
         return DecoderOutput(**{k: torch.cat([parts[r][k] for r in range(len(prompts))]) for k in parts[0]})
 
-    def _decode_group(self, feats: ImageFeatures, prompts: list[RegionPrompt], has_points: bool, has_mask: bool) -> dict:
+    def _decode_group(
+        self, feats: ImageFeatures, prompts: list[RegionPrompt], has_points: bool, has_mask: bool
+    ) -> dict:
         device = feats.image_embed.device
         points = None
         if has_points:
@@ -229,7 +233,9 @@ class FrozenSAM2(nn.Module):
         Frames are yielded as SAM 2 tracks them, so a caller can act before the clip ends.
         """
         t = frames.shape[0]
-        first = self.decode(self.encode_images(frames[:1]), torch.zeros(1, dtype=torch.long, device=frames.device), [prompt])
+        first = self.decode(
+            self.encode_images(frames[:1]), torch.zeros(1, dtype=torch.long, device=frames.device), [prompt]
+        )
         yield 0, first.mask_logits, first.image_embedding, first.mask_tokens, float(first.iou_scores[0, 0])
         if t == 1:
             return

@@ -34,9 +34,13 @@ class RegionPrompt:
         if self.point_coords is None and self.box is None and self.mask_input is None:
             raise ValueError("RegionPrompt: give points, a box or a mask")
         if self.point_coords is not None and (
-            self.point_coords.ndim != 2 or self.point_coords.shape[-1] != 2 or self.point_labels.shape != self.point_coords.shape[:1]
+            self.point_coords.ndim != 2
+            or self.point_coords.shape[-1] != 2
+            or self.point_labels.shape != self.point_coords.shape[:1]
         ):
-            raise ValueError(f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} and {tuple(self.point_labels.shape)}")
+            raise ValueError(
+                f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} and {tuple(self.point_labels.shape)}"
+            )
         if self.box is not None and self.box.shape != (4,):
             raise ValueError(f"RegionPrompt: box must be (4,) xyxy, got {tuple(self.box.shape)}")
 

@@ -56,7 +56,9 @@ class TensorVideoPredictor(_sam2_video_predictor.SAM2VideoPredictor):
 
     def init_state(self, video_path, *args, **kwargs):
         if isinstance(video_path, torch.Tensor):
-            return self.init_state_from_frames(video_path, offload_state_to_cpu=kwargs.get("offload_state_to_cpu", False))
+            return self.init_state_from_frames(
+                video_path, offload_state_to_cpu=kwargs.get("offload_state_to_cpu", False)
+            )
         return super().init_state(video_path, *args, **kwargs)
 
     def propagate_quietly(self, state: dict, **kwargs):

@@ -72,7 +72,9 @@ def map_tensors(obj, fn: Callable[[torch.Tensor], torch.Tensor]):
     if isinstance(obj, (list, tuple)):
         return type(obj)(map_tensors(v, fn) for v in obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init})
+        return dataclasses.replace(
+            obj, **{f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init}
+        )
     return obj
 
 
@@ -107,7 +109,9 @@ class PAMCollator:
             prompts.append(proc.region_prompt(s["prompt"], orig_hw))
             orig_sizes.append(orig_hw)
             turns = s["turns"][:-1] if self.for_generation and s["turns"][-1]["role"] == "assistant" else s["turns"]
-            tok = proc.tokenize(turns, num_frames=pixels.shape[0] if is_video else None, add_generation_prompt=self.for_generation)
+            tok = proc.tokenize(
+                turns, num_frames=pixels.shape[0] if is_video else None, add_generation_prompt=self.for_generation
+            )
             rows.append(self._truncate(tok, s["id"]))
         width = max(len(r["input_ids"]) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)

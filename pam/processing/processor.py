@@ -52,7 +52,9 @@ class PAMProcessor:
         self._transforms = None  # sam2's SAM2Transforms, built on first use (resize: sam2 only)
         self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
-            raise ValueError(f"the tokenizer has no {config.image_token!r} token; load it with pam.processing.tokenizer")
+            raise ValueError(
+                f"the tokenizer has no {config.image_token!r} token; load it with pam.processing.tokenizer"
+            )
         vocab = tokenizer.get_vocab()
         self.eos_token_ids = [tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS if t in vocab]
 
@@ -121,7 +123,9 @@ class PAMProcessor:
         chat = tokenize_chat(self.tokenizer, turns, add_generation_prompt=add_generation_prompt)
         positions = [i for i, t in enumerate(chat.input_ids) if t == self.image_token_id]
         if len(positions) != 1:
-            raise ValueError(f"the conversation must contain the image placeholder {self.config.image_token!r} exactly once, found {len(positions)}")
+            raise ValueError(
+                f"the conversation must contain the image placeholder {self.config.image_token!r} exactly once, found {len(positions)}"
+            )
         p = positions[0]
         n = self.config.num_visual_tokens(num_frames)
         ids = chat.input_ids[:p] + [self.image_token_id] * n + chat.input_ids[p + 1 :]

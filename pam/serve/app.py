@@ -28,7 +28,9 @@ from .protocol import ParsedRequest, RequestError, encode_rle, parse_chat_reques
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str, *, param: str | None = None, kind: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, *, param: str | None = None, kind: str = "invalid_request_error", code: str | None = None
+) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
 
 
@@ -53,7 +55,12 @@ def completion_body(engine: Engine, pairs: list) -> dict:
         "created": int(time.time()),
         "model": engine.model_name,
         "choices": [
-            {"index": i, "message": {"role": "assistant", "content": a.text}, "finish_reason": a.finish_reason, "logprobs": None}
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": a.text},
+                "finish_reason": a.finish_reason,
+                "logprobs": None,
+            }
             for i, a in enumerate(answers)
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
@@ -62,9 +69,20 @@ def completion_body(engine: Engine, pairs: list) -> dict:
 
 
 def create_app(
-    engine: Engine, *, api_key: str | None = None, max_batch_size: int = 8, max_wait_ms: float = 10.0, max_queue: int = 256, max_body_mb: float = 32.0
+    engine: Engine,
+    *,
+    api_key: str | None = None,
+    max_batch_size: int = 8,
+    max_wait_ms: float = 10.0,
+    max_queue: int = 256,
+    max_body_mb: float = 32.0,
 ) -> FastAPI:
-    batcher = RequestBatcher(lambda reqs: run_batch(engine, reqs), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    batcher = RequestBatcher(
+        lambda reqs: run_batch(engine, reqs),
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -85,7 +103,12 @@ def create_app(
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
 
     def unauthorised() -> JSONResponse:
-        return error_response(401, "missing or wrong API key (send Authorization: Bearer <key>)", kind="authentication_error", code="invalid_api_key")
+        return error_response(
+            401,
+            "missing or wrong API key (send Authorization: Bearer <key>)",
+            kind="authentication_error",
+            code="invalid_api_key",
+        )
 
     @app.get("/health")
     async def health():
@@ -104,7 +127,10 @@ def create_app(
     async def models(request: Request):
         if not authorised(request):
             return unauthorised()
-        return {"object": "list", "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "pam"}]}
+        return {
+            "object": "list",
+            "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "pam"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -122,10 +148,17 @@ def create_app(
         except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
             return error_response(400, "the request body is not valid JSON")
         try:
-            parsed = await asyncio.to_thread(parse_chat_request, body, max_new_tokens_limit=engine.max_new_tokens, placeholder=engine.image_placeholder)
+            parsed = await asyncio.to_thread(
+                parse_chat_request,
+                body,
+                max_new_tokens_limit=engine.max_new_tokens,
+                placeholder=engine.image_placeholder,
+            )
             n = engine.prompt_length(parsed.user_prompt)
             if n > engine.max_length:
-                raise RequestError("messages", f"the prompt takes {n} tokens, more than the model's max_length {engine.max_length}")
+                raise RequestError(
+                    "messages", f"the prompt takes {n} tokens, more than the model's max_length {engine.max_length}"
+                )
             parsed.prompt_tokens = n
         except RequestError as err:
             return error_response(400, err.message, param=err.param)

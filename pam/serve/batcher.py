@@ -41,7 +41,14 @@ class _Item:
 
 
 class RequestBatcher:
-    def __init__(self, run_batch: Callable[[list[ParsedRequest]], list], *, max_batch_size: int = 8, max_wait_ms: float = 10.0, max_queue: int = 256):
+    def __init__(
+        self,
+        run_batch: Callable[[list[ParsedRequest]], list],
+        *,
+        max_batch_size: int = 8,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 256,
+    ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_ms < 0:
@@ -82,7 +89,10 @@ class RequestBatcher:
         return await item.future
 
     def _fits(self, batch: list[_Item], regions: int, item: _Item) -> bool:
-        return item.request.sampling == batch[0].request.sampling and regions + len(item.request.requests) <= self.max_batch_size
+        return (
+            item.request.sampling == batch[0].request.sampling
+            and regions + len(item.request.requests) <= self.max_batch_size
+        )
 
     async def _collect(self) -> list[_Item]:
         """The next batch: held-over requests first, then what arrives within ``max_wait``."""

@@ -31,7 +31,7 @@ MAX_VIDEO_FRAMES = 64
 
 
 def box_numbers(text: str) -> list[float] | None:
-    """"x0, y0, x1, y1" (commas or spaces) -> the numbers, or None for an empty field."""
+    """ "x0, y0, x1, y1" (commas or spaces) -> the numbers, or None for an empty field."""
     text = (text or "").strip()
     if not text:
         return None
@@ -50,7 +50,7 @@ def checked_region(hw: tuple[int, int], box=None, points=None, labels=None) -> R
 
 
 def parse_box_text(text: str, hw: tuple[int, int]) -> np.ndarray | None:
-    """"x0, y0, x1, y1" -> a validated box, or None for an empty field."""
+    """ "x0, y0, x1, y1" -> a validated box, or None for an empty field."""
     values = box_numbers(text)
     return None if values is None else checked_region(hw, box=values).box
 
@@ -118,7 +118,14 @@ class DemoHandlers:
         labels = [p[2] for p in points] if points else None
         return np.asarray(overlay(image, np.zeros(image.shape[:2], bool), box=box, points=pts, labels=labels))
 
-    def stream(self, video_path: str | None, box_text: str, segment_length: int, automatic: bool = False, max_frames: int = MAX_VIDEO_FRAMES):
+    def stream(
+        self,
+        video_path: str | None,
+        box_text: str,
+        segment_length: int,
+        automatic: bool = False,
+        max_frames: int = MAX_VIDEO_FRAMES,
+    ):
         """Yields (mask preview, events text, gallery) after each captioned event: fixed windows
         of ``segment_length`` frames, or the predictor's automatic boundaries."""
         if not video_path:
@@ -128,12 +135,16 @@ class DemoHandlers:
         if box is None:
             raise RequestError("box", "type a box x0, y0, x1, y1 on frame 0")
         cut = "automatic event boundaries" if automatic else f"segments of {int(segment_length)} frames"
-        lines = [f"{len(frames)} frames read (video frames {indices[0]}..{indices[-1]}); one caption per event ({cut}):"]
+        lines = [
+            f"{len(frames)} frames read (video frames {indices[0]}..{indices[-1]}); one caption per event ({cut}):"
+        ]
         gallery: list[tuple[np.ndarray, str]] = []
         first = np.asarray(overlay(frames[0], np.zeros(frames.shape[1:3], bool), box=box))
         yield first, "\n".join(lines + ["(tracking the first segment...)"]), gallery
         with self.lock:
-            for event in self.engine.stream_video(frames, {"box": box}, segment_length=None if automatic else int(segment_length)):
+            for event in self.engine.stream_video(
+                frames, {"box": box}, segment_length=None if automatic else int(segment_length)
+            ):
                 last = np.asarray(event.masks[-1])
                 caption = " ".join(event.caption.split()) or "(no text)"  # one line per event
                 lines.append(f"frames {event.start_frame}-{event.end_frame}: {caption}")
@@ -180,15 +191,27 @@ def build_demo(engine: Engine):
             points = gr.State([])
             with gr.Row():
                 with gr.Column():
-                    image_in = gr.Image(label="Image (click to add points)", type="numpy", sources=["upload"], elem_id="pam-image", format="png")
-                    box = gr.Textbox(label="Box x0, y0, x1, y1 (pixels)", placeholder="e.g. 50, 40, 190, 130", elem_id="pam-box")
+                    image_in = gr.Image(
+                        label="Image (click to add points)",
+                        type="numpy",
+                        sources=["upload"],
+                        elem_id="pam-image",
+                        format="png",
+                    )
+                    box = gr.Textbox(
+                        label="Box x0, y0, x1, y1 (pixels)", placeholder="e.g. 50, 40, 190, 130", elem_id="pam-box"
+                    )
                     label = gr.Radio(["positive", "negative"], value="positive", label="Next click adds a")
                     with gr.Row():
                         clear = gr.Button("Clear points")
                         run = gr.Button("Describe", variant="primary", elem_id="pam-describe")
                 with gr.Column():
-                    picture = gr.Image(label="Mask overlay", type="numpy", interactive=False, elem_id="pam-overlay", format="png")
-                    outputs = [gr.Textbox(label=name, elem_id=f"pam-{task}", interactive=False) for task, name in IMAGE_TASKS]
+                    picture = gr.Image(
+                        label="Mask overlay", type="numpy", interactive=False, elem_id="pam-overlay", format="png"
+                    )
+                    outputs = [
+                        gr.Textbox(label=name, elem_id=f"pam-{task}", interactive=False) for task, name in IMAGE_TASKS
+                    ]
                     info = gr.Markdown(elem_id="pam-info")
 
             def on_upload(img):
@@ -209,7 +232,11 @@ def build_demo(engine: Engine):
             image_in.upload(on_upload, image_in, [original, points])
             image_in.clear(lambda: (None, []), None, [original, points])
             image_in.select(on_click, [original, points, box, label], [image_in, points])
-            box.change(lambda img, pts, b: h.draw_prompt(img, pts, b) if img is not None else gr.update(), [original, points, box], image_in)
+            box.change(
+                lambda img, pts, b: h.draw_prompt(img, pts, b) if img is not None else gr.update(),
+                [original, points, box],
+                image_in,
+            )
             clear.click(on_clear, [original, box], [image_in, points])
             run.click(as_ui_error(h.describe), [original, points, box], [picture, *outputs, info])
 
@@ -219,10 +246,17 @@ def build_demo(engine: Engine):
                     video = gr.Video(label="Video", sources=["upload"], elem_id="pam-video")
                     vbox = gr.Textbox(label="Box on frame 0: x0, y0, x1, y1", elem_id="pam-video-box")
                     seg = gr.Slider(1, 32, value=8, step=1, label="Frames per segment", elem_id="pam-segment")
-                    auto = gr.Checkbox(False, label="Automatic event boundaries (motion change points) instead of fixed segments")
+                    auto = gr.Checkbox(
+                        False, label="Automatic event boundaries (motion change points) instead of fixed segments"
+                    )
                     vrun = gr.Button("Stream captions", variant="primary", elem_id="pam-stream")
                 with gr.Column():
-                    preview = gr.Image(label="Tracked mask (last frame of the latest segment)", interactive=False, elem_id="pam-track", format="png")
+                    preview = gr.Image(
+                        label="Tracked mask (last frame of the latest segment)",
+                        interactive=False,
+                        elem_id="pam-track",
+                        format="png",
+                    )
                     events = gr.Textbox(label="Event captions", lines=8, interactive=False, elem_id="pam-events")
                     gallery = gr.Gallery(label="Segments", columns=4, elem_id="pam-gallery")
             vrun.click(as_ui_stream(h.stream), [video, vbox, seg, auto], [preview, events, gallery])
@@ -235,6 +269,17 @@ def launch_demo(engine: Engine, *, host: str = "127.0.0.1", port: int | None = N
 
     demo = build_demo(engine)
     demo.queue(default_concurrency_limit=1)
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
-    demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block, ssr_mode=False, theme=theme, footer_links=[])
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # no web fonts
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        ssr_mode=False,
+        theme=theme,
+        footer_links=[],
+    )
     return demo

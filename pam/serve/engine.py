@@ -46,11 +46,15 @@ def random_debug_bundle(seed: int = 0, device: str = "cpu"):
 class Engine:
     def __init__(self, bundle, *, max_new_tokens: int = 128, model_name: str = "pam", random_weights: bool = False):
         # greedy unless a request asks for sampling (its temperature/top_p override per batch); no seed
-        settings = dataclasses.replace(GenerationSettings.greedy(max_new_tokens), seed=None, source="server default (greedy)")
+        settings = dataclasses.replace(
+            GenerationSettings.greedy(max_new_tokens), seed=None, source="server default (greedy)"
+        )
         # fast tokenizers reset their padding/truncation state on every call, which is not safe
         # from two threads at once: the request handlers and the model thread both tokenize
         self._tokenizer_lock = threading.Lock()
-        self.predictor = PAMPredictor(bundle, generation=settings, batch_size=ONE_CALL, tokenizer_lock=self._tokenizer_lock)
+        self.predictor = PAMPredictor(
+            bundle, generation=settings, batch_size=ONE_CALL, tokenizer_lock=self._tokenizer_lock
+        )
         self.processor = bundle.processor
         self.max_new_tokens = max_new_tokens
         self.model_name = model_name
@@ -74,7 +78,9 @@ class Engine:
     def prompt_length(self, user_prompt: str) -> int:
         """Tokens of one image region's generation prompt (visual tokens included)."""
         with self._tokenizer_lock:
-            tok = self.processor.tokenize([{"role": "user", "content": user_prompt}], num_frames=None, add_generation_prompt=True)
+            tok = self.processor.tokenize(
+                [{"role": "user", "content": user_prompt}], num_frames=None, add_generation_prompt=True
+            )
         return len(tok["input_ids"])
 
     @property
@@ -90,11 +96,17 @@ class Engine:
 
     # ----- video ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def stream_video(self, frames: np.ndarray, region: dict, *, segment_length: int | None = 16, language: str = "en") -> Iterator[StreamEvent]:
+    def stream_video(
+        self, frames: np.ndarray, region: dict, *, segment_length: int | None = 16, language: str = "en"
+    ) -> Iterator[StreamEvent]:
         """Yield each captioned event as soon as it is done (``PAMPredictor.stream``: one SAM 2
         tracking state over the clip, the previous caption in each prompt). ``segment_length``
         cuts fixed windows; ``None`` uses the predictor's automatic event boundaries."""
         if segment_length is not None and segment_length < 1:
             raise ValueError("segment_length must be >= 1")
-        rule = None if segment_length is None else BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=int(segment_length))
+        rule = (
+            None
+            if segment_length is None
+            else BoundaryRule(mode="fixed", min_event_frames=1, max_event_frames=int(segment_length))
+        )
         yield from self.predictor.stream(np.asarray(frames), region, language=language, boundaries=rule)

@@ -93,7 +93,9 @@ def _number(value, param: str) -> float:
 def decode_image(url: object, param: str = "messages.image_url") -> np.ndarray:
     """A base64 data URL (PNG or JPEG) -> RGB or RGBA uint8 array."""
     if not isinstance(url, str) or not url.startswith("data:"):
-        raise RequestError(param, f"{param} must be a base64 data URL (data:image/png;base64,...); remote URLs are not fetched")
+        raise RequestError(
+            param, f"{param} must be a base64 data URL (data:image/png;base64,...); remote URLs are not fetched"
+        )
     header, sep, payload = url.partition(",")
     if not sep or ";base64" not in header:
         raise RequestError(param, f"{param} must be a base64 data URL (data:image/png;base64,...)")
@@ -106,7 +108,9 @@ def decode_image(url: object, param: str = "messages.image_url") -> np.ndarray:
             if img.format not in IMAGE_FORMATS:
                 raise RequestError(param, f"{param}: image format {img.format} is not supported; use PNG or JPEG")
             if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise RequestError(param, f"{param}: image of {img.width}x{img.height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
+                raise RequestError(
+                    param, f"{param}: image of {img.width}x{img.height} pixels is larger than {MAX_IMAGE_PIXELS} pixels"
+                )
             img.load()
             has_alpha = img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info)
             arr = np.array(img.convert("RGBA" if has_alpha else "RGB"))
@@ -166,7 +170,9 @@ def parse_region(value, hw: tuple[int, int], param: str) -> Region:
         raise RequestError(param, f"{param} must be an object with box, points/point_labels or mask")
     unknown = set(value) - {"box", "points", "point_labels", "mask"}
     if unknown:
-        raise RequestError(f"{param}.{min(unknown)}", f"{param}: unknown fields {sorted(unknown)}; use box, points, point_labels, mask")
+        raise RequestError(
+            f"{param}.{min(unknown)}", f"{param}: unknown fields {sorted(unknown)}; use box, points, point_labels, mask"
+        )
     fields = {k: v for k, v in value.items() if v is not None}
     if "mask" in fields:
         fields["mask"] = parse_rle(fields["mask"], hw, f"{param}.mask")
@@ -198,12 +204,18 @@ def _user_content(messages) -> tuple[str, str, str]:
         else:
             raise RequestError(f"{param}[{j}]", f"{param}[{j}] must be a text or image_url part, got type {kind!r}")
     if len(urls) != 1:
-        raise RequestError(param, f"{param} must hold exactly one image_url part, found {len(urls)}" + (" (missing image)" if not urls else ""))
+        raise RequestError(
+            param,
+            f"{param} must hold exactly one image_url part, found {len(urls)}"
+            + (" (missing image)" if not urls else ""),
+        )
     j, url = urls[0]
     return url, "\n".join(texts), f"{param}[{j}].image_url"
 
 
-def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: str = IMAGE_PLACEHOLDER) -> ParsedRequest:
+def parse_chat_request(
+    body: object, *, max_new_tokens_limit: int, placeholder: str = IMAGE_PLACEHOLDER
+) -> ParsedRequest:
     if not isinstance(body, dict):
         raise RequestError(None, "the request body must be a JSON object")
     if body.get("stream"):
@@ -225,7 +237,9 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
             raise RequestError(url_param, f"{url_param}: the alpha channel marks no region (all transparent)")
         regions = [check_region({"mask": mask}, hw, url_param)]
     else:
-        raise RequestError("regions", "no region: give a regions list or an RGBA image whose alpha channel marks the region")
+        raise RequestError(
+            "regions", "no region: give a regions list or an RGBA image whose alpha channel marks the region"
+        )
 
     language = body.get("language", "en")
     task = body.get("task")
@@ -251,7 +265,15 @@ def parse_chat_request(body: object, *, max_new_tokens_limit: int, placeholder: 
     key = image_key(rgb)
     requests = []
     for i, region in enumerate(regions):
-        request = RegionRequest(region=region, image=rgb, task=task, question=question, language=language, max_new_tokens=limit, image_key=key)
+        request = RegionRequest(
+            region=region,
+            image=rgb,
+            task=task,
+            question=question,
+            language=language,
+            max_new_tokens=limit,
+            image_key=key,
+        )
         try:
             requests.append(request.checked(f"regions[{i}]"))
         except InputError as err:  # the region is checked already: task, question, language

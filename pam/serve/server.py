@@ -32,7 +32,9 @@ class BackgroundServer:
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="pam-uvicorn")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="pam-uvicorn"
+        )
         self.thread.start()
         deadline = time.monotonic() + self.startup_timeout
         while not self.server.started:

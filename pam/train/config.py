@@ -45,11 +45,17 @@ class StageConfig:
     lora: LoraConfig | None = None  # LoRA on the LLM instead of full fine-tuning
     max_steps: int = 100  # optimiser steps in this stage
     max_length: int | None = None  # overrides model.max_length for this stage
-    optimizer: dict = field(default_factory=lambda: dict(DEFAULT_OPTIMIZER))  # a `_partial_` Hydra entry, called with (param_groups, lr=lr)
+    optimizer: dict = field(
+        default_factory=lambda: dict(DEFAULT_OPTIMIZER)
+    )  # a `_partial_` Hydra entry, called with (param_groups, lr=lr)
 
     def validate(self) -> None:
         _check(bool(self.trainable), "stage.trainable", "must name at least one parameter pattern")
-        _check(isinstance(self.optimizer.get("_target_"), str) and self.optimizer.get("_partial_") is True, "stage.optimizer", "must be a Hydra entry with `_target_` and `_partial_: true`")
+        _check(
+            isinstance(self.optimizer.get("_target_"), str) and self.optimizer.get("_partial_") is True,
+            "stage.optimizer",
+            "must be a Hydra entry with `_target_` and `_partial_: true`",
+        )
         _check_optimizer_entry(self.optimizer)
         _check(self.lr > 0, "stage.lr", "must be > 0")
         _check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}")
@@ -106,9 +112,15 @@ class TrainerConfig:
     micro_batch_size: int = 4  # regions per forward pass per process
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     num_workers: int = 0  # DataLoader worker processes per rank; 0 loads in the training process
-    pin_memory: bool | None = None  # page-locked batches, copied to the GPU without blocking; null: on when the device is CUDA
-    persistent_workers: bool | None = None  # keep workers alive across epochs and validations; null: on when num_workers > 0
-    prefetch_factor: int | None = None  # batches each worker loads ahead; null: 2 with workers; only with num_workers > 0
+    pin_memory: bool | None = (
+        None  # page-locked batches, copied to the GPU without blocking; null: on when the device is CUDA
+    )
+    persistent_workers: bool | None = (
+        None  # keep workers alive across epochs and validations; null: on when num_workers > 0
+    )
+    prefetch_factor: int | None = (
+        None  # batches each worker loads ahead; null: 2 with workers; only with num_workers > 0
+    )
     log_every: int = 10  # steps between metric lines
     val_every: int = 0  # steps between validations; 0 = only at the end of each stage
     val_max_batches: int = 0  # cap on validation batches; 0 = the whole split
@@ -121,9 +133,13 @@ class TrainerConfig:
     progress_bar: bool = True
     evaluate_at_end: bool = True  # generate on the test split and write metrics.json
     eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
-    max_nonfinite_in_a_row: int = 5  # NaN/Inf-loss or -gradient steps skipped in a row before the run stops; 0 stops at the first
+    max_nonfinite_in_a_row: int = (
+        5  # NaN/Inf-loss or -gradient steps skipped in a row before the run stops; 0 stops at the first
+    )
     min_free_disk_gb: float = 1.0  # free space output_dir must have at start-up; 0 skips the check
-    dist_timeout_s: float = 600.0  # seconds a collective waits for the other ranks; a dead node fails the run after this
+    dist_timeout_s: float = (
+        600.0  # seconds a collective waits for the other ranks; a dead node fails the run after this
+    )
     wandb: WandbConfig = field(default_factory=WandbConfig)
     # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event; the loop validates
     # before them (pam/train/validate.py), so checkpoint and log see val/ metrics; evaluation runs last
@@ -132,24 +148,58 @@ class TrainerConfig:
     def validate(self) -> None:
         _check(self.engine in ENGINES, "trainer.engine", f"must be one of {ENGINES}")
         _check(self.precision in PRECISIONS, "trainer.precision", f"must be one of {PRECISIONS}")
-        _check(self.global_batch_size >= 1 and self.micro_batch_size >= 1, "trainer.global_batch_size", "and micro_batch_size must be >= 1")
+        _check(
+            self.global_batch_size >= 1 and self.micro_batch_size >= 1,
+            "trainer.global_batch_size",
+            "and micro_batch_size must be >= 1",
+        )
         _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
-        _check(self.prefetch_factor is None or self.num_workers > 0, "trainer.prefetch_factor", "only applies with num_workers > 0 (set it to null, or add workers)")
-        _check(self.prefetch_factor is None or self.prefetch_factor >= 1, "trainer.prefetch_factor", f"must be >= 1, got {self.prefetch_factor}")
-        _check(not self.persistent_workers or self.num_workers > 0, "trainer.persistent_workers", "is true but num_workers is 0: there are no workers to keep (use null or false)")
+        _check(
+            self.prefetch_factor is None or self.num_workers > 0,
+            "trainer.prefetch_factor",
+            "only applies with num_workers > 0 (set it to null, or add workers)",
+        )
+        _check(
+            self.prefetch_factor is None or self.prefetch_factor >= 1,
+            "trainer.prefetch_factor",
+            f"must be >= 1, got {self.prefetch_factor}",
+        )
+        _check(
+            not self.persistent_workers or self.num_workers > 0,
+            "trainer.persistent_workers",
+            "is true but num_workers is 0: there are no workers to keep (use null or false)",
+        )
         _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
-        _check(self.wandb.mode is None or self.wandb.mode in WANDB_MODES, "trainer.wandb.mode", f"must be null or one of {WANDB_MODES}")
+        _check(
+            self.wandb.mode is None or self.wandb.mode in WANDB_MODES,
+            "trainer.wandb.mode",
+            f"must be null or one of {WANDB_MODES}",
+        )
         env = os.environ.get("WANDB_MODE")
         if self.wandb.mode is None and env and env not in WANDB_ENV_MODES:
-            raise ConfigError(f"environment variable WANDB_MODE={env!r} must be one of {WANDB_ENV_MODES} (or set trainer.wandb.mode)")
+            raise ConfigError(
+                f"environment variable WANDB_MODE={env!r} must be one of {WANDB_ENV_MODES} (or set trainer.wandb.mode)"
+            )
         _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
         _check(self.max_nonfinite_in_a_row >= 0, "trainer.max_nonfinite_in_a_row", "must be >= 0")
         _check(self.min_free_disk_gb >= 0, "trainer.min_free_disk_gb", "must be >= 0")
         _check(self.dist_timeout_s > 0, "trainer.dist_timeout_s", "must be > 0")
-        _check("validation" not in self.hooks, "trainer.hooks", "no longer lists `validation`: the loop validates every trainer.val_every steps")
+        _check(
+            "validation" not in self.hooks,
+            "trainer.hooks",
+            "no longer lists `validation`: the loop validates every trainer.val_every steps",
+        )
         unknown = [h for h in self.hooks if h not in HOOK_NAMES]
-        _check(not unknown and len(set(self.hooks)) == len(self.hooks), "trainer.hooks", f"must name distinct hooks among {sorted(HOOK_NAMES)}, got unknown {unknown}")
-        _check(self.engine != "deepspeed" or self.deepspeed_config is not None, "trainer.deepspeed_config", "is required with engine=deepspeed")
+        _check(
+            not unknown and len(set(self.hooks)) == len(self.hooks),
+            "trainer.hooks",
+            f"must name distinct hooks among {sorted(HOOK_NAMES)}, got unknown {unknown}",
+        )
+        _check(
+            self.engine != "deepspeed" or self.deepspeed_config is not None,
+            "trainer.deepspeed_config",
+            "is required with engine=deepspeed",
+        )
 
     def accumulation(self, world_size: int) -> int:
         """Gradient-accumulation steps so that micro * accum * world == global batch."""
@@ -190,10 +240,10 @@ def as_dict(obj) -> dict:
 
 def register_config_defaults() -> None:
     """Register the schemas' defaults with Hydra's ConfigStore as ``<group>/schema``, so the YAML
-    files of configs/ keep only what differs (``defaults: [schema, _self_]``). The dataclasses are
-    the one source of defaults; values are validated when the run starts (``build_config``), with
-    errors naming the field. Stored as plain mappings so that validation stays in one place. The
-model's weight paths (``sam2.checkpoint``, ``llm.name_or_path``) are stored as mandatory (``???``)."""
+        files of configs/ keep only what differs (``defaults: [schema, _self_]``). The dataclasses are
+        the one source of defaults; values are validated when the run starts (``build_config``), with
+        errors naming the field. Stored as plain mappings so that validation stays in one place. The
+    model's weight paths (``sam2.checkpoint``, ``llm.name_or_path``) are stored as mandatory (``???``)."""
     from hydra.core.config_store import ConfigStore
 
     from ..data.prompt_sampling import PromptSamplingConfig

@@ -50,12 +50,18 @@ def loader_options(cfg: TrainerConfig, device: torch.device) -> dict:
     """DataLoader keywords from the trainer config, with the ``null`` defaults resolved for ``device``:
     pinned memory on CUDA only, persistent workers and ``prefetch_factor`` 2 when there are workers."""
     workers = cfg.num_workers
-    check(not (cfg.pin_memory and device.type != "cuda"), "trainer.pin_memory", f"is true but the device is {device.type}; pinned memory only helps copies to a CUDA device (use null or false)")
+    check(
+        not (cfg.pin_memory and device.type != "cuda"),
+        "trainer.pin_memory",
+        f"is true but the device is {device.type}; pinned memory only helps copies to a CUDA device (use null or false)",
+    )
     return {
         "num_workers": workers,
         "pin_memory": device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory,
         "persistent_workers": workers > 0 if cfg.persistent_workers is None else cfg.persistent_workers,
-        "prefetch_factor": (DEFAULT_PREFETCH_FACTOR if cfg.prefetch_factor is None else cfg.prefetch_factor) if workers > 0 else None,
+        "prefetch_factor": (DEFAULT_PREFETCH_FACTOR if cfg.prefetch_factor is None else cfg.prefetch_factor)
+        if workers > 0
+        else None,
     }
 
 
@@ -98,7 +104,15 @@ def make_loader(dataset, sampler, collate, *, batch_size: int, seed: int, **opti
     ``options``: :func:`loader_options`. The loader's own generator (seeded by ``seed``) gives the
     workers' base seed, so the global torch RNG is left alone."""
     generator = torch.Generator().manual_seed(int(seed))
-    return DataLoader(EpochIndexed(dataset), batch_size=batch_size, sampler=EpochTaggedSampler(sampler), collate_fn=collate, drop_last=False, generator=generator, **options)
+    return DataLoader(
+        EpochIndexed(dataset),
+        batch_size=batch_size,
+        sampler=EpochTaggedSampler(sampler),
+        collate_fn=collate,
+        drop_last=False,
+        generator=generator,
+        **options,
+    )
 
 
 class BatchStream:
@@ -111,7 +125,17 @@ class BatchStream:
     ends them); ``loader`` are :func:`loader_options`.
     """
 
-    def __init__(self, dataset, sampler, collate, *, micro_batch_size: int, world_size: int, on_new_epoch: Callable[[], None] | None = None, **loader):
+    def __init__(
+        self,
+        dataset,
+        sampler,
+        collate,
+        *,
+        micro_batch_size: int,
+        world_size: int,
+        on_new_epoch: Callable[[], None] | None = None,
+        **loader,
+    ):
         self.dataset, self.sampler, self.collate = dataset, sampler, collate
         self.micro_batch_size, self.world_size = micro_batch_size, world_size
         self.loader_kwargs = {"num_workers": 0, **loader}
@@ -127,7 +151,14 @@ class BatchStream:
 
     def loader(self) -> DataLoader:
         if self._loader is None:
-            self._loader = make_loader(self.dataset, self.sampler, self.collate, batch_size=self.micro_batch_size, seed=self.sampler.seed, **self.loader_kwargs)
+            self._loader = make_loader(
+                self.dataset,
+                self.sampler,
+                self.collate,
+                batch_size=self.micro_batch_size,
+                seed=self.sampler.seed,
+                **self.loader_kwargs,
+            )
         return self._loader
 
     def start(self) -> None:

@@ -36,7 +36,9 @@ class TorchEngine:
             from torch.nn.parallel import DistributedDataParallel
 
             # image-only batches leave the later-frame projection unused, hence find_unused_parameters
-            self.module = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None, find_unused_parameters=True)
+            self.module = DistributedDataParallel(
+                model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None, find_unused_parameters=True
+            )
         self.params = [p for p in model.parameters() if p.requires_grad]
 
     def autocast(self):
@@ -56,7 +58,9 @@ class TorchEngine:
         return float(loss_sum.detach())
 
     def step(self) -> float:
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -99,7 +103,9 @@ class DeepSpeedEngine:
         ds_config.setdefault("zero_allow_untested_optimizer", True)
         self.zero_stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
         optimizer, scheduler = build_optimizer(model, stage)
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
         self.model = model
         self.engine.train()
 
@@ -147,7 +153,9 @@ class DeepSpeedEngine:
         saved = getattr(self, "_saved", {})
         saved_world = int(saved.get("world_size", self.dist.world_size))
         if saved.get("zero_stage", self.zero_stage) != self.zero_stage:
-            raise ValueError(f"{folder}: saved with ZeRO stage {saved['zero_stage']}, this run uses stage {self.zero_stage}")
+            raise ValueError(
+                f"{folder}: saved with ZeRO stage {saved['zero_stage']}, this run uses stage {self.zero_stage}"
+            )
         if saved_world == self.dist.world_size:
             self.engine.load_checkpoint(str(ds_dir), tag=tag, load_module_strict=False)
             return
@@ -195,12 +203,25 @@ def universal_checkpoint(folder: Path, tag: str, dist: DistInfo) -> Path:
     if dist.is_main and not (target / "latest_universal").is_file():
         tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(folder / "deepspeed" / tag),
-               "--output_folder", str(tmp / tag), "--num_extract_workers", "1", "--num_merge_workers", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "deepspeed.checkpoint.ds_to_universal",
+            "--input_folder",
+            str(folder / "deepspeed" / tag),
+            "--output_folder",
+            str(tmp / tag),
+            "--num_extract_workers",
+            "1",
+            "--num_merge_workers",
+            "1",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not (tmp / "latest_universal").is_file():
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"{folder}: converting the DeepSpeed shards to a universal checkpoint failed:\n{proc.stderr[-3000:]}")
+            raise RuntimeError(
+                f"{folder}: converting the DeepSpeed shards to a universal checkpoint failed:\n{proc.stderr[-3000:]}"
+            )
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     barrier(dist)

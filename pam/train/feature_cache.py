@@ -48,7 +48,9 @@ def _slot(key: str) -> str:
 
 
 class FeatureCache:
-    def __init__(self, root: str | Path, sam2_cfg: SAM2Config, sam2: FrozenSAM2, *, dtype: str = "float32", shard_size: int = 256):
+    def __init__(
+        self, root: str | Path, sam2_cfg: SAM2Config, sam2: FrozenSAM2, *, dtype: str = "float32", shard_size: int = 256
+    ):
         self.dir = Path(root) / cache_signature(sam2_cfg, sam2)
         self.dtype = _DTYPES[dtype]
         self.shard_size = shard_size
@@ -77,7 +79,11 @@ class FeatureCache:
         for batch in loader:
             if batch["pixel_values"] is None:
                 continue
-            todo = [(i, k) for i, k in enumerate(batch.meta["image_keys"]) if _slot(k) not in self.index and _slot(k) not in pending]
+            todo = [
+                (i, k)
+                for i, k in enumerate(batch.meta["image_keys"])
+                if _slot(k) not in self.index and _slot(k) not in pending
+            ]
             if not todo:
                 continue
             feats = sam2.encode_images(batch["pixel_values"][[i for i, _ in todo]].to(device))

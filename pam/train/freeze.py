@@ -21,7 +21,9 @@ def apply_trainable_patterns(model: nn.Module, patterns: list[str], frozen_patte
     check_patterns(model, patterns, frozen_patterns)
     trainable = []
     for name, p in model.named_parameters():
-        on = any(fnmatch.fnmatchcase(name, pat) for pat in patterns) and not any(fnmatch.fnmatchcase(name, pat) for pat in frozen_patterns)
+        on = any(fnmatch.fnmatchcase(name, pat) for pat in patterns) and not any(
+            fnmatch.fnmatchcase(name, pat) for pat in frozen_patterns
+        )
         p.requires_grad_(on)
         if on:
             trainable.append(name)
@@ -34,7 +36,9 @@ def check_patterns(model: nn.Module, patterns: list[str], frozen_patterns: list[
     for group, pats in (("trainable", patterns), ("frozen", frozen_patterns)):
         for pat in pats:
             if not any(fnmatch.fnmatchcase(n, pat) for n in names):
-                raise ValueError(f"{prefix}{group} pattern {pat!r} matches no parameter; names look like {names[:3]} ... {names[-2:]}")
+                raise ValueError(
+                    f"{prefix}{group} pattern {pat!r} matches no parameter; names look like {names[:3]} ... {names[-2:]}"
+                )
 
 
 def parameter_table(model: nn.Module, extra_frozen: dict[str, nn.Module] | None = None, depth: int = 1) -> str:

@@ -74,7 +74,9 @@ class NonFiniteGuard:
             return True
         if engine.step_applied():
             if not math.isfinite(loss):
-                raise NonFiniteError(f"non-finite loss {loss} at step {step}, yet the engine applied the update (finite gradients)")
+                raise NonFiniteError(
+                    f"non-finite loss {loss} at step {step}, yet the engine applied the update (finite gradients)"
+                )
             self.in_a_row = 0
             return True
         what = f"loss {loss}" if not math.isfinite(loss) else "gradient (DeepSpeed found a NaN/Inf norm)"

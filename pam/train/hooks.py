@@ -67,13 +67,17 @@ class MetricsLogger(HookBase):
             # rows past the step we start from were written by an interrupted run after the checkpoint
             # this one resumed from: drop them, or those steps would appear twice
             lines = self.path.read_text().splitlines(keepends=True)
-            kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= trainer.global_step]
+            kept = [
+                line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= trainer.global_step
+            ]
             if len(kept) != len(lines):
                 self.path.write_text("".join(kept))
         if trainer.dist.is_main and trainer.cfg.progress_bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=trainer.stage.max_steps, initial=trainer.stage_step, desc=trainer.stage.name, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.stage.max_steps, initial=trainer.stage_step, desc=trainer.stage.name, dynamic_ncols=True
+            )
 
     def after_step(self, trainer, metrics: dict) -> None:
         self.samples += trainer.cfg.global_batch_size
@@ -82,7 +86,11 @@ class MetricsLogger(HookBase):
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", lr=f"{metrics['lr']:.2e}", sps=f"{rate:.1f}")
-        if trainer.stage_step % trainer.cfg.log_every == 0 or trainer.stage_step == trainer.stage.max_steps or any(k.startswith("val/") for k in metrics):
+        if (
+            trainer.stage_step % trainer.cfg.log_every == 0
+            or trainer.stage_step == trainer.stage.max_steps
+            or any(k.startswith("val/") for k in metrics)
+        ):
             self.write(trainer, {"step": trainer.global_step, "stage": trainer.stage.name, **metrics})
 
     def after_stage(self, trainer) -> None:
@@ -149,7 +157,11 @@ class FinalEvaluation(HookBase):
 
             # the registry's `quickstart` benchmark: predictions.jsonl, results.json/.md in the run folder
             metrics = evaluate_dataset(
-                trainer.bundle, trainer.dataset("test"), run, max_samples=trainer.cfg.eval_max_samples, checkpoint=trainer.final_checkpoint
+                trainer.bundle,
+                trainer.dataset("test"),
+                run,
+                max_samples=trainer.cfg.eval_max_samples,
+                checkpoint=trainer.final_checkpoint,
             )
             (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
             write_report(trainer, trainer.final_checkpoint, metrics)
@@ -176,7 +188,9 @@ HOOKS = {
 
 
 if tuple(HOOKS) != HOOK_NAMES:
-    raise ImportError(f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} must list the same hooks")
+    raise ImportError(
+        f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} must list the same hooks"
+    )
 
 
 def build_hooks(names: list[str], trainer) -> list[HookBase]:

@@ -22,12 +22,17 @@ def param_groups(model: nn.Module, stage: StageConfig) -> list[dict]:
         if not p.requires_grad:
             continue
         lr = next((float(v) for pat, v in stage.lr_groups.items() if fnmatch.fnmatchcase(name, pat)), stage.lr)
-        decay = 0.0 if p.ndim < 2 or any(fnmatch.fnmatchcase(name, pat) for pat in stage.no_decay) else stage.weight_decay
+        decay = (
+            0.0 if p.ndim < 2 or any(fnmatch.fnmatchcase(name, pat) for pat in stage.no_decay) else stage.weight_decay
+        )
         groups.setdefault((lr, decay), []).append(p)
         names.setdefault((lr, decay), []).append(name)
     if not groups:
         raise ValueError("no trainable parameters: check stage.trainable")
-    return [{"params": ps, "lr": lr, "weight_decay": wd, "initial_lr": lr, "names": names[(lr, wd)]} for (lr, wd), ps in groups.items()]
+    return [
+        {"params": ps, "lr": lr, "weight_decay": wd, "initial_lr": lr, "names": names[(lr, wd)]}
+        for (lr, wd), ps in groups.items()
+    ]
 
 
 def lr_lambda(stage: StageConfig):

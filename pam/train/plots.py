@@ -74,8 +74,7 @@ def plot_curves(
         lr_ax.plot(*drawn[lr_key], color="tab:green", label=lr_key)
         lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     else:
-        lr_ax.text(0.5, 0.5, f"no {lr_key!r} in the metrics file", ha="center", va="center",
-                   transform=lr_ax.transAxes)
+        lr_ax.text(0.5, 0.5, f"no {lr_key!r} in the metrics file", ha="center", va="center", transform=lr_ax.transAxes)
     lr_ax.set_ylabel("learning rate")
     lr_ax.set_xlabel(STEP_KEY)
     lr_ax.grid(alpha=0.3)

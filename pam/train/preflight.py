@@ -63,4 +63,3 @@ def instantiate_config(node, name: str, *, build=None, **kwargs):
         if isinstance(cause, Exception):
             raise cause from e
         raise
-

@@ -26,7 +26,9 @@ def draw_examples(bundle, dataset, out_dir: Path, n: int = 4) -> list[Path]:
         turns = s["turns"][:-1] if s["turns"][-1]["role"] == "assistant" else s["turns"]
         [r] = predictor.generate_samples([{**s, "turns": turns}])
         p = s["prompt"]
-        img = overlay(s["pixels"], r.mask, box=p.get("box"), points=p.get("points"), labels=p.get("point_labels"), caption=r.text)
+        img = overlay(
+            s["pixels"], r.mask, box=p.get("box"), points=p.get("points"), labels=p.get("point_labels"), caption=r.text
+        )
         path = out_dir / f"example_{i}.png"
         img.save(path)
         paths.append(path)
@@ -59,5 +61,7 @@ def write_report(trainer, final_checkpoint: Path, metrics: dict) -> Path:
     ]
     path = run / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    (run / "summary.json").write_text(json.dumps({"final_checkpoint": str(final_checkpoint), "metrics": metrics}, indent=2))
+    (run / "summary.json").write_text(
+        json.dumps({"final_checkpoint": str(final_checkpoint), "metrics": metrics}, indent=2)
+    )
     return path

@@ -35,7 +35,9 @@ def run(cfg: DictConfig) -> dict:
     """Prepare the data, train every stage; the hooks evaluate and write the report. Returns the
     final metrics (also in metrics.json). After a stop signal (pam/utils/stop.py) the process exits
     with ``EXIT_STOPPED`` once the checkpoint is written."""
-    info = setup_distributed(cfg.trainer.engine, cfg.trainer.get("dist_timeout_s", 600.0))  # the one place distributed is set up
+    info = setup_distributed(
+        cfg.trainer.engine, cfg.trainer.get("dist_timeout_s", 600.0)
+    )  # the one place distributed is set up
     if info.is_main:
         prepare_data(cfg)
         prepare_taught_sam2(cfg)  # only with a `sam2_teach` section (the quick-start's debug SAM 2)

@@ -51,7 +51,9 @@ class CheckpointSaveError(OSError):
 def save_error(target: Path, exc: OSError, last_good: Path | None) -> CheckpointSaveError:
     kept = f"the last good checkpoint {last_good} is kept" if last_good is not None else "no earlier checkpoint exists"
     reason = exc.strerror or str(exc)
-    return CheckpointSaveError(exc.errno, f"could not write checkpoint {target}: {reason}; nothing was replaced and {kept}")
+    return CheckpointSaveError(
+        exc.errno, f"could not write checkpoint {target}: {reason}; nothing was replaced and {kept}"
+    )
 
 
 def rng_state() -> dict:
@@ -100,7 +102,12 @@ class TrainState:
         return self.stage_step == self.max_steps
 
     def state_dict(self) -> dict:
-        return {"global_step": self.global_step, "stage_step": self.stage_step, "stage_index": self.stage_index, "rng": rng_state()}
+        return {
+            "global_step": self.global_step,
+            "stage_step": self.stage_step,
+            "stage_index": self.stage_index,
+            "rng": rng_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.global_step, self.stage_step = int(state["global_step"]), int(state["stage_step"])
@@ -116,7 +123,11 @@ class TrainState:
 def list_step_checkpoints(ckpt_root: Path) -> list[Path]:
     if not ckpt_root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir() if (m := STEP_DIR.match(p.name)) and (p / "info.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in ckpt_root.iterdir()
+        if (m := STEP_DIR.match(p.name)) and (p / "info.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -211,7 +222,9 @@ class CheckpointManager:
                 self.write_model(staging / "model")
             if main:
                 torch.save(state, staging / TRAINER_STATE)
-                (staging / "info.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True))
+                (staging / "info.json").write_text(
+                    json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True)
+                )
         except OSError as e:  # disk full, quota, I/O error
             error = e
         barrier(self.dist)  # every shard is on disk before the manifest hashes it
@@ -251,7 +264,9 @@ class CheckpointManager:
         value = metrics.get(self.best_metric)
         if value is None:
             return
-        better = self.best_value is None or (value < self.best_value if self.best_mode == "min" else value > self.best_value)
+        better = self.best_value is None or (
+            value < self.best_value if self.best_mode == "min" else value > self.best_value
+        )
         if better:
             self.best_value = value
             with atomic_directory(self.root / "best") as tmp:

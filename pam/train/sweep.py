@@ -143,9 +143,7 @@ def load_sweep_runs(sweep_dir: str | Path) -> list[SweepRun]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir}: no such sweep folder")
-    job_dirs = sorted(
-        (p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()), key=_sort_key
-    )
+    job_dirs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()), key=_sort_key)
     if not job_dirs:
         raise ValueError(f"{sweep_dir}: no runs found (expected <job>/.hydra/config.yaml)")
     runs = []
@@ -177,9 +175,7 @@ def _differing_keys(dicts: list[dict[str, Any]]) -> list[str]:
         keys.update(dict.fromkeys(d))
     missing = object()
     return [
-        key
-        for key in keys
-        if len({json.dumps(d.get(key, missing), sort_keys=True, default=repr) for d in dicts}) > 1
+        key for key in keys if len({json.dumps(d.get(key, missing), sort_keys=True, default=repr) for d in dicts}) > 1
     ]
 
 

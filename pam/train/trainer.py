@@ -49,11 +49,17 @@ class Trainer:
         self.resolved_config = _to_container(cfg)
         self.cfg = build_trainer_config(self.resolved_config["trainer"])
         self.model_cfg = PAMConfig.from_dict(self.resolved_config["model"])
-        stages = [("stage.", self.resolved_config["stage"])] + ([("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else [])
+        stages = [("stage.", self.resolved_config["stage"])] + (
+            [("next_stage.", self.resolved_config["next_stage"])] if self.resolved_config.get("next_stage") else []
+        )
         self.stages: list[StageConfig] = [build_stage(s, prefix) for prefix, s in stages]
         self.data_cfg = cfg.data
-        self.dist = dist if dist is not None else setup_distributed(self.cfg.engine, self.cfg.dist_timeout_s)  # set up once, by the caller when given
-        self.engine_kind = self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
+        self.dist = (
+            dist if dist is not None else setup_distributed(self.cfg.engine, self.cfg.dist_timeout_s)
+        )  # set up once, by the caller when given
+        self.engine_kind = (
+            self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
+        )
         self.accum = self.cfg.accumulation(self.dist.world_size)
         self.loader_options = loader_options(self.cfg, self.dist.device)  # workers, pinning, prefetch
         self.run_dir = Path(self.cfg.output_dir)
@@ -71,7 +77,9 @@ class Trainer:
         # a typo in a later stage's patterns must fail now, not after the earlier stages trained
         # (LoRA parameter names exist only once a LoRA stage has started)
         for (prefix, _), stage in zip(stages, self.stages):
-            check_patterns(self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix)
+            check_patterns(
+                self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix
+            )
         self.hooks = build_hooks(self.cfg.hooks, self)
         self.final_checkpoint: Path | None = None
         self.final_metrics: dict = {}
@@ -80,8 +88,13 @@ class Trainer:
         self.stop = StopSignal(device=self.dist.device)
         self.stopped = False
         self.validator = Validator(
-            self.val_set, every=self.cfg.val_every, max_batches=self.cfg.val_max_batches, micro_batch_size=self.cfg.micro_batch_size,
-            seed=self.cfg.seed, dist=self.dist, loader_options=self.loader_options,
+            self.val_set,
+            every=self.cfg.val_every,
+            max_batches=self.cfg.val_max_batches,
+            micro_batch_size=self.cfg.micro_batch_size,
+            seed=self.cfg.seed,
+            dist=self.dist,
+            loader_options=self.loader_options,
         )
 
     # ----- building blocks ----------------------------------------------------------------------
@@ -94,10 +107,16 @@ class Trainer:
     def dataset(self, split: str):
         """The data config's ``split`` (train, val, test), built for this model's token layout."""
         try:
-            return instantiate_config(None, f"data.{split}", build=lambda: build_dataset(self.data_cfg, split, self.model_cfg.token_layout()))
+            return instantiate_config(
+                None, f"data.{split}", build=lambda: build_dataset(self.data_cfg, split, self.model_cfg.token_layout())
+            )
         except FileNotFoundError as err:  # e.g. no experiment and no data: say how to get some
             root = self.data_cfg.get("root")
-            hint = f"; write it with `pam make-data --out {root}`, pick an experiment that generates it (experiment=quickstart), or set data.root" if root else ""
+            hint = (
+                f"; write it with `pam make-data --out {root}`, pick an experiment that generates it (experiment=quickstart), or set data.root"
+                if root
+                else ""
+            )
             raise ConfigError(f"config `data.{split}`: {err}{hint}") from err
 
     def _build_feature_cache(self):
@@ -113,7 +132,11 @@ class Trainer:
                     n = cache.build(self.model.sam2, ds, collate, batch_size=self.cfg.micro_batch_size, log=log.info)
                     log.info("feature cache %s: %d new images, %d cached in all", name, n, len(cache))
         barrier(self.dist)
-        return FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2, self.model.sam2) if not self.dist.is_main else cache
+        return (
+            FeatureCache(self.cfg.feature_cache, self.model_cfg.sam2, self.model.sam2)
+            if not self.dist.is_main
+            else cache
+        )
 
     def _with_cached_features(self, batch: dict) -> dict:
         if self.cache is None or batch["pixel_values"] is None:
@@ -161,13 +184,22 @@ class Trainer:
             patterns.append("llm.*lora_*")
         trainable = apply_trainable_patterns(self.model, patterns, stage.frozen)
         if self.dist.is_main:
-            print(f"== stage {stage.name}: {len(trainable)} trainable tensors\n" + parameter_table(self.model, {"sam2 (frozen)": self.model.sam2.model}), flush=True)
+            print(
+                f"== stage {stage.name}: {len(trainable)} trainable tensors\n"
+                + parameter_table(self.model, {"sam2 (frozen)": self.model.sam2.model}),
+                flush=True,
+            )
 
     def _apply_lora(self, stage: StageConfig) -> None:
         from peft import LoraConfig, get_peft_model
 
         lora = stage.lora
-        self.model.llm = get_peft_model(self.model.llm, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
+        self.model.llm = get_peft_model(
+            self.model.llm,
+            LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
+            ),
+        )
 
     # ----- the loop -----------------------------------------------------------------------------
     @property
@@ -207,11 +239,19 @@ class Trainer:
         return final
 
     def _ckpt_options(self) -> dict:
-        return dict(keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode, dist=self.dist)
+        return dict(
+            keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode, dist=self.dist
+        )
 
     def stateful(self) -> dict:
         """The objects whose state a checkpoint carries, by their key in trainer_state.pt."""
-        return {"engine": self.engine, "sampler": self.batches, "skips": self.skips, "nonfinite": self.guard, "train": self.state}
+        return {
+            "engine": self.engine,
+            "sampler": self.batches,
+            "skips": self.skips,
+            "nonfinite": self.guard,
+            "train": self.state,
+        }
 
     def _run_stage(self, stage: StageConfig, init_from: str | None, resume: Path | None) -> Path | None:
         self.stage = stage
@@ -223,11 +263,18 @@ class Trainer:
         collate = self._collator(stage)
         self.validator.start_stage(collate)
         self.batches = BatchStream(
-            self.train_set, self._train_sampler(), collate,
-            micro_batch_size=self.cfg.micro_batch_size, world_size=self.dist.world_size, on_new_epoch=self.skips.reset_epoch, **self.loader_options,
+            self.train_set,
+            self._train_sampler(),
+            collate,
+            micro_batch_size=self.cfg.micro_batch_size,
+            world_size=self.dist.world_size,
+            on_new_epoch=self.skips.reset_epoch,
+            **self.loader_options,
         )
         self.state.stage_step = 0
-        self.ckpt = CheckpointManager(self.run_dir, states=self.stateful(), write_model=self._write_model, **self._ckpt_options())
+        self.ckpt = CheckpointManager(
+            self.run_dir, states=self.stateful(), write_model=self._write_model, **self._ckpt_options()
+        )
         if resume is not None:
             self.ckpt.load(resume)
         for h in self.hooks:
@@ -247,7 +294,9 @@ class Trainer:
             self.state.global_step += 1
             self.skips.check()
             metrics["stage_index"] = self.stage_index
-            if self.validator.should_validate(self.stage_step, stage.max_steps):  # before the hooks: checkpoint and log see it
+            if self.validator.should_validate(
+                self.stage_step, stage.max_steps
+            ):  # before the hooks: checkpoint and log see it
                 metrics.update(self.validate())
             for h in self.hooks:
                 h.after_step(self, metrics)
@@ -255,8 +304,12 @@ class Trainer:
                 if self.ckpt.last_saved_step != self.global_step:
                     self.save_checkpoint(metrics)
                 self.stopped = True
-                log.warning("stopped on %s after step %d; checkpoint %s", ",".join(self.stop.received) or "another rank's signal",
-                            self.global_step, self.ckpt.root / f"step-{self.global_step:06d}")
+                log.warning(
+                    "stopped on %s after step %d; checkpoint %s",
+                    ",".join(self.stop.received) or "another rank's signal",
+                    self.global_step,
+                    self.ckpt.root / f"step-{self.global_step:06d}",
+                )
                 self.batches.close()
                 return None
         for h in self.hooks:
@@ -277,14 +330,18 @@ class Trainer:
         when the loss or a gradient is not finite: the step is skipped (see pam/train/guards.py).
         """
         engine = self.engine
-        tokens = all_reduce_sum(float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)), self.dist)
+        tokens = all_reduce_sum(
+            float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)), self.dist
+        )
         scale = self.dist.world_size / max(tokens, 1.0)
         loss_sum = 0.0
         for micro, batch in enumerate(micro_batches):
             with engine.no_sync(micro < len(micro_batches) - 1):
                 loss_sum += engine.forward_backward(self._on_device(batch), scale)
         loss = all_reduce_sum(loss_sum, self.dist) / max(tokens, 1.0)
-        if not self.guard.check(loss, engine, self.model, self.global_step + 1):  # before the update reaches the weights
+        if not self.guard.check(
+            loss, engine, self.model, self.global_step + 1
+        ):  # before the update reaches the weights
             return None
         lr = engine.lr()
         grad_norm = engine.step()
@@ -298,7 +355,12 @@ class Trainer:
     def _write_model(self, folder: Path) -> None:
         with self.engine.gathered_parameters():
             if self.dist.is_main:
-                save_pam(self.model, self.bundle.tokenizer, folder, metadata={"stage": self.stage.name, "step": self.global_step})
+                save_pam(
+                    self.model,
+                    self.bundle.tokenizer,
+                    folder,
+                    metadata={"stage": self.stage.name, "step": self.global_step},
+                )
 
     def save_checkpoint(self, metrics: dict) -> Path:
         """A step checkpoint of every stateful part (every rank calls this)."""
@@ -312,4 +374,3 @@ class Trainer:
         """End the process group; a multi-process run leaves with ``os._exit`` (distributed.shutdown),
         with :data:`EXIT_STOPPED` after a stop signal."""
         shutdown(self.dist, exit_process=True, code=EXIT_STOPPED if self.stopped else 0)
-

@@ -19,7 +19,17 @@ class Validator:
     """``every``: steps between validations (0: only at each stage's end); ``max_batches``: cap on
     batches per rank (0: the whole split). :meth:`start_stage` builds the stage's loader."""
 
-    def __init__(self, dataset, *, every: int, max_batches: int, micro_batch_size: int, seed: int, dist: DistInfo, loader_options: dict):
+    def __init__(
+        self,
+        dataset,
+        *,
+        every: int,
+        max_batches: int,
+        micro_batch_size: int,
+        seed: int,
+        dist: DistInfo,
+        loader_options: dict,
+    ):
         self.dataset = dataset
         self.every, self.max_batches = every, max_batches
         self.micro_batch_size, self.seed = micro_batch_size, seed
@@ -32,7 +42,9 @@ class Validator:
             self.loader = None
             return
         sampler = RegionSampler(self.dataset, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.loader = make_loader(self.dataset, sampler, collate, batch_size=self.micro_batch_size, seed=self.seed, **self.loader_options)
+        self.loader = make_loader(
+            self.dataset, sampler, collate, batch_size=self.micro_batch_size, seed=self.seed, **self.loader_options
+        )
 
     def end_stage(self) -> None:
         self.loader = None

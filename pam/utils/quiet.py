@@ -68,7 +68,11 @@ def filter_stderr(*patterns: str) -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            kept = [line for line in sink.read().splitlines(keepends=True) if not any(c.search(line.decode(errors="replace")) for c in compiled)]
+            kept = [
+                line
+                for line in sink.read().splitlines(keepends=True)
+                if not any(c.search(line.decode(errors="replace")) for c in compiled)
+            ]
             if kept:
                 os.write(2, b"".join(kept))
 

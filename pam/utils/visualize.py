@@ -7,7 +7,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, *, color=(30, 144, 255), alpha: float = 0.5, box=None, points=None, labels=None, caption: str | None = None) -> Image.Image:
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    color=(30, 144, 255),
+    alpha: float = 0.5,
+    box=None,
+    points=None,
+    labels=None,
+    caption: str | None = None,
+) -> Image.Image:
     """An RGB image with ``mask`` blended in, its outline, and the prompt drawn on top."""
     img = np.asarray(image, dtype=np.float32).copy()
     m = np.asarray(mask, dtype=bool)

@@ -43,7 +43,9 @@ def synthetic_image(h: int = 200, w: int = 300, seed: int = 0) -> np.ndarray:
     return img
 
 
-def image_sample(sample_id: str, prompt: dict, answer: str = "tomato", image=None, key: str = "img0", task: str = "category") -> dict:
+def image_sample(
+    sample_id: str, prompt: dict, answer: str = "tomato", image=None, key: str = "img0", task: str = "category"
+) -> dict:
     image = synthetic_image() if image is None else image
     full = {"points": None, "point_labels": None, "box": None, "mask": None}
     full.update(prompt)
@@ -70,7 +72,12 @@ def video_sample(sample_id: str = "v", num_frames: int = 6, seed: int = 0) -> di
     frames = (rng.rand(num_frames, 96, 128, 3) * 60).astype(np.uint8)
     for t in range(num_frames):
         frames[t, 20:60, 10 + 5 * t : 50 + 5 * t] = (230, 40, 40)
-    sample = image_sample(sample_id, {"box": np.array([10.0, 20.0, 50.0, 60.0])}, answer="the red square moves right", key=f"video-{sample_id}")
+    sample = image_sample(
+        sample_id,
+        {"box": np.array([10.0, 20.0, 50.0, 60.0])},
+        answer="the red square moves right",
+        key=f"video-{sample_id}",
+    )
     sample.update(media_type="video", pixels=frames)
     sample["turns"][0]["content"] = task_prompt("video_caption")
     return sample

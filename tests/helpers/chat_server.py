@@ -41,12 +41,18 @@ def chat_response(text: str, prompt_tokens: int = 10, completion_tokens: int = 5
         "id": "cmpl-test",
         "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 class ChatServer:
-    def __init__(self, reply: Callable[[dict, int], Any], *, max_requests: int = 500, max_seconds: float = 60.0, usage=(10, 5)):
+    def __init__(
+        self, reply: Callable[[dict, int], Any], *, max_requests: int = 500, max_seconds: float = 60.0, usage=(10, 5)
+    ):
         self.reply = reply
         self.max_requests = max_requests
         self.max_seconds = max_seconds
@@ -75,7 +81,9 @@ class ChatServer:
                     if result.delay_s:
                         time.sleep(result.delay_s)
                     if result.status != 200:
-                        return self._send(result.status, {"error": {"message": f"scripted {result.status}"}}, result.headers)
+                        return self._send(
+                            result.status, {"error": {"message": f"scripted {result.status}"}}, result.headers
+                        )
                     result = result.text
                 try:
                     self._send(200, chat_response(str(result), *server.usage))

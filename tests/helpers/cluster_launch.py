@@ -41,7 +41,10 @@ ENGINES = {
 def make_data(root: Path) -> Path:
     from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
-    generate_quickstart(str(root), SyntheticConfig(num_train=16, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0))
+    generate_quickstart(
+        str(root),
+        SyntheticConfig(num_train=16, num_val=2, num_test=2, num_train_videos=0, num_val_videos=0, num_test_videos=0),
+    )
     return root
 
 
@@ -51,12 +54,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(out: Path, run_dir: Path, data: Path, engine: str, ranks: int, *extra: str, env: dict | None = None,
-           timeout: int = 900) -> subprocess.CompletedProcess:
+def launch(
+    out: Path,
+    run_dir: Path,
+    data: Path,
+    engine: str,
+    ranks: int,
+    *extra: str,
+    env: dict | None = None,
+    timeout: int = 900,
+) -> subprocess.CompletedProcess:
     """``ranks`` processes (torchrun for 2) of tests/helpers/cluster_run.py; records go to ``out``."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "DS_ACCELERATOR": "cpu",
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **(env or {}),
+    }
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         full_env.pop(key, None)
     if ranks == 1:
@@ -64,10 +84,28 @@ def launch(out: Path, run_dir: Path, data: Path, engine: str, ranks: int, *extra
         if engine != "ddp":  # DeepSpeed wants a process group even for one process
             full_env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_addr", "127.0.0.1",
-                    "--master_port", str(port)]
-    cmd = [*launcher, "-m", "tests.helpers.cluster_run", str(out), *RUN, *ENGINES[engine], f"data.root={data}",
-           f"trainer.output_dir={run_dir}", *extra]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(ranks),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+        ]
+    cmd = [
+        *launcher,
+        "-m",
+        "tests.helpers.cluster_run",
+        str(out),
+        *RUN,
+        *ENGINES[engine],
+        f"data.root={data}",
+        f"trainer.output_dir={run_dir}",
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -96,5 +134,7 @@ def assert_same_state(a: dict, b: dict, *, exact: bool = True) -> None:
             y = b[key][name]
             assert (x is None) == (y is None), f"{key} {name}"
             if x is not None:
-                assert torch.equal(x, y) if exact else torch.allclose(x, y, rtol=1e-5, atol=1e-7), f"{key} {name} differs"
+                assert torch.equal(x, y) if exact else torch.allclose(x, y, rtol=1e-5, atol=1e-7), (
+                    f"{key} {name} differs"
+                )
     assert a["lr"] == b["lr"] and a["schedule_step"] == b["schedule_step"]

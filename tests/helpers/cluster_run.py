@@ -45,8 +45,13 @@ def full_state(trainer) -> dict:
             params[n] = p.detach().cpu().clone()
             m = engine.optimizer.state.get(p, {}).get("exp_avg")
             moments[n] = None if m is None else m.detach().cpu().clone()
-    return {"params": params, "exp_avg": moments, "lr": engine.lr(), "schedule_step": int(engine.scheduler.last_epoch),
-            "global_step": trainer.global_step}
+    return {
+        "params": params,
+        "exp_avg": moments,
+        "lr": engine.lr(),
+        "schedule_step": int(engine.scheduler.last_epoch),
+        "global_step": trainer.global_step,
+    }
 
 
 def main(out: str, overrides: list[str]) -> None:

@@ -45,7 +45,11 @@ def _check(sock, address, what: str) -> None:
 
 @contextlib.contextmanager
 def loopback_only():
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def connect(self, address):
         _check(self, address, "connect")
@@ -58,7 +62,9 @@ def loopback_only():
     own = socket.gethostname()
 
     def getaddrinfo(host, *args, **kwargs):
-        if not (is_loopback(host) or host == own or _is_ip(host)):  # the machine's own name may be resolved; connecting is checked by address
+        if not (
+            is_loopback(host) or host == own or _is_ip(host)
+        ):  # the machine's own name may be resolved; connecting is checked by address
             BLOCKED.append(f"resolve {host}")
             raise socket.gaierror(socket.EAI_NONAME, f"tests may only reach loopback; refused to resolve {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)
@@ -67,4 +73,8 @@ def loopback_only():
     try:
         yield
     finally:
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = real_connect, real_connect_ex, real_getaddrinfo
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = (
+            real_connect,
+            real_connect_ex,
+            real_getaddrinfo,
+        )

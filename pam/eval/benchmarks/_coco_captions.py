@@ -21,7 +21,9 @@ from ._common import describe_image_items, media_root, score_captions
 
 @dataclass
 class RegionCaptionConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="short_caption", max_new_tokens=64, batch_size=8))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="short_caption", max_new_tokens=64, batch_size=8)
+    )
     metrics: tuple[str, ...] = ("METEOR", "CIDEr")  # pycocoevalcap metrics (METEOR, CIDEr, ROUGE_L)
     use_mask: bool = False  # prompt with the segmentation instead of the box, when there is one
     image_root: str | None = None  # image folder; None = the annotation file's folder
@@ -38,7 +40,11 @@ class COCORegionCaptions(Benchmark):
 
     def read_items(self, data: str | Path) -> list[dict]:
         doc = load_json(data)
-        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("images"), list)
+            or not isinstance(doc.get("annotations"), list)
+        ):
             raise ValueError(f"{data}: expected a COCO-caption JSON with 'images' and 'annotations' lists")
         root = str(media_root(data, self.config.image_root))
         images = {}
@@ -60,7 +66,16 @@ class COCORegionCaptions(Benchmark):
                 raise ValueError(f"{where}: duplicate annotation id {ann['id']!r}")
             seen.add(ann["id"])
             img = images[ann["image_id"]]
-            items.append({"id": ann["id"], "root": root, "image": img["file_name"], "bbox": ann["bbox"], "segmentation": ann.get("segmentation"), "references": [ann["caption"]]})
+            items.append(
+                {
+                    "id": ann["id"],
+                    "root": root,
+                    "image": img["file_name"],
+                    "bbox": ann["bbox"],
+                    "segmentation": ann.get("segmentation"),
+                    "references": [ann["caption"]],
+                }
+            )
         if not items:
             raise ValueError(f"{data}: no annotations")
         items.sort(key=lambda it: it["image"])  # regions of one image together: one SAM 2 encode

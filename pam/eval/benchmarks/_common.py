@@ -49,7 +49,9 @@ def describe_image_items(items: Sequence[dict], generator, *, use_mask: bool, te
     return out
 
 
-def score_captions(predictions: Sequence[dict], items: Sequence[dict], metrics: Sequence[str], what: str) -> dict[str, float]:
+def score_captions(
+    predictions: Sequence[dict], items: Sequence[dict], metrics: Sequence[str], what: str
+) -> dict[str, float]:
     """pycocoevalcap scores (PTB-tokenised) x100 of each item's prediction against its ``references``."""
     rows = match_predictions(predictions, [it["id"] for it in items], what)
     preds = []

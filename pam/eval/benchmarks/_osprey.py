@@ -24,7 +24,9 @@ from ._common import describe_image_items, media_root
 
 @dataclass
 class RecognitionConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="category", max_new_tokens=32, batch_size=8))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="category", max_new_tokens=32, batch_size=8)
+    )
     text_rule: str = "osprey"  # "osprey" (the paper's Table 1 script) or "videorefer"
     use_mask: bool = True  # prompt with the object's mask (Osprey does); false = its box
     image_root: str | None = None  # folder of the COCO images; None = the annotation file's folder
@@ -38,7 +40,11 @@ class RecognitionConfig(BenchmarkConfig):
 
 class OspreyRecognition(Benchmark):
     config_class = RecognitionConfig
-    official = {"repo": "CircleRadon/Osprey", "path": "osprey/eval/lvis_paco_eval.py", "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a"}
+    official = {
+        "repo": "CircleRadon/Osprey",
+        "path": "osprey/eval/lvis_paco_eval.py",
+        "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a",
+    }
     options = {
         "text_rule=videorefer": "VideoRefer's clean-up (_ : , . ( ) to spaces on both texts, lower-cased) instead of Osprey's",
         "use_mask=false": "prompt with the object's box instead of its mask",
@@ -70,8 +76,16 @@ class OspreyRecognition(Benchmark):
                 if not isinstance(ann, dict) or ("segmentation" not in ann and "bbox" not in ann):
                     raise ValueError(f"{where}: annotation {i} needs a segmentation or a bbox")
                 items.append(
-                    {"id": f"{k}/{i}", "root": root, "image": entry["file_name"], "height": entry["height"], "width": entry["width"],
-                     "category": cat, "segmentation": ann.get("segmentation"), "bbox": ann.get("bbox")}
+                    {
+                        "id": f"{k}/{i}",
+                        "root": root,
+                        "image": entry["file_name"],
+                        "height": entry["height"],
+                        "width": entry["width"],
+                        "category": cat,
+                        "segmentation": ann.get("segmentation"),
+                        "bbox": ann.get("bbox"),
+                    }
                 )
         if not items:
             raise ValueError(f"{data}: no objects")
@@ -87,6 +101,12 @@ class OspreyRecognition(Benchmark):
         bad = [r["id"] for r, p in zip(rows, preds) if not isinstance(p, str)]
         if bad:
             raise ValueError(f"{self.name}: predictions without a 'prediction' string: {bad[:10]}")
-        per = recognition_scores(preds, [it["category"] for it in items], rule=self.config.text_rule, model_path=self.config.similarity_model)
+        per = recognition_scores(
+            preds, [it["category"] for it in items], rule=self.config.text_rule, model_path=self.config.similarity_model
+        )
         n = len(items)
-        return {"semantic_similarity": 100.0 * sum(per["semantic_similarity"]) / n, "semantic_iou": 100.0 * sum(per["semantic_iou"]) / n, "num_items": n}
+        return {
+            "semantic_similarity": 100.0 * sum(per["semantic_similarity"]) / n,
+            "semantic_iou": 100.0 * sum(per["semantic_iou"]) / n,
+            "num_items": n,
+        }

@@ -30,7 +30,11 @@ from ._prompts import load_prompt
 
 QUESTION_TYPES = ("positive", "negative")
 LABELS = "abcde"  # the official parser reads at most five options by letter
-OFFICIAL = {"repo": "NVlabs/describe-anything", "path": "evaluation/eval_model_outputs.py", "commit": "153ad3d33c29324e9197f565547c6bc8500da02d"}
+OFFICIAL = {
+    "repo": "NVlabs/describe-anything",
+    "path": "evaluation/eval_model_outputs.py",
+    "commit": "153ad3d33c29324e9197f565547c6bc8500da02d",
+}
 
 
 def _prompts() -> dict:
@@ -39,10 +43,18 @@ def _prompts() -> dict:
 
 @dataclass
 class DLCBenchConfig(BenchmarkConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="detailed_caption", max_new_tokens=512))
-    judge: JudgeConfig | None = field(default_factory=lambda: JudgeConfig(model="meta-llama/Meta-Llama-3.1-8B-Instruct", temperature=0.0, max_tokens=300))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="detailed_caption", max_new_tokens=512)
+    )
+    judge: JudgeConfig | None = field(
+        default_factory=lambda: JudgeConfig(
+            model="meta-llama/Meta-Llama-3.1-8B-Instruct", temperature=0.0, max_tokens=300
+        )
+    )
     image_root: str | None = None  # image folder; None = <data>/images
-    default_prediction: str | None = None  # the official --default-prediction: used for objects without a prediction; None = error
+    default_prediction: str | None = (
+        None  # the official --default-prediction: used for objects without a prediction; None = error
+    )
 
 
 def is_plural(name: str) -> bool:
@@ -61,7 +73,9 @@ def _engine():
         try:
             import inflect
         except ImportError as err:
-            raise ImportError("DLC-Bench builds its recognition questions with inflect: pip install 'inflect<7.6' (the eval extra)") from err
+            raise ImportError(
+                "DLC-Bench builds its recognition questions with inflect: pip install 'inflect<7.6' (the eval extra)"
+            ) from err
         from importlib.metadata import version
 
         major_minor = tuple(int(p) for p in version("inflect").split(".")[:2] if p.isdigit())
@@ -177,7 +191,11 @@ class DLCBench(Benchmark):
         anns, images = {}, {}
         if ann_path.is_file():
             coco = load_json(ann_path)
-            if not isinstance(coco, dict) or not isinstance(coco.get("annotations"), list) or not isinstance(coco.get("images"), list):
+            if (
+                not isinstance(coco, dict)
+                or not isinstance(coco.get("annotations"), list)
+                or not isinstance(coco.get("images"), list)
+            ):
                 raise ValueError(f"{ann_path}: expected a COCO JSON with 'images' and 'annotations' lists")
             images = {img.get("id"): img for img in coco["images"] if isinstance(img, dict)}
             anns = {str(a.get("id")): a for a in coco["annotations"] if isinstance(a, dict)}
@@ -190,16 +208,27 @@ class DLCBench(Benchmark):
             for n, q in enumerate(questions):
                 self._check_question(q, f"{where}, question {n}")
             if not any(q["type"] == "positive" for q in questions):
-                raise ValueError(f"{where}: field 'type': needs at least one positive question (the positive score is a mean over them)")
+                raise ValueError(
+                    f"{where}: field 'type': needs at least one positive question (the positive score is a mean over them)"
+                )
             name = names.get(key)
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"{names_path}: object {key}: field 'class name' is missing or not a non-empty string")
-            item = {"id": key, "class_name": name, "questions": questions, "root": root, "image": None, "segmentation": None}
+            item = {
+                "id": key,
+                "class_name": name,
+                "questions": questions,
+                "root": root,
+                "image": None,
+                "segmentation": None,
+            }
             ann = anns.get(key)
             if ann is not None:
                 img = images.get(ann.get("image_id"))
                 if img is None or "file_name" not in img:
-                    raise ValueError(f"{ann_path}: annotation {key}: field 'image_id' {ann.get('image_id')!r} names no image with a file_name")
+                    raise ValueError(
+                        f"{ann_path}: annotation {key}: field 'image_id' {ann.get('image_id')!r} names no image with a file_name"
+                    )
                 if ann.get("segmentation") is None:
                     raise ValueError(f"{ann_path}: annotation {key}: field 'segmentation' is missing")
                 item.update(image=img["file_name"], segmentation=ann["segmentation"])
@@ -216,7 +245,9 @@ class DLCBench(Benchmark):
             raise ValueError(f"{where}: field 'question' must be a string")
         ch = q.get("choices")
         ok = isinstance(ch, list) and 2 <= len(ch) <= len(LABELS)
-        ok = ok and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], (int, float)) for c in ch)
+        ok = ok and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], (int, float)) for c in ch
+        )
         if not ok:
             raise ValueError(f"{where}: field 'choices' must be 2 to {len(LABELS)} [text, score] pairs, got {ch!r}")
 
@@ -224,7 +255,9 @@ class DLCBench(Benchmark):
         rows = []
         for it in items:
             if it["image"] is None:
-                raise ValueError(f"DLC-Bench object {it['id']}: not in annotations.json (generating needs its image and mask)")
+                raise ValueError(
+                    f"DLC-Bench object {it['id']}: not in annotations.json (generating needs its image and mask)"
+                )
             image = load_image(it["root"], it["image"])
             mask = decode_segmentation(it["segmentation"], image.shape[0], image.shape[1], f"annotation {it['id']}")
             (text,) = generator.describe_regions(image, [{"mask": mask}])
@@ -242,7 +275,9 @@ class DLCBench(Benchmark):
             if text is None or text.startswith("Error:"):
                 if self.config.default_prediction is None:
                     why = "has no prediction" if text is None else "has an error prediction"
-                    raise ValueError(f"dlc_bench: object {it['id']!r} {why} (set default_prediction to score it with a fixed text)")
+                    raise ValueError(
+                        f"dlc_bench: object {it['id']!r} {why} (set default_prediction to score it with a fixed text)"
+                    )
                 text = self.config.default_prediction
             out.append(text)
         return out
@@ -266,5 +301,11 @@ class DLCBench(Benchmark):
             unrecognized += not got["recognized"]
         p = sum(pos) / len(pos)
         n = sum(neg) / len(neg) if neg else 0.0
-        return {"positive": 100 * p, "negative": 100 * n, "average": 100 * (p + n) / 2, "num_items": len(items),
-                "unrecognized": unrecognized, "unparsed_answers": unparsed}
+        return {
+            "positive": 100 * p,
+            "negative": 100 * n,
+            "average": 100 * (p + n) / 2,
+            "num_items": len(items),
+            "unrecognized": unrecognized,
+            "unparsed_answers": unparsed,
+        }

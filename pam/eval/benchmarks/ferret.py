@@ -47,7 +47,9 @@ def _rule() -> dict:
 @dataclass
 class FerretConfig(BenchmarkConfig):
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task=None, max_new_tokens=256))
-    judge: JudgeConfig | None = field(default_factory=lambda: JudgeConfig(model="gpt-4-0314", temperature=0.2, max_tokens=1024))
+    judge: JudgeConfig | None = field(
+        default_factory=lambda: JudgeConfig(model="gpt-4-0314", temperature=0.2, max_tokens=1024)
+    )
     layout: str = "auto"  # "ferret" (question.jsonl), "osprey" (box_refer_reason.json) or "auto" (from the path)
     image_root: str | None = None  # COCO val2017 image folder; None = <data>/images, else the data folder
     object_word: str = "the region"  # replaces the region (box text or <region>) in the question PAM reads
@@ -92,7 +94,9 @@ def box_in_text(text: str, where: str) -> list[float]:
     except ValueError:
         box = []
     if len(box) != 4 or not all(0.0 <= v <= 1.0 for v in box) or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"{where}: field 'text' has a bad box [{boxes[0]}] (want 4 numbers in [0, 1], x0 < x1, y0 < y1)")
+        raise ValueError(
+            f"{where}: field 'text' has a bad box [{boxes[0]}] (want 4 numbers in [0, 1], x0 < x1, y0 < y1)"
+        )
     return box
 
 
@@ -116,7 +120,9 @@ def parse_score(review: str) -> list[float]:
 
 def review_messages(context: str, question: str, reference: str, answer: str) -> list[dict]:
     rule = _rule()
-    content = rule["content"].format(context=context, question=question, role=rule["role"], answer1=reference, answer2=answer, prompt=rule["prompt"])
+    content = rule["content"].format(
+        context=context, question=question, role=rule["role"], answer1=reference, answer2=answer, prompt=rule["prompt"]
+    )
     return [{"role": "system", "content": rule["system"]}, {"role": "user", "content": content}]
 
 
@@ -176,10 +182,21 @@ class Ferret(Benchmark):
         items = []
         for q in rows:
             if q["id"] not in answers:
-                raise ValueError(f"{q['where']}: field 'question_id' {q['id']!r} has no reference answer in {folder / 'answer.jsonl'}")
+                raise ValueError(
+                    f"{q['where']}: field 'question_id' {q['id']!r} has no reference answer in {folder / 'answer.jsonl'}"
+                )
             if q["image"] not in contexts:
-                raise ValueError(f"{q['where']}: field 'image' {q['image']!r} has no context in {folder / 'context.jsonl'}")
-            items.append({**{k: v for k, v in q.items() if k != "where"}, "root": root, "reference": answers[q["id"]], "context": contexts[q["image"]]})
+                raise ValueError(
+                    f"{q['where']}: field 'image' {q['image']!r} has no context in {folder / 'context.jsonl'}"
+                )
+            items.append(
+                {
+                    **{k: v for k, v in q.items() if k != "where"},
+                    "root": root,
+                    "reference": answers[q["id"]],
+                    "context": contexts[q["image"]],
+                }
+            )
         if not items:
             raise ValueError(f"{where}: no questions")
         return items
@@ -192,10 +209,20 @@ class Ferret(Benchmark):
             text = _need(row, "text", str, at)
             category = _need(row, "category", str, at)
             if category != "refer_reason":
-                raise ValueError(f"{at}: field 'category' is {category!r}; this benchmark scores refer_reason questions")
+                raise ValueError(
+                    f"{at}: field 'category' is {category!r}; this benchmark scores refer_reason questions"
+                )
             box = box_in_text(text, at)
-            out[qid] = {"id": qid, "where": at, "image": _need(row, "image", str, at), "question": text, "box_norm": box,
-                        "bbox": None, "segmentation": None, "text": _BOX_TEXT.sub(self.config.object_word, text)}
+            out[qid] = {
+                "id": qid,
+                "where": at,
+                "image": _need(row, "image", str, at),
+                "question": text,
+                "box_norm": box,
+                "bbox": None,
+                "segmentation": None,
+                "text": _BOX_TEXT.sub(self.config.object_word, text),
+            }
         return out
 
     def _osprey_questions(self, path: Path, ferret_questions: dict) -> list[dict]:
@@ -216,8 +243,18 @@ class Ferret(Benchmark):
             if seg is not None and not isinstance(seg, (list, dict)):
                 raise ValueError(f"{at}: annotation field 'segmentation' has a bad value {seg!r}")
             question = ferret_questions[qid]["question"] if qid in ferret_questions else text
-            out.append({"id": qid, "where": at, "image": _need(row, "image", str, at), "question": question, "box_norm": None,
-                        "bbox": bbox, "segmentation": seg, "text": _REGION_TAG.sub(self.config.object_word, text)})
+            out.append(
+                {
+                    "id": qid,
+                    "where": at,
+                    "image": _need(row, "image", str, at),
+                    "question": question,
+                    "box_norm": None,
+                    "bbox": bbox,
+                    "segmentation": seg,
+                    "text": _REGION_TAG.sub(self.config.object_word, text),
+                }
+            )
         return out
 
     def predict(self, items: Sequence[dict], generator) -> list[dict]:
@@ -244,11 +281,18 @@ class Ferret(Benchmark):
         for it, r in zip(items, rows):
             if not isinstance(r.get("prediction"), str):
                 raise ValueError(f"ferret: prediction {it['id']!r}: field 'prediction' must be a string")
-            prompts.append(review_messages(it["context"], it["question"], it["reference"], remove_boxes(r["prediction"])))
+            prompts.append(
+                review_messages(it["context"], it["question"], it["reference"], remove_boxes(r["prediction"]))
+            )
         pairs = [parse_score(a) for a in ask_all(judge, prompts, self.config.judge)]
         mean1 = round(sum(p[0] for p in pairs) / len(pairs), 3)
         mean2 = round(sum(p[1] for p in pairs) / len(pairs), 3)
         if mean1 == 0:
             raise ValueError("ferret: the reference answers' mean score is 0, so the ratio is undefined")
-        return {"ratio": round(mean2 / mean1 * 100, 1), "pam_score": mean2, "reference_score": mean1, "num_items": len(items),
-                "unparsed": sum(p == [-1.0, -1.0] for p in pairs)}
+        return {
+            "ratio": round(mean2 / mean1 * 100, 1),
+            "pam_score": mean2,
+            "reference_score": mean1,
+            "num_items": len(items),
+            "unparsed": sum(p == [-1.0, -1.0] for p in pairs),
+        }

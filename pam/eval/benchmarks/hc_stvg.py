@@ -89,8 +89,16 @@ class HCSTVG(Benchmark):
                 raise ValueError(f"{where}, field 'bbox': expected a non-empty list of [x, y, w, h]")
             box = xywh_to_xyxy(ann["bbox"][0], f"{where}, field 'bbox[0]'")
             start = st - 1  # 0-based index of the tube's first frame
-            items.append({"id": name, "root": root, "start": start, "end": start + len(ann["bbox"]) - 1, "box": box,
-                          "references": [ann[key]]})
+            items.append(
+                {
+                    "id": name,
+                    "root": root,
+                    "start": start,
+                    "end": start + len(ann["bbox"]) - 1,
+                    "box": box,
+                    "references": [ann[key]],
+                }
+            )
         return items
 
     def predict(self, items: Sequence[dict], generator) -> list[dict]:

@@ -37,11 +37,17 @@ _NUMBER = re.compile(r"\d*\.?\d+")
 
 @dataclass
 class RefL4Config(RegionCaptionConfig):
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(task="detailed_caption", max_new_tokens=256, batch_size=4))
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(task="detailed_caption", max_new_tokens=256, batch_size=4)
+    )
     metrics: tuple[str, ...] = ("ROUGE_L", "METEOR", "CIDEr")
     rows: str = "objects365"  # "objects365": rows whose file_name contains objects365 (the published protocol); "all": every row
-    protocol: str = "captions"  # "captions": ROUGE-L / METEOR / CIDEr; "clair": VideoRefer's CLAIR judge (needs judge settings)
-    question: str | None = None  # free-text question instead of generation.task ("<region>" reads as object_word), e.g. VideoRefer's
+    protocol: str = (
+        "captions"  # "captions": ROUGE-L / METEOR / CIDEr; "clair": VideoRefer's CLAIR judge (needs judge settings)
+    )
+    question: str | None = (
+        None  # free-text question instead of generation.task ("<region>" reads as object_word), e.g. VideoRefer's
+    )
     object_word: str = "the region"  # what "<region>" in `question` becomes
 
     def validate(self) -> None:
@@ -60,7 +66,10 @@ def read_rows(path: Path) -> list[dict]:
             frame = pd.read_parquet(path)
         except ImportError as err:
             raise ImportError(f"{path}: reading Ref-L4's parquet files needs pyarrow (pip install pyarrow)") from err
-        return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+        return [
+            {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")
+        ]
     if path.suffix == ".jsonl":
         rows = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -78,7 +87,8 @@ def read_rows(path: Path) -> list[dict]:
 
 def clair_prompt(candidates: Sequence[str], targets: Sequence[str]) -> str:
     return load_prompt("clair")["prompt"].format(
-        candidate_statements="".join(f"- {c}\n" for c in candidates), target_statements="".join(f"- {t}\n" for t in targets)
+        candidate_statements="".join(f"- {c}\n" for c in candidates),
+        target_statements="".join(f"- {t}\n" for t in targets),
     )
 
 
@@ -154,9 +164,22 @@ class RefL4(COCORegionCaptions):
             if item_id in seen:
                 raise ValueError(f"{where}: field {key!r} {item_id!r} repeats")
             seen.add(item_id)
-            items.append({"id": item_id, "root": root, "image": row["file_name"], "bbox": list(box), "segmentation": None, "references": [row["caption"]]})
+            items.append(
+                {
+                    "id": item_id,
+                    "root": root,
+                    "image": row["file_name"],
+                    "bbox": list(box),
+                    "segmentation": None,
+                    "references": [row["caption"]],
+                }
+            )
         if not items:
-            which = "rows whose file_name contains objects365 (rows=all keeps every row)" if self.config.rows == "objects365" else "rows"
+            which = (
+                "rows whose file_name contains objects365 (rows=all keeps every row)"
+                if self.config.rows == "objects365"
+                else "rows"
+            )
             raise ValueError(f"{path}: no {which}")
         items.sort(key=lambda it: it["image"])
         return items
@@ -170,7 +193,9 @@ class RefL4(COCORegionCaptions):
         if self.config.protocol == "captions":
             return super().score(predictions, items, judge)
         if judge is None:
-            raise ValueError("ref_l4 with protocol=clair is scored by a judge LLM: give judge settings (--judge-url/--judge-model)")
+            raise ValueError(
+                "ref_l4 with protocol=clair is scored by a judge LLM: give judge settings (--judge-url/--judge-model)"
+            )
         rows = match_predictions(predictions, [it["id"] for it in items], self.name)
         prompts = []
         for it, row in zip(items, rows):
@@ -178,4 +203,8 @@ class RefL4(COCORegionCaptions):
                 raise ValueError(f"ref_l4: prediction {it['id']!r}: field 'prediction' must be a string")
             prompts.append(user(clair_prompt([row["prediction"]], it["references"])))
         ratings = [parse_clair(a) for a in ask_all(judge, prompts, self.config.judge)]
-        return {"clair": sum(r or 0.0 for r in ratings) / len(ratings), "num_items": len(items), "clair_unparsed": sum(r is None for r in ratings)}
+        return {
+            "clair": sum(r or 0.0 for r in ratings) / len(ratings),
+            "num_items": len(items),
+            "clair_unparsed": sum(r is None for r in ratings),
+        }

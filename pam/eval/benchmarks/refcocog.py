@@ -76,7 +76,11 @@ class RefCOCOg(COCORegionCaptions):
     config_class = RefCOCOgConfig
     paper = {"meteor": 26.9, "cider": 143.1}  # PAM-3B, paper tables
     description = "RefCOCOg region captions: METEOR / CIDEr"
-    official = {"repo": "CircleRadon/Osprey", "path": "osprey/eval/refcocog_eval.py", "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a"}
+    official = {
+        "repo": "CircleRadon/Osprey",
+        "path": "osprey/eval/refcocog_eval.py",
+        "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a",
+    }
     options = {
         "layout=glamm": "GLaMM's finetune_refcocog_val_captions.json (caption on each annotation), scored as mbzuai-oryx/groundingLMM "
         "eval/region_captioning/evaluate.py @ e74865f; picked by auto when every annotation has a caption",
@@ -91,7 +95,11 @@ class RefCOCOg(COCORegionCaptions):
 
     def read_items(self, data: str | Path) -> list[dict]:
         doc = load_json(data)
-        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("images"), list)
+            or not isinstance(doc.get("annotations"), list)
+        ):
             raise ValueError(f"{data}: expected a COCO JSON with 'images' and 'annotations' lists")
         layout = self.config.layout if self.config.layout != "auto" else detect_layout(doc)
         if layout == "glamm":
@@ -131,8 +139,17 @@ class RefCOCOg(COCORegionCaptions):
             if not isinstance(seg, (list, dict)):
                 raise ValueError(f"{where}: field 'segmentation' has a bad value {seg!r}")
             bbox = ann.get("bbox") or _bbox_of(seg, int(img["height"]), int(img["width"]), where)
-            items.append({"id": ann["id"], "root": root, "image": img["file_name"].split("_")[-1], "bbox": bbox, "segmentation": seg,
-                          "references": [img["caption"]], "cleanup": "osprey"})
+            items.append(
+                {
+                    "id": ann["id"],
+                    "root": root,
+                    "image": img["file_name"].split("_")[-1],
+                    "bbox": bbox,
+                    "segmentation": seg,
+                    "references": [img["caption"]],
+                    "cleanup": "osprey",
+                }
+            )
         if not items:
             raise ValueError(f"{data}: no annotations")
         items.sort(key=lambda it: it["image"])

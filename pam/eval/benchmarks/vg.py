@@ -9,7 +9,11 @@ class VisualGenome(COCORegionCaptions):
     name = "vg"
     paper = {"meteor": 20.8, "cider": 142.3}  # PAM-3B, paper tables
     description = "Visual Genome region captions: METEOR / CIDEr"
-    official = {"repo": "mbzuai-oryx/groundingLMM", "path": "eval/region_captioning/evaluate.py", "commit": "e74865f207d02c8cbb54795758b855acd6bb51bb"}
+    official = {
+        "repo": "mbzuai-oryx/groundingLMM",
+        "path": "eval/region_captioning/evaluate.py",
+        "commit": "e74865f207d02c8cbb54795758b855acd6bb51bb",
+    }
     options = {"use_mask=true": "prompt with the segmentation instead of the box, where there is one"}
     notes = (
         "GLaMM scores with pycocoevalcap's COCOEvalCap (PTB tokenizer) keyed by image id, its files holding one region per "
