@@ -584,12 +584,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_pam_never_imports_data_pipeline():
-    """data_pipeline drives pam; the library must stay importable without it."""
+    """data_pipeline drives pam; the library must stay importable without it. The one exception is the
+    launcher's `pam data` verb (pam/cli/data.py), which imports it lazily, inside the verb."""
     import ast
     from pathlib import Path
 
     offenders = []
     for path in (Path(__file__).resolve().parents[1] / "pam").rglob("*.py"):
+        if path.as_posix().endswith("pam/cli/data.py"):
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
                 [a.name for a in node.names]
