@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ChatError as err:  # the backend failed after its retries: what finished is saved, re-run to resume
         print(
-            f"data_pipeline {args.command}: stopped: {err} (finished records are saved; run the same command again to resume)",
+            f"data_pipeline {args.command}: stopped: {err} "
+            "(finished records are saved; run the same command again to resume)",
             file=sys.stderr,
         )
         return 1

@@ -55,7 +55,8 @@ class RefineConfig:
         bad = [f for f in self.fields + self.overwrite if f not in TEXT_FIELDS]
         if bad or not self.fields:
             raise ValueError(
-                f"refine field `fields`/`overwrite` has unknown field(s) {bad}; expected a non-empty subset of {TEXT_FIELDS}"
+                f"refine field `fields`/`overwrite` has unknown field(s) {bad}; "
+                f"expected a non-empty subset of {TEXT_FIELDS}"
             )
         if not set(self.overwrite) <= set(self.fields):
             raise ValueError(

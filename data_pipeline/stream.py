@@ -60,7 +60,8 @@ class StreamConfig:
             for s, e in self.intervals:
                 if not (prev < s <= e):
                     raise ValueError(
-                        f"stream field `intervals` must be increasing, non-overlapping spans start <= end, got {list(self.intervals)}"
+                        "stream field `intervals` must be increasing, non-overlapping spans start <= end, "
+                        f"got {list(self.intervals)}"
                     )
                 prev = e
 
@@ -159,7 +160,8 @@ def segment_events(
 
 
 def shot_cuts(frames: np.ndarray, indices: list[int], threshold: float) -> set[int]:
-    """Frames (from ``indices``) whose grey-level histogram differs from the previous one's by more than ``threshold`` (L1, 0..2)."""
+    """Frames (from ``indices``) whose grey-level histogram differs from the previous one's by more than
+    ``threshold`` (L1, 0..2)."""
     grey = frames.astype(np.float32).mean(axis=-1)
     hists = [np.histogram(g, bins=32, range=(0, 255))[0] / g.size for g in grey]
     return {indices[k] for k in range(1, len(hists)) if np.abs(hists[k] - hists[k - 1]).sum() > threshold}

@@ -1,4 +1,7 @@
-"""Readers: released PAM-data lines (upstream field names). COCO / LVIS / PACO: tests/test_data_pipeline_converters.py."""
+"""Readers: released PAM-data lines (upstream field names).
+
+COCO / LVIS / PACO: tests/test_data_pipeline_converters.py.
+"""
 
 from __future__ import annotations
 

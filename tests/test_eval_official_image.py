@@ -44,8 +44,9 @@ def _fails_with_one_line(capsys, argv: list[str], *needles: str) -> str:
 # ---------------------------------------------------------------- DLC-Bench (eval_model_outputs.py)
 
 DLC_PROMPT = (
-    "Answer the multiple-choice question based on the text description of an object in an image. You need to follow these rules:\n"
-    "1. Do not output any reasoning. Do not perform correction. Please output exactly one answer from the choices for each question. "
+    "Answer the multiple-choice question based on the text description of an object in an image. You need to follow "
+    "these rules:\n1. Do not output any reasoning. Do not perform correction. Please output exactly one answer from "
+    "the choices for each question. "
     "Do not repeat the question.\n"
     "2. There is no need for exact matching. Please choose the closest option based on the description.\n\n"
     "The description is:\n{caption}\n\n"
@@ -59,9 +60,15 @@ def dlc_official_questions(class_name: str, qa: list[dict]) -> list[dict]:
     p = inflect.engine()
     plural = class_name != "bus" and p.singular_noun(class_name) is not False
     if plural:
-        text = f"Is it likely that the objects in the description are {class_name} or objects of a similar type? Again, It does not have to be an exact match."
+        text = (
+            f"Is it likely that the objects in the description are {class_name} or objects of a similar type? "
+            "Again, It does not have to be an exact match."
+        )
     else:
-        text = f"Is it likely that the object in the description is {p.a(class_name)} or an object of a similar type? Again, It does not have to be an exact match."
+        text = (
+            f"Is it likely that the object in the description is {p.a(class_name)} or an object of a similar type? "
+            "Again, It does not have to be an exact match."
+        )
     return [{"question": text, "choices": [("Yes", "correct"), ("No", "incorrect")], "type": "recognition"}, *qa]
 
 
@@ -238,18 +245,21 @@ def ferret_official_content(context: str, question: str, ans1: str, ans2: str) -
 
 
 FERRET_RULE = (
-    "We would like to request your feedback on the performance of two AI assistants in response to the user question displayed above. "
-    "The user asks the question about specific region of an image. For your reference, the visual content in the image is represented "
-    "with five descriptive sentences describing the same image. In addition, specific object locations within the image are given, along "
-    "with detailed coordinates. These coordinates are in the form of bounding boxes, represented as (x1, y1, x2, y2) with floating numbers "
-    "ranging from 0 to 1. These values correspond to the top left x, top left y, bottom right x, and bottom right y. Also, the relationships "
-    "between pairs of objects are provided, in the format of object -> relationship -> subject, where the object/subject are indexed by "
-    "object id from previous object lists as well as the object names. Also, several region description are given, each describing a box "
-    "region of image, with detailed coordinates. \nPlease rate the spatial correspondence, helpfulness, relevance, accuracy, level of "
-    "details of their responses. Each assistant receives an overall score on a scale of 1 to 10, where a higher score indicates better "
-    "overall performance.\nPlease first output a single line containing only two values indicating the scores for Assistant 1 and 2, "
-    "respectively. The two scores are separated by a space.\nIn the subsequent line, please provide a comprehensive explanation of your "
-    "evaluation, avoiding any potential bias and ensuring that the order in which the responses were presented does not affect your judgment."
+    "We would like to request your feedback on the performance of two AI assistants in response to the user question "
+    "displayed above. The user asks the question about specific region of an image. For your reference, the visual "
+    "content in the image is represented with five descriptive sentences describing the same image. In addition, "
+    "specific object locations within the image are given, along with detailed coordinates. These coordinates are in "
+    "the form of bounding boxes, represented as (x1, y1, x2, y2) with floating numbers ranging from 0 to 1. These "
+    "values correspond to the top left x, top left y, bottom right x, and bottom right y. Also, the relationships "
+    "between pairs of objects are provided, in the format of object -> relationship -> subject, where the "
+    "object/subject are indexed by object id from previous object lists as well as the object names. Also, several "
+    "region description are given, each describing a box region of image, with detailed coordinates. \nPlease rate the "
+    "spatial correspondence, helpfulness, relevance, accuracy, level of details of their responses. Each assistant "
+    "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall performance.\n"
+    "Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, "
+    "respectively. The two scores are separated by a space.\nIn the subsequent line, please provide a comprehensive "
+    "explanation of your evaluation, avoiding any potential bias and ensuring that the order in which the responses "
+    "were presented does not affect your judgment."
 )
 
 
@@ -642,10 +652,12 @@ def test_ref_l4_scores_the_objects365_rows_by_their_ann_id(tmp_path, capsys, mon
 
 
 CLAIR_PROMPT = (
-    "You are trying to tell if a candidate set of captions is describing the same image as a reference set of captions.\n"
+    "You are trying to tell if a candidate set of captions is describing the same image as a reference set of "
+    "captions.\n"
     "Candidate set:\n{candidate_statements}\nReference set:\n{target_statements}\n"
-    "On a precise scale from 0 to 100, how likely is it that the candidate set is describing the same image as the reference set? "
-    '(JSON format, with a key "score", value between 0 and 100, and a key "reason" with a string value.)\n'
+    "On a precise scale from 0 to 100, how likely is it that the candidate set is describing the same image as the "
+    'reference set? (JSON format, with a key "score", value between 0 and 100, and a key "reason" with a string '
+    "value.)\n"
 )
 
 

@@ -428,8 +428,8 @@ def test_videorefer_readers(tmp_path):
     q = get_benchmark("videorefer_q").read_items(pq)
     # as the official inference: question, space, options joined by spaces, ". Answer with ..."
     assert (
-        q[0]["text"]
-        == "What is the subject doing? (A) sliding right (B) jumping (C) spinning. Answer with the option's letter from the given choices directly."
+        q[0]["text"] == "What is the subject doing? (A) sliding right (B) jumping (C) spinning. "
+        "Answer with the option's letter from the given choices directly."
     )
     assert [it["answer"] for it in q] == ["(A) sliding right", "(B) red", "(C) it vanishes"]
 

@@ -234,7 +234,10 @@ def test_dlc_bench_scoring_hand_computed(tmp_path):
 def test_videorefer_d_judge_scores(tmp_path):
     bench = get_benchmark("videorefer_d")
     items = bench.read_items(write_videorefer(tmp_path)[0])
-    good = "1. Subject Correspondence: 4\n2. Appearance Description: 3\n3. Temporal Description: 2\n4. Hallucination Detection: 5"
+    good = (
+        "1. Subject Correspondence: 4\n2. Appearance Description: 3\n3. Temporal Description: 2\n"
+        "4. Hallucination Detection: 5"
+    )
     judge = ScriptedJudge(lambda text: good if "slides" in text else "1. Subject Correspondence: 2\nno idea")
     scores = bench.score([{"id": 0, "prediction": "a block"}, {"id": 1, "prediction": "a cube"}], items, judge=judge)
     # each dimension is averaged over the answers that gave it (3.analyze_score.py)

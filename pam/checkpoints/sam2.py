@@ -21,7 +21,8 @@ def load_sam2_checkpoint(model: nn.Module, path: str | Path) -> None:
         raise ValueError(f"{path}: not a loadable SAM 2 checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(blob, dict) or "model" not in blob:
         raise ValueError(
-            f"{path}: expected a dict with key 'model' (the official SAM 2 format), got keys {list(blob)[:5] if isinstance(blob, dict) else type(blob).__name__}"
+            f"{path}: expected a dict with key 'model' (the official SAM 2 format), got keys "
+            f"{list(blob)[:5] if isinstance(blob, dict) else type(blob).__name__}"
         )
     load_state_dict_strict(model, blob["model"], source=str(path))
 

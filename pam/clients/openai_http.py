@@ -66,7 +66,8 @@ class OpenAIChatBackend(ChatBackend):
             key = os.environ.get(api_key_env)
             if not key:
                 raise ValueError(
-                    f"environment variable {api_key_env} (the API key) is not set; pass api_key_env=None for a server without keys"
+                    f"environment variable {api_key_env} (the API key) is not set; "
+                    "pass api_key_env=None for a server without keys"
                 )
             self._headers["Authorization"] = f"Bearer {key}"
         self.bucket = None

@@ -15,7 +15,10 @@ first annotated frame in that span (the prompt frame) and holds the frames SAM 2
 every frame to the end of the span, or ``track_frames`` of them spread evenly
 (:func:`pam.utils.layout.spread_frames`, the prompt frame first). The model tracks them all and
 gives the LLM ``select_frames(len(frame_indices), model.video_num_frames)`` of them, as inference
-does. ``frame_indices`` are the clip's frames in the video's numbering.
+does. ``frame_indices`` are the clip's frames in the video's numbering. ``track_frames`` is 0 (every
+frame) or at least ``model.video_num_frames``; its default, 32, tracks every frame of the released
+``*_sampled_32f_*`` video files, as upstream does, and of the quick-start's 16-32-frame clips, while
+bounding the cost of long raw videos.
 Decoding is lazy (in ``__getitem__``). A bad sample is skipped: the next index is tried, the skip is
 logged on the ``pam.data`` logger and listed in the returned sample's ``skipped``. Randomness (the
 prompt, and the task in ``task_mode="random"``) is seeded from ``(seed, epoch, index)``; call
@@ -53,11 +56,12 @@ FORMATS = ("pam", "upstream")  # other formats: convert first with `python -m da
 class RegionDatasetConfig:
     tasks: tuple[str, ...] = TASKS  # tasks to emit (Task values, plus "conversation" for given turns)
     languages: tuple[str, ...] = ("en",)  # languages to emit
-    task_mode: str = (
-        "all"  # "all": a sample per (region, task, language[, event]); "random": one per region, task drawn per visit
-    )
+    # "all": a sample per (region, task, language[, event]); "random": one per region, task drawn per visit
+    task_mode: str = "all"
     prompt: PromptSamplingConfig = field(default_factory=PromptSamplingConfig)  # point / box / mask prompt draws
-    track_frames: int = 32  # frames of a video clip SAM 2 tracks, from the prompt frame on: 0 = every frame; N = N spread evenly (first and last kept); must be 0 or >= model.video_num_frames (the LLM's frames, selected among the tracked ones). 32 tracks every frame of the released *_sampled_32f_* video files, as upstream does, and of the quick-start's 16-32-frame clips, while bounding the cost of long raw videos
+    # frames of a video clip SAM 2 tracks from the prompt frame on: 0 = every frame; N = N spread evenly (first and
+    # last kept); see the module docstring
+    track_frames: int = 32
     video_backend: str = "auto"  # "auto" (decord, PyAV fallback), "decord" or "pyav"
     seed: int = 0  # base seed of every random draw
     max_tries: int = 20  # consecutive bad samples tolerated before raising NoGoodSample
@@ -95,8 +99,8 @@ class RegionDatasetConfig:
     def from_kwargs(cls, **kwargs: Any) -> RegionDatasetConfig:
         if "video_num_frames" in kwargs:
             raise ConfigError(
-                "config field `data.video_num_frames` was replaced by `data.track_frames` (the frames SAM 2 tracks per clip; "
-                "the frames the LLM sees are model.video_num_frames, selected among the tracked ones)"
+                "config field `data.video_num_frames` was replaced by `data.track_frames` (the frames SAM 2 tracks "
+                "per clip; the frames the LLM sees are model.video_num_frames, selected among the tracked ones)"
             )
         return build_config(cls, dict(kwargs), "data.")
 
@@ -161,7 +165,10 @@ class RegionDataset(Dataset):
         return len(self.units)
 
     def __repr__(self) -> str:
-        return f"RegionDataset(name={self.name!r}, records={len(self.records)}, samples={len(self)}, task_mode={self.config.task_mode!r})"
+        return (
+            f"RegionDataset(name={self.name!r}, records={len(self.records)}, samples={len(self)}, "
+            f"task_mode={self.config.task_mode!r})"
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -191,7 +191,8 @@ def upstream_record(item: Any, where: str, default_id: str, language: str | None
             labs = [1] * len(pts) if labs is None else labs
             if not (isinstance(labs, list) and len(labs) == len(pts) and all(lab in (0, 1) for lab in labs)):
                 raise SchemaError(
-                    f"{where}: field `{name.replace('points', 'labels')}` must give one 0/1 label per point, got {labs!r}"
+                    f"{where}: field `{name.replace('points', 'labels')}` must give one 0/1 label per point, "
+                    f"got {labs!r}"
                 )
             region.point_labels[f] = [int(lab) for lab in labs]
     if not region.boxes and not region.points:

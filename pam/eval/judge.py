@@ -47,10 +47,12 @@ def ask_all(
 
 
 def make_judge(config: JudgeConfig | None, cache_dir: str | Path | None = None) -> ChatBackend:
-    """The judge a config names, built from ``pam.clients``, with an on-disk cache (``config.cache_dir``, else ``cache_dir``)."""
+    """The judge a config names, built from ``pam.clients``, with an on-disk cache (``config.cache_dir``, else
+    ``cache_dir``)."""
     if config is None:
         raise ValueError(
-            "this benchmark is scored by a judge LLM: give judge settings (--judge-url/--judge-model or judge.* overrides)"
+            "this benchmark is scored by a judge LLM: give judge settings "
+            "(--judge-url/--judge-model or judge.* overrides)"
         )
     from .. import clients
 

@@ -271,8 +271,9 @@ def caption_metrics(
     offline machine cannot do.
 
     Empty predictions (or ones that are only punctuation) are scored as empty token lists: they
-    match nothing, and a set of only empty predictions scores 0 on every metric. CIDEr's IDF comes from the references of the scored set itself, so scores
-    depend on the set (a single item always gets CIDEr 0). The tokenizer and METEOR need Java.
+    match nothing, and a set of only empty predictions scores 0 on every metric. CIDEr's IDF comes from
+    the references of the scored set itself, so scores depend on the set (a single item always gets
+    CIDEr 0). The tokenizer and METEOR need Java.
     """
     if len(preds) != len(refs_lists):
         raise ValueError(f"caption_metrics: {len(preds)} predictions but {len(refs_lists)} reference lists")

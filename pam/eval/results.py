@@ -169,7 +169,8 @@ def eval_table(runs: Sequence[str | Path], *, by: str = "run") -> str:
                 key = (res["benchmark"], metric)
                 if label in cells.get(key, {}):
                     raise ValueError(
-                        f"two runs of {label} both score {res['benchmark']}/{metric}; put them in separate columns with --by run"
+                        f"two runs of {label} both score {res['benchmark']}/{metric}; "
+                        "put them in separate columns with --by run"
                     )
                 cells.setdefault(key, {})[label] = value
     figures = paper_figures()

@@ -37,10 +37,9 @@ class SAM2Config:
     variant: str = "sam2.1_hiera_l"  # one of sam2's own configs/sam2.1/*.yaml
     image_size: int = 1024  # input side; SAM 2.1 checkpoints are trained at 1024
     checkpoint: str | None = None  # official SAM 2.1 .pt ({"model": state_dict}); None = random init
-    mask_selection: str = (
-        "single"  # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
-    )
-    tracking: str = "upstream"  # "upstream": released PAM's SAM 2 settings (mask token 0 on every frame, no stability fallback, no hole filling); "stock": sam2's video-predictor defaults
+    # mask returned to the user: "single" = output 0 (upstream), "stability" = SAM 2's fallback rule
+    mask_selection: str = "single"
+    tracking: str = "upstream"  # released PAM's SAM 2 settings, or "stock": sam2's defaults; see docs/parity.md
 
     def validate(self) -> None:
         _check(self.variant in SAM2_VARIANTS, "sam2.variant", f"must be one of {SAM2_VARIANTS}, got {self.variant!r}")
@@ -66,7 +65,9 @@ class PerceiverConfig:
     mlp_dim: int = 2048
     attention_downsample_rate: int = 2  # cross-attention internal width = embed_dim / rate
     num_semantic_tokens: int = 16  # learned queries; 0 disables the semantic tokens
-    num_mask_tokens: int = 2  # SAM 2 mask tokens fed as queries: the first N of [stability-chosen, single-mask] (2 upstream; set on FrozenSAM2 by pam.api.build_pam)
+    # SAM 2 mask tokens fed as queries: the first N of [stability-chosen, single-mask] (2 upstream; set on
+    # FrozenSAM2 by pam.api.build_pam)
+    num_mask_tokens: int = 2
     image_shuffle: int = 2  # pixel-shuffle factor of a still image / first frame
     frame_shuffle: int = 4  # pixel-shuffle factor of later frames (then Linear to image width)
     use_image_tokens: bool = True  # ablation: False drops the image tokens from the LLM input
@@ -115,7 +116,7 @@ class LLMConfig:
 
 @dataclass
 class ProcessingConfig:
-    resize: str = "pil_bicubic"  # "pil_bicubic": PIL bicubic on uint8, then /255 and ImageNet mean/std (upstream's loader); "sam2": sam2's SAM2Transforms (torchvision bilinear, antialiased)
+    resize: str = "pil_bicubic"  # upstream's PIL loader, or "sam2": sam2's SAM2Transforms; see docs/parity.md
 
     def validate(self) -> None:
         _check(self.resize in RESIZE_MODES, "processing.resize", f"must be one of {RESIZE_MODES}")

@@ -39,7 +39,8 @@ class RegionPrompt:
             or self.point_labels.shape != self.point_coords.shape[:1]
         ):
             raise ValueError(
-                f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} and {tuple(self.point_labels.shape)}"
+                f"RegionPrompt: points must be (P, 2) with (P,) labels, got {tuple(self.point_coords.shape)} "
+                f"and {tuple(self.point_labels.shape)}"
             )
         if self.box is not None and self.box.shape != (4,):
             raise ValueError(f"RegionPrompt: box must be (4,) xyxy, got {tuple(self.box.shape)}")

@@ -46,13 +46,15 @@ class OspreyRecognition(Benchmark):
         "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a",
     }
     options = {
-        "text_rule=videorefer": "VideoRefer's clean-up (_ : , . ( ) to spaces on both texts, lower-cased) instead of Osprey's",
+        "text_rule=videorefer": (
+            "VideoRefer's clean-up (_ : , . ( ) to spaces on both texts, lower-cased) instead of Osprey's"
+        ),
         "use_mask=false": "prompt with the object's box instead of its mask",
     }
     notes = (
-        "The script's rules are followed: the answer keeps the text after its first ':' and loses '.', ':' and ','; the "
-        "category loses '_' and ':'; similarity embeds both texts as they are, IoU compares lower-cased word sets; means "
-        "over objects. Osprey generates with sampling at temperature 0.2; PAM decodes greedily by default."
+        "The script's rules are followed: the answer keeps the text after its first ':' and loses '.', ':' and ','; "
+        "the category loses '_' and ':'; similarity embeds both texts as they are, IoU compares lower-cased word sets; "
+        "means over objects. Osprey generates with sampling at temperature 0.2; PAM decodes greedily by default."
     )
     metrics = ("semantic_similarity", "semantic_iou")
 

@@ -81,8 +81,9 @@ def _engine():
         major_minor = tuple(int(p) for p in version("inflect").split(".")[:2] if p.isdigit())
         if major_minor >= (7, 6):
             warnings.warn(
-                f"inflect {version('inflect')} reads some plurals unlike the release DAM's published DLC-Bench run used "
-                "('wine glass' is no longer plural), so a recognition question changes; install inflect<7.6 to reproduce it",
+                f"inflect {version('inflect')} reads some plurals unlike the release DAM's published DLC-Bench run "
+                "used ('wine glass' is no longer plural), so a recognition question changes; install inflect<7.6 to "
+                "reproduce it",
                 stacklevel=2,
             )
         _ENGINE = inflect.engine()
@@ -168,13 +169,15 @@ class DLCBench(Benchmark):
     official = OFFICIAL
     options = {
         "judge.model=<other>": "another judge LLM than the script's Llama-3.1-8B-Instruct (scores are not comparable)",
-        "default_prediction=<text>": "the script's --default-prediction: objects without a prediction get this text instead of an error",
+        "default_prediction=<text>": (
+            "the script's --default-prediction: objects without a prediction get this text instead of an error"
+        ),
     }
     notes = (
         "The script's rules are followed exactly: the recognition question built from class_names.json with inflect, "
-        "min(0, s) for objects not recognised, per-object means, negative averaged over objects with negatives. Where the "
-        "script crashes (an empty judge answer, a lone letter past the options, an unreadable recognition answer), the "
-        "answer scores 0 and an unreadable recognition answer counts as not recognised."
+        "min(0, s) for objects not recognised, per-object means, negative averaged over objects with negatives. Where "
+        "the script crashes (an empty judge answer, a lone letter past the options, an unreadable recognition answer), "
+        "the answer scores 0 and an unreadable recognition answer counts as not recognised."
     )
     metrics = ("positive", "negative", "average")
 
@@ -209,7 +212,8 @@ class DLCBench(Benchmark):
                 self._check_question(q, f"{where}, question {n}")
             if not any(q["type"] == "positive" for q in questions):
                 raise ValueError(
-                    f"{where}: field 'type': needs at least one positive question (the positive score is a mean over them)"
+                    f"{where}: field 'type': needs at least one positive question "
+                    "(the positive score is a mean over them)"
                 )
             name = names.get(key)
             if not isinstance(name, str) or not name.strip():
@@ -227,7 +231,8 @@ class DLCBench(Benchmark):
                 img = images.get(ann.get("image_id"))
                 if img is None or "file_name" not in img:
                     raise ValueError(
-                        f"{ann_path}: annotation {key}: field 'image_id' {ann.get('image_id')!r} names no image with a file_name"
+                        f"{ann_path}: annotation {key}: field 'image_id' {ann.get('image_id')!r} "
+                        "names no image with a file_name"
                     )
                 if ann.get("segmentation") is None:
                     raise ValueError(f"{ann_path}: annotation {key}: field 'segmentation' is missing")

@@ -134,11 +134,17 @@ class Ferret(Benchmark):
     description = "Ferret-Bench referring reasoning, judged: ratio to the reference answers x100"
     official = {
         "repo": "apple/ml-ferret",
-        "path": "ferret/eval/eval_gpt_review_3newclass.py, ferret/eval/summarize_gpt_review.py, ferret/eval/ferret_gpt4_data/rule.json",
+        "path": (
+            "ferret/eval/eval_gpt_review_3newclass.py, ferret/eval/summarize_gpt_review.py, "
+            "ferret/eval/ferret_gpt4_data/rule.json"
+        ),
         "commit": "3c9e5c93c2c3048638f73848343d03f37824eb2b",
     }
     options = {
-        "layout=osprey": "reads Osprey's box_refer_reason.json (CircleRadon/Osprey osprey/eval/ferret-bench/) instead of question.jsonl",
+        "layout=osprey": (
+            "reads Osprey's box_refer_reason.json (CircleRadon/Osprey osprey/eval/ferret-bench/) instead of "
+            "question.jsonl"
+        ),
         "judge.model=<other>": "another judge than the retired gpt-4-0314 (ratios are not comparable)",
     }
     notes = (
@@ -183,7 +189,8 @@ class Ferret(Benchmark):
         for q in rows:
             if q["id"] not in answers:
                 raise ValueError(
-                    f"{q['where']}: field 'question_id' {q['id']!r} has no reference answer in {folder / 'answer.jsonl'}"
+                    f"{q['where']}: field 'question_id' {q['id']!r} has no reference answer in "
+                    f"{folder / 'answer.jsonl'}"
                 )
             if q["image"] not in contexts:
                 raise ValueError(

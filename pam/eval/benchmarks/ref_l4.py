@@ -41,13 +41,11 @@ class RefL4Config(RegionCaptionConfig):
         default_factory=lambda: GenerationConfig(task="detailed_caption", max_new_tokens=256, batch_size=4)
     )
     metrics: tuple[str, ...] = ("ROUGE_L", "METEOR", "CIDEr")
-    rows: str = "objects365"  # "objects365": rows whose file_name contains objects365 (the published protocol); "all": every row
-    protocol: str = (
-        "captions"  # "captions": ROUGE-L / METEOR / CIDEr; "clair": VideoRefer's CLAIR judge (needs judge settings)
-    )
-    question: str | None = (
-        None  # free-text question instead of generation.task ("<region>" reads as object_word), e.g. VideoRefer's
-    )
+    # rows and protocol: see the module docstring
+    rows: str = "objects365"  # or "all"
+    protocol: str = "captions"  # or "clair" (needs judge settings)
+    # free-text question instead of generation.task ("<region>" reads as object_word), e.g. VideoRefer's
+    question: str | None = None
     object_word: str = "the region"  # what "<region>" in `question` becomes
 
     def validate(self) -> None:
@@ -114,7 +112,10 @@ class RefL4(COCORegionCaptions):
     paper = {"rouge_l": 31.3, "meteor": 17.2, "cider": 59.7}  # PAM-3B; DAM-8B, from DAM's paper: 37.1 / 19.4 / 70.0
     official = {
         "repo": "DAMO-NLP-SG/VideoRefer",
-        "path": "videorefer_videollama3/evaluation/infer_refl4.py (rows), videorefer_videollama3/evaluation/clair/clair.py (protocol=clair)",
+        "path": (
+            "videorefer_videollama3/evaluation/infer_refl4.py (rows), "
+            "videorefer_videollama3/evaluation/clair/clair.py (protocol=clair)"
+        ),
         "commit": "cbd4207bf12e9d2f67ac71e54a260dd96697a83a",
     }
     options = {

@@ -82,8 +82,11 @@ class RefCOCOg(COCORegionCaptions):
         "commit": "deb0e57d7e771e8d2a8652236b0e348efb9b5c6a",
     }
     options = {
-        "layout=glamm": "GLaMM's finetune_refcocog_val_captions.json (caption on each annotation), scored as mbzuai-oryx/groundingLMM "
-        "eval/region_captioning/evaluate.py @ e74865f; picked by auto when every annotation has a caption",
+        "layout=glamm": (
+            "GLaMM's finetune_refcocog_val_captions.json (caption on each annotation), scored as "
+            "mbzuai-oryx/groundingLMM eval/region_captioning/evaluate.py @ e74865f; picked by auto when every "
+            "annotation has a caption"
+        ),
         "use_mask=true": "prompt with the segmentation instead of the box (Osprey's own script prompts with the mask)",
     }
     notes = (

@@ -16,8 +16,8 @@ class VisualGenome(COCORegionCaptions):
     }
     options = {"use_mask=true": "prompt with the segmentation instead of the box, where there is one"}
     notes = (
-        "GLaMM scores with pycocoevalcap's COCOEvalCap (PTB tokenizer) keyed by image id, its files holding one region per "
-        "image; the harness keys by annotation id, the same pairing on those files. SPICE, which needs an online download, "
-        "is not computed."
+        "GLaMM scores with pycocoevalcap's COCOEvalCap (PTB tokenizer) keyed by image id, its files holding one region "
+        "per image; the harness keys by annotation id, the same pairing on those files. SPICE, which needs an online "
+        "download, is not computed."
     )
     metrics = ("meteor", "cider")
