@@ -70,8 +70,8 @@ def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
         f"data.root={data}",
         f"trainer.output_dir={run}",
         "stage.max_steps=40",
-        "trainer.save_every=1",
-        "trainer.keep_last=2",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=2",
         f"trainer.dist_timeout_s={TIMEOUT_S}",
     ]
     logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]
@@ -110,8 +110,8 @@ def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
         "zero2",
         1,
         f"stage.max_steps={step + 1}",
-        "trainer.save_every=1",
-        "trainer.keep_last=2",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=2",
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"{resume_from.name} at step {step}" in resumed.stderr

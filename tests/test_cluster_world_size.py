@@ -91,7 +91,7 @@ def data(tmp_path_factory):
 # order of an epoch is the same for every world size, so the uninterrupted run at the new world size
 # trains on the same global batches and its losses can be compared step by step; length grouping
 # across a world-size change is covered by the sampler test above.
-STEPS = ("stage.max_steps=4", "trainer.save_every=0")
+STEPS = ("stage.max_steps=4", "trainer.checkpoint.every=0")
 
 CASES = [
     pytest.param("ddp", 2, 1, id="ddp-2to1"),

@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # 16 train regions, 4 per optimiser step (2 per micro-batch): 4 steps are one epoch
 RUN = [
     "experiment=quickstart",
+    "model.sam2.checkpoint=null",  # a random debug SAM 2: no teaching step
+    "~sam2_teach",
+    "data=quickstart",  # images only: the counts below make whole epochs
+    "data.generate.num_train_videos=0",
+    "data.generate.num_test_videos=0",
     "stage=stage2",
     "~next_stage",
     "stage.lr=1e-3",
@@ -25,11 +30,11 @@ RUN = [
     "data.val=null",
     "trainer.global_batch_size=4",
     "trainer.micro_batch_size=2",
-    "trainer.log_every=1",
-    "trainer.evaluate_at_end=false",
+    "trainer.logging.every=1",
+    "trainer.evaluation.enabled=false",
     "trainer.feature_cache=null",
-    "trainer.progress_bar=false",
-    "trainer.wandb.mode=disabled",
+    "trainer.logging.progress_bar=false",
+    "trainer.logging.wandb.mode=disabled",
 ]
 ENGINES = {
     "ddp": [],
