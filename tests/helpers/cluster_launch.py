@@ -114,6 +114,20 @@ def launch(
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_here(out: Path, run_dir: Path, data: Path, *extra: str) -> None:
+    """The run ``launch(out, run_dir, data, "ddp", 1, *extra)`` starts, in this process: one rank,
+    no process group (the engine is the single-process one either way), without a new interpreter's
+    ten-odd seconds of imports on a busy machine. Raises what the run raises."""
+    from . import cluster_run
+
+    threads = torch.get_num_threads()
+    try:
+        code = cluster_run.main(str(out), [*RUN, f"data.root={data}", f"trainer.output_dir={run_dir}", *extra])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, f"the run in {run_dir} exited {code}"
+
+
 def losses(run_dir: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}

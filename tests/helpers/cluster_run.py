@@ -54,7 +54,8 @@ def full_state(trainer) -> dict:
     }
 
 
-def main(out: str, overrides: list[str]) -> None:
+def main(out: str, overrides: list[str]) -> int:
+    """The run; returns the exit code (0, or EXIT_STOPPED after a stop). A multi-process run exits here."""
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -101,7 +102,7 @@ def main(out: str, overrides: list[str]) -> None:
 
                 def poison(_module, _inputs, output):
                     if poisoned["on"]:
-                        output.loss = output.loss * float("nan")
+                        output.loss_sum = output.loss_sum * float("nan")
                     return output
 
                 trainer.model.register_forward_hook(poison)
@@ -134,8 +135,11 @@ def main(out: str, overrides: list[str]) -> None:
     if dist.distributed:
         trainer.close()  # exits (EXIT_STOPPED after a stop)
     sys.stdout.flush()
-    sys.exit(EXIT_STOPPED if trainer.stopped else 0)
+    return EXIT_STOPPED if trainer.stopped else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # `kill -USR2 PID`: where a hung run is
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
