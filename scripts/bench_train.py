@@ -56,7 +56,7 @@ def loader_bench(args, work: Path) -> list[dict]:
     from pam.modeling.config import PAMConfig
     from pam.processing.collator import PAMCollator
     from pam.processing.processor import PAMProcessor
-    from pam.train.config import TrainerConfig
+    from pam.train.config import LoaderConfig
     from pam.train.data import BatchStream, build_dataset, loader_options
     from pam.train.run import prepare_data
 
@@ -70,14 +70,16 @@ def loader_bench(args, work: Path) -> list[dict]:
     rows = []
     for name in args.loader_configs.split(","):
         workers, persistent = LOADER_CONFIGS[name]
-        options = loader_options(TrainerConfig(num_workers=workers, persistent_workers=persistent), device)
+        loader = LoaderConfig(num_workers=workers, persistent_workers=persistent)
+        options = loader_options(loader, device)
         stream = BatchStream(
             dataset,
             RegionSampler(dataset, seed=0, rank=0, world_size=1),
             collate,
+            loader,
             micro_batch_size=args.batch,
             world_size=1,
-            **options,
+            device=device,
         )
         first, rest, counts = [], [], []  # per epoch: seconds to its first batch, seconds for the others, batches
         t = time.perf_counter()
@@ -182,11 +184,11 @@ def run_one(name: str, cache: bool, gc: bool, args, work: Path) -> dict:
         f"next_stage.max_steps={args.steps}",
         f"trainer.global_batch_size={args.batch}",
         f"trainer.micro_batch_size={args.batch}",
-        "trainer.log_every=1",
-        "trainer.evaluate_at_end=false",
-        "trainer.progress_bar=false",
-        "trainer.resume=never",
-        "trainer.wandb.mode=disabled",
+        "trainer.logging.every=1",
+        "trainer.evaluation.enabled=false",
+        "trainer.logging.progress_bar=false",
+        "trainer.checkpoint.resume=never",
+        "trainer.logging.wandb.mode=disabled",
         f"trainer.feature_cache={work / 'feature_cache' if cache else 'null'}",
         f"model.llm.gradient_checkpointing={str(gc).lower()}",
     ]

@@ -34,8 +34,8 @@ def test_nonfinite_step_is_skipped_and_shards_are_checksummed(tmp_path, data, ca
         zero,
         1,
         "stage.max_steps=3",
-        "trainer.save_every=1",
-        "trainer.keep_last=3",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=3",
         env={"PAM_TEST_NAN": "2"},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -74,14 +74,23 @@ def test_resume_from_the_checkpoint_before_a_damaged_shard(tmp_path, data):
     its step 3 equals the first run's step 3 (same state, same batches)."""
     pytest.importorskip("deepspeed")
     out, run = tmp_path / "out", tmp_path / "run"
-    first = launch(out, run, data, "zero2", 1, "stage.max_steps=3", "trainer.save_every=1", "trainer.keep_last=3")
+    first = launch(
+        out, run, data, "zero2", 1, "stage.max_steps=3", "trainer.checkpoint.every=1", "trainer.checkpoint.keep_last=3"
+    )
     assert first.returncode == 0, first.stderr[-4000:]
     reference = losses(run)
     step3 = run / "checkpoints" / "step-000003"
     optim = next(p for p in (step3 / "deepspeed").rglob("*optim_states.pt"))
     optim.write_bytes(optim.read_bytes()[:-10])
     again = launch(
-        tmp_path / "out2", run, data, "zero2", 1, "stage.max_steps=3", "trainer.save_every=1", "trainer.keep_last=3"
+        tmp_path / "out2",
+        run,
+        data,
+        "zero2",
+        1,
+        "stage.max_steps=3",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=3",
     )
     assert again.returncode == 0, again.stderr[-4000:]
     assert "skipping damaged checkpoint" in again.stderr and optim.name in again.stderr

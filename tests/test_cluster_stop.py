@@ -41,7 +41,16 @@ class SignallingGenerator:
         self.calls += 1
         if self.calls == self.at:
             os.kill(os.getpid(), self.sig)
-        return [SimpleNamespace(text=f"pred {s['id']}", score=0.5) for s in samples]
+        return [SimpleNamespace(text=f"pred {s['id']}", score=0.5, mask=self.empty_mask(s)) for s in samples]
+
+    @staticmethod
+    def empty_mask(sample):
+        """An all-background mask of the sample's ground-truth shape (the benchmark scores its IoU)."""
+        import numpy as np
+        import torch
+
+        truth = sample.get("gt_mask")
+        return torch.zeros(np.asarray(truth).shape if truth is not None else (1, 1), dtype=torch.bool)
 
 
 def test_stop_signal_records_and_restores_handlers():

@@ -22,8 +22,9 @@ TIMEOUT_S = 20  # trainer.dist_timeout_s of the run
 
 
 @pytest.mark.xfail(
-    reason="measured once: the surviving node had not exited 140 s after the other was killed "
-    "(trainer.dist_timeout_s=20); cause not found yet",
+    reason="run 2026-12-05: the poll below saw no step checkpoint until both nodes had finished all 40 "
+    "steps, so node 1 was killed after the run and node 0's agent waited in torchrun's exit barrier "
+    "(TimeoutExpired after 140 s); why the poll misses the checkpoints is not found yet",
     strict=False,
 )
 def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
@@ -70,8 +71,8 @@ def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
         f"data.root={data}",
         f"trainer.output_dir={run}",
         "stage.max_steps=40",
-        "trainer.save_every=1",
-        "trainer.keep_last=2",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=2",
         f"trainer.dist_timeout_s={TIMEOUT_S}",
     ]
     logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]
@@ -80,12 +81,14 @@ def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
         for i in range(2)
     ]
     try:
+        # kill once step 2's checkpoint is in place, mid-run. Not verified here: with a checkpoint every
+        # step and two kept, hashing the newest one races its pruning, and the wait would outlast the run
         deadline = time.time() + 600
-        while time.time() < deadline and latest_checkpoint(run) is None:
+        while time.time() < deadline and _step(latest_checkpoint(run, verify=False)) < 2:
             assert all(n.poll() is None for n in nodes), (tmp_path / "node0.log").read_text()[-3000:]
-            time.sleep(0.5)
-        saved = latest_checkpoint(run)
-        assert saved is not None, "no checkpoint within 10 minutes"
+            time.sleep(0.2)
+        saved = latest_checkpoint(run, verify=False)
+        assert _step(saved) >= 2, "no checkpoint within 10 minutes"
         os.killpg(nodes[1].pid, signal.SIGKILL)  # the whole "node": its agent and its worker
         killed_at = time.time()
         status = nodes[0].wait(timeout=TIMEOUT_S + 120)
@@ -110,8 +113,12 @@ def test_two_nodes_one_killed_fails_fast_and_resumes(tmp_path):
         "zero2",
         1,
         f"stage.max_steps={step + 1}",
-        "trainer.save_every=1",
-        "trainer.keep_last=2",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=2",
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"{resume_from.name} at step {step}" in resumed.stderr
+
+
+def _step(checkpoint) -> int:
+    return int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0

@@ -158,11 +158,11 @@ def train_few_steps(tmp_path: Path, records: Path) -> list[float]:
         "trainer.micro_batch_size=1",
         f"trainer.output_dir={tmp_path / 'run'}",
         "trainer.feature_cache=null",
-        "trainer.wandb.mode=disabled",
-        "trainer.progress_bar=false",
-        "trainer.evaluate_at_end=false",
-        "trainer.log_every=1",
-        "trainer.val_every=1000",
+        "trainer.logging.wandb.mode=disabled",
+        "trainer.logging.progress_bar=false",
+        "trainer.evaluation.enabled=false",
+        "trainer.logging.every=1",
+        "trainer.validation.every=1000",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

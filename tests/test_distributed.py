@@ -17,6 +17,11 @@ pytestmark = pytest.mark.slow
 
 COMMON = [
     "experiment=quickstart",
+    "model.sam2.checkpoint=null",  # a random debug SAM 2: no teaching step
+    "~sam2_teach",
+    "data=quickstart",  # images only: the counts below make whole epochs
+    "data.generate.num_train_videos=0",
+    "data.generate.num_test_videos=0",
     "stage=stage2",
     "~next_stage",
     "stage.max_steps=3",
@@ -28,13 +33,13 @@ COMMON = [
     "data.generate.num_test=2",
     "trainer.global_batch_size=4",
     "trainer.micro_batch_size=2",
-    "trainer.log_every=1",
-    "trainer.val_max_batches=1",
-    "trainer.evaluate_at_end=false",
+    "trainer.logging.every=1",
+    "trainer.validation.max_batches=1",
+    "trainer.evaluation.enabled=false",
     "trainer.feature_cache=null",
-    "trainer.progress_bar=false",
-    "trainer.wandb.mode=disabled",
-    "trainer.resume=never",
+    "trainer.logging.progress_bar=false",
+    "trainer.logging.wandb.mode=disabled",
+    "trainer.checkpoint.resume=never",
 ]
 
 

@@ -126,13 +126,14 @@ def fake_wandb(monkeypatch):
 
 def _logger(tmp_path, trainer_overrides: dict):
     from pam.train.config import build_trainer_config
-    from pam.train.hooks import MetricsLogger
+    from pam.train.hooks import MetricsLogger, TrainView
 
-    cfg = build_trainer_config({"output_dir": str(tmp_path), **trainer_overrides})
-    trainer = types.SimpleNamespace(
-        run_dir=tmp_path, cfg=cfg, dist=types.SimpleNamespace(is_main=True), resolved_config={}
+    cfg = build_trainer_config({"output_dir": str(tmp_path), "logging": trainer_overrides})
+    logger = MetricsLogger(cfg.logging, global_batch_size=cfg.global_batch_size)
+    logger.start(
+        TrainView(step=0, stage="stage1", stage_index=0, stage_step=0, max_steps=1, run_dir=tmp_path, is_main=True)
     )
-    return MetricsLogger(trainer)
+    return logger
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_a_bad_wandb_mode_in_the_environment_is_one_config_error(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "cloud")
     with pytest.raises(ConfigError, match="WANDB_MODE='cloud'"):
         build_trainer_config({})
-    build_trainer_config({"wandb": {"mode": "disabled"}})  # the config's own value needs no environment
+    build_trainer_config({"logging": {"wandb": {"mode": "disabled"}}})  # the config's own value needs no environment
 
 
 # ---- collect-sweep: the final losses ---------------------------------------------------------------
@@ -258,7 +259,7 @@ def test_training_without_data_is_one_line_and_exit_2(tmp_path, capsys):
             overrides=[
                 f"trainer.output_dir={tmp_path / 'run'}",
                 f"data.root={tmp_path / 'nodata'}",
-                "trainer.wandb.mode=disabled",
+                "trainer.logging.wandb.mode=disabled",
             ],
         )
     with pytest.raises(SystemExit) as exit_info:

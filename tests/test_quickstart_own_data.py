@@ -24,11 +24,11 @@ DOC = REPO / "docs" / "quickstart.md"
 SHORT = [
     "stage.max_steps=2",
     "next_stage.max_steps=2",
-    "trainer.val_every=0",
-    "trainer.log_every=1",
-    "trainer.progress_bar=false",
-    "trainer.eval_max_samples=2",
-    "trainer.min_free_disk_gb=0",
+    "trainer.validation.every=0",
+    "trainer.logging.every=1",
+    "trainer.logging.progress_bar=false",
+    "trainer.evaluation.max_samples=2",
+    "trainer.checkpoint.min_free_disk_gb=0",
 ]
 
 

@@ -41,7 +41,7 @@ def test_full_quickstart_figures_above_floors(tmp_path):
             str(REPO / "scripts" / "train.py"),
             "experiment=quickstart",
             f"trainer.output_dir={out}",
-            "trainer.progress_bar=false",
+            "trainer.logging.progress_bar=false",
         ],
         cwd=tmp_path,
         env=env,

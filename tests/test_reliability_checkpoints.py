@@ -16,6 +16,7 @@ import torch
 
 import pam.train.state as state_module
 from pam.checkpoints.integrity import CheckpointCorruptError, verify_manifest, write_manifest
+from pam.train.config import CheckpointConfig
 from pam.train.preflight import OutputDirError, check_output_dir
 from pam.train.state import CheckpointManager, CheckpointSaveError, latest_checkpoint, list_step_checkpoints
 
@@ -48,7 +49,7 @@ def save(manager: CheckpointManager, step: int) -> Path:
 
 @pytest.fixture
 def run(tmp_path):
-    manager = CheckpointManager(tmp_path, keep_last=5, best_metric="val/loss", best_mode="min")
+    manager = CheckpointManager(CheckpointConfig(keep_last=5), tmp_path)
     for step in (1, 2, 3):
         save(manager, step)
     return tmp_path
@@ -130,7 +131,7 @@ def test_disk_full_at_save_keeps_the_last_good_checkpoint(run, monkeypatch):
         return real_save(obj, f, *a, **k)
 
     monkeypatch.setattr(state_module.torch, "save", full_disk)
-    manager = CheckpointManager(run, keep_last=5, best_metric="val/loss", best_mode="min")
+    manager = CheckpointManager(CheckpointConfig(keep_last=5), run)
     with pytest.raises(
         CheckpointSaveError,
         match=r"could not write checkpoint .*step-000004: No space left on device; nothing was replaced and the last good checkpoint .*step-000003 is kept",
@@ -147,7 +148,7 @@ def test_disk_full_while_writing_the_model_of_a_real_pam_checkpoint(tmp_path, de
     """The PAM writer itself (save_pam inside the step save) raising ENOSPC half-way."""
     import pam.checkpoints.pam_checkpoint as pc
 
-    manager = CheckpointManager(tmp_path, keep_last=2, best_metric="val/loss", best_mode="min")
+    manager = CheckpointManager(CheckpointConfig(keep_last=2), tmp_path)
     manager.write_model = lambda f: pc.save_pam(debug_bundle.model, debug_bundle.tokenizer, f)
     manager.save(1, {})
     real = pc.save_tensors
@@ -190,7 +191,7 @@ def test_read_only_output_folder(tmp_path, monkeypatch):
 
 
 def test_too_little_free_space(tmp_path):
-    with pytest.raises(OutputDirError, match=r"GB free, less than trainer.min_free_disk_gb=1e\+09") as info:
+    with pytest.raises(OutputDirError, match=r"GB free, less than trainer.checkpoint.min_free_disk_gb=1e\+09") as info:
         check_output_dir(tmp_path, min_free_gb=1e9)
     assert info.value.errno == errno.ENOSPC
     check_output_dir(tmp_path, min_free_gb=0.001)
@@ -208,7 +209,11 @@ def test_trainer_checks_the_output_folder_before_building_the_model(tmp_path, mo
     monkeypatch.setattr(trainer_module, "build_pam", no_model)
     (tmp_path / "a_file").write_text("x")
     cfg = compose_train(
-        ["experiment=quickstart", f"trainer.output_dir={tmp_path / 'a_file' / 'run'}", "trainer.wandb.mode=disabled"]
+        [
+            "experiment=quickstart",
+            f"trainer.output_dir={tmp_path / 'a_file' / 'run'}",
+            "trainer.logging.wandb.mode=disabled",
+        ]
     )
     with pytest.raises(OutputDirError, match=r"a_file/run cannot be created"):
         trainer_module.Trainer(cfg)
@@ -216,10 +221,10 @@ def test_trainer_checks_the_output_folder_before_building_the_model(tmp_path, mo
         [
             "experiment=quickstart",
             f"trainer.output_dir={tmp_path / 'run'}",
-            "++trainer.min_free_disk_gb=1e9",
-            "trainer.wandb.mode=disabled",
+            "++trainer.checkpoint.min_free_disk_gb=1e9",
+            "trainer.logging.wandb.mode=disabled",
         ]
     )
-    with pytest.raises(OutputDirError, match=r"trainer.min_free_disk_gb"):
+    with pytest.raises(OutputDirError, match=r"trainer.checkpoint.min_free_disk_gb"):
         trainer_module.Trainer(cfg)
     assert not (tmp_path / "run" / "config.yaml").exists()

@@ -145,7 +145,7 @@ def test_training_through_the_faulty_epoch_reaches_the_end(faulty_root, tmp_path
         "stage.max_steps=20",
         "trainer.global_batch_size=8",
         "trainer.micro_batch_size=8",
-        "trainer.log_every=5",
+        "trainer.logging.every=5",
     ]
     with caplog.at_level(logging.WARNING):
         trainer = Trainer(compose_train(overrides))

@@ -22,12 +22,13 @@ class InjectNonFinite(HookBase):
     ``grad`` writes +Inf into one gradient after the backward pass. Records the weights at the start
     of every attempt."""
 
-    def __init__(self, bad: dict[int, str]):
-        self.bad = bad
+    def __init__(self, trainer: Trainer, bad: dict[int, str]):
+        self.trainer, self.bad = trainer, bad
         self.calls = 0
         self.weights: dict[int, dict] = {}
 
-    def before_stage(self, trainer) -> None:
+    def before_stage(self, state) -> None:
+        trainer = self.trainer  # a test instruments the trainer itself
         engine = trainer.engine
         forward_backward = engine.forward_backward
 
@@ -50,7 +51,7 @@ class InjectNonFinite(HookBase):
 
 def test_nonfinite_loss_and_gradient_are_skipped_and_counted(tmp_path, data_root):  # noqa: F811
     trainer = Trainer(tiny_cfg(tmp_path, data_root, *EXTRA, "stage.max_steps=3"))
-    inject = InjectNonFinite({2: "loss", 4: "grad"})
+    inject = InjectNonFinite(trainer, {2: "loss", 4: "grad"})
     trainer.hooks.append(inject)
     trainer.train()
 
@@ -77,7 +78,7 @@ def test_nonfinite_loss_and_gradient_are_skipped_and_counted(tmp_path, data_root
 
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run(tmp_path, data_root):  # noqa: F811
     trainer = Trainer(tiny_cfg(tmp_path, data_root, *EXTRA, "stage.max_steps=5"))
-    trainer.hooks.append(InjectNonFinite({2: "loss", 3: "grad", 4: "loss", 5: "loss"}))
+    trainer.hooks.append(InjectNonFinite(trainer, {2: "loss", 3: "grad", 4: "loss", 5: "loss"}))
     with pytest.raises(
         NonFiniteError,
         match=r"non-finite loss nan at step 2: 3 step\(s\) in a row had a NaN/Inf loss or gradient \(limit trainer.max_nonfinite_in_a_row=2\)",

@@ -1,5 +1,5 @@
 """Kill at any point: a run SIGKILLed at a step, inside a checkpoint save, or half-way through a
-weights file, then restarted with ``trainer.resume=auto``, logs the same per-step losses as an
+weights file, then restarted with ``trainer.checkpoint.resume=auto``, logs the same per-step losses as an
 uninterrupted run; half-written checkpoints are never picked; a damaged one is named and passed over.
 A run sent SIGTERM in the middle of a step finishes that step, saves and exits with EXIT_STOPPED.
 
@@ -47,9 +47,9 @@ def extra(sam2_pt) -> tuple[str, ...]:
     return (
         ONE_STAGE,
         f"stage.max_steps={STEPS}",
-        "trainer.save_every=1",
-        "trainer.keep_last=2",
-        "trainer.resume=auto",
+        "trainer.checkpoint.every=1",
+        "trainer.checkpoint.keep_last=2",
+        "trainer.checkpoint.resume=auto",
         "data.val=null",
         f"model.sam2.checkpoint={sam2_pt}",
     )
@@ -151,7 +151,7 @@ def test_sigterm_mid_stage_stops_after_that_step_and_the_resume_loses_no_step(
     step 2 is finished, saved once, the process exits with EXIT_STOPPED; the resume runs steps 3-4 and
     every step's loss equals the uninterrupted run's."""
     out = tmp_path / "run"
-    extra = (*extra, "trainer.save_every=0")
+    extra = (*extra, "trainer.checkpoint.every=0")
     proc = run_killed(out, data_root, extra, "term2:2")
     assert proc.returncode == EXIT_STOPPED, proc.stderr[-3000:]
     assert "SIGTERM: training stops after the current step" in proc.stderr

@@ -33,12 +33,12 @@ def test_multirun_of_two_configs_gives_a_sweep_table(tmp_path):
         "data.generate.num_test=2",
         "trainer.global_batch_size=2",
         "trainer.micro_batch_size=2",
-        "trainer.val_max_batches=1",
-        "trainer.log_every=1",
-        "trainer.evaluate_at_end=false",
+        "trainer.validation.max_batches=1",
+        "trainer.logging.every=1",
+        "trainer.evaluation.enabled=false",
         "trainer.feature_cache=null",
-        "trainer.progress_bar=false",
-        "trainer.wandb.mode=disabled",
+        "trainer.logging.progress_bar=false",
+        "trainer.logging.wandb.mode=disabled",
     ]
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -29,6 +29,11 @@ CONFIGS = ROOT / "configs"
 
 TINY = [
     "experiment=quickstart",
+    "model.sam2.checkpoint=null",  # a random debug SAM 2: no teaching step
+    "~sam2_teach",
+    "data=quickstart",  # images only: the counts below make whole epochs
+    "data.generate.num_train_videos=0",
+    "data.generate.num_test_videos=0",
     "data.generate.num_train=16",
     "data.generate.num_val=4",
     "data.generate.num_test=4",
@@ -36,10 +41,10 @@ TINY = [
     "trainer.micro_batch_size=2",
     "stage.max_steps=3",
     "next_stage.max_steps=2",
-    "trainer.wandb.mode=disabled",
-    "trainer.progress_bar=false",
-    "trainer.evaluate_at_end=false",
-    "trainer.log_every=1",
+    "trainer.logging.wandb.mode=disabled",
+    "trainer.logging.progress_bar=false",
+    "trainer.evaluation.enabled=false",
+    "trainer.logging.every=1",
 ]
 ONE_STAGE = "~next_stage"  # drops the quick-start experiment's second stage
 
@@ -186,18 +191,19 @@ def test_unknown_trainable_pattern_fails_at_start(tmp_path, data_root, which):
 
 # ----------------------------------------------------------------------------------- two stages
 class SnapshotAfterStage(HookBase):
-    def __init__(self):
+    def __init__(self, model):
+        self.model = model
         self.snaps: list[dict] = []
 
-    def after_stage(self, trainer) -> None:
-        self.snaps.append(snapshot(trainer.model))
+    def after_stage(self, state) -> None:
+        self.snaps.append(snapshot(self.model))
 
 
 def test_stage1_then_stage2(tmp_path, data_root):
     trainer = Trainer(tiny_cfg(tmp_path, data_root))
     stages_before = [dataclasses.asdict(s) for s in trainer.stages]
     before = snapshot(trainer.model)
-    probe = SnapshotAfterStage()
+    probe = SnapshotAfterStage(trainer.model)
     trainer.hooks.append(probe)
     final = trainer.train()
 
@@ -236,10 +242,11 @@ class CrashBeforeStep(HookBase):
     """Interrupts the optimiser step that would make ``stage_step == at`` in stage ``stage_index``
     (its micro-batches have already run forward and backward)."""
 
-    def __init__(self, stage_index: int, at: int):
-        self.stage_index, self.at = stage_index, at
+    def __init__(self, trainer: Trainer, stage_index: int, at: int):
+        self.trainer, self.stage_index, self.at = trainer, stage_index, at
 
-    def before_stage(self, trainer) -> None:
+    def before_stage(self, state) -> None:
+        trainer = self.trainer  # a test instruments the trainer itself
         step = trainer.engine.step
 
         def crashing_step():
@@ -254,7 +261,7 @@ RESUME_CASES = {
     # 6 steps over 16 regions of 4 per step cross an epoch boundary after step 4; interrupted in
     # step 5 (step 4 already logged), resumed from step 3 inside the first epoch
     "one_stage": dict(
-        extra=(ONE_STAGE, "stage.max_steps=6", "trainer.save_every=3"),
+        extra=(ONE_STAGE, "stage.max_steps=6", "trainer.checkpoint.every=3"),
         crash=(0, 5),
         crashed_in=5,
         checkpoint="step-000003",
@@ -263,7 +270,12 @@ RESUME_CASES = {
     # stage 1 (1 step), then LoRA stage 2 (4 steps, LoRA dropout draws from the torch RNG):
     # interrupted in global step 5, resumed from global step 3 inside stage 2
     "lora_stage2": dict(
-        extra=("stage@next_stage=stage2_lora", "stage.max_steps=1", "next_stage.max_steps=4", "trainer.save_every=2"),
+        extra=(
+            "stage@next_stage=stage2_lora",
+            "stage.max_steps=1",
+            "next_stage.max_steps=4",
+            "trainer.checkpoint.every=2",
+        ),
         crash=(1, 4),
         crashed_in=5,
         checkpoint="step-000003",
@@ -275,14 +287,14 @@ RESUME_CASES = {
 @pytest.mark.parametrize("case", sorted(RESUME_CASES))
 def test_resume_equals_uninterrupted(tmp_path, data_root, case):
     spec = RESUME_CASES[case]
-    extra = (*spec["extra"], "trainer.keep_last=1", "trainer.resume=auto")
+    extra = (*spec["extra"], "trainer.checkpoint.keep_last=1", "trainer.checkpoint.resume=auto")
     total = spec["total"]
 
     a = Trainer(tiny_cfg(tmp_path / "a", data_root, *extra))
     a.train()
 
     b = Trainer(tiny_cfg(tmp_path / "b", data_root, *extra))
-    b.hooks.append(CrashBeforeStep(*spec["crash"]))
+    b.hooks.append(CrashBeforeStep(b, *spec["crash"]))
     with pytest.raises(KeyboardInterrupt):
         b.train()
     assert latest_checkpoint(tmp_path / "b").name == spec["checkpoint"]

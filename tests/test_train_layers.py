@@ -11,6 +11,7 @@ TRAIN = Path(__file__).resolve().parents[1] / "pam" / "train"
 
 LAYERS = [
     {"config", "distributed", "preflight", "freeze", "deepspeed_config", "plots", "sweep", "guards", "feature_cache"},
+    {"sam2_teach"},  # the quick-start's taught SAM 2: no pam.train imports
     {"optim", "data", "state"},  # schemas and process groups below them
     {"engine", "validate"},  # optim, config, distributed, deepspeed_config; data
     {"report"},

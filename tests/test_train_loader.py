@@ -17,7 +17,7 @@ from pam.data.sampler import RegionSampler
 from pam.data.synthetic import SyntheticConfig, generate_quickstart
 from pam.modeling.sam2_types import ImageFeatures, RegionPrompt
 from pam.processing.collator import PAMBatch, PAMCollator
-from pam.train.config import TrainerConfig, build_trainer_config
+from pam.train.config import LoaderConfig, build_trainer_config
 from pam.train.data import BatchStream, loader_options
 from pam.train.state import latest_checkpoint
 from pam.train.trainer import Trainer
@@ -84,9 +84,9 @@ def stream(root, **loader) -> BatchStream:
         ds,
         RegionSampler(ds, shuffle=True, seed=5, rank=0, world_size=1),
         signature_collate,
+        LoaderConfig(**loader),
         micro_batch_size=BATCH,
         world_size=1,
-        **loader,
     )
 
 
@@ -219,27 +219,27 @@ def test_real_collated_batch_pins(monkeypatch, debug_bundle, three_region_sample
 @pytest.mark.parametrize(
     "fields,name",
     [
-        ({"num_workers": -1}, "trainer.num_workers"),
-        ({"prefetch_factor": 4}, "trainer.prefetch_factor"),  # without workers
-        ({"num_workers": 2, "prefetch_factor": 0}, "trainer.prefetch_factor"),
-        ({"persistent_workers": True}, "trainer.persistent_workers"),  # without workers
-        ({"pin_memory": "yes"}, "trainer.pin_memory"),
+        ({"num_workers": -1}, "trainer.loader.num_workers"),
+        ({"prefetch_factor": 4}, "trainer.loader.prefetch_factor"),  # without workers
+        ({"num_workers": 2, "prefetch_factor": 0}, "trainer.loader.prefetch_factor"),
+        ({"persistent_workers": True}, "trainer.loader.persistent_workers"),  # without workers
+        ({"pin_memory": "yes"}, "trainer.loader.pin_memory"),
     ],
 )
 def test_bad_loader_options_fail_naming_the_field(fields, name):
     with pytest.raises(ConfigError, match=rf"`{name}`"):
-        build_trainer_config(fields)
+        build_trainer_config({"loader": fields})
 
 
 def test_loader_defaults_follow_workers_and_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert loader_options(TrainerConfig(), cpu) == {
+    assert loader_options(LoaderConfig(), cpu) == {
         "num_workers": 0,
         "pin_memory": False,
         "persistent_workers": False,
         "prefetch_factor": None,
     }
-    assert loader_options(TrainerConfig(num_workers=4), cuda) == {
+    assert loader_options(LoaderConfig(num_workers=4), cuda) == {
         "num_workers": 4,
         "pin_memory": True,
         "persistent_workers": True,
@@ -247,12 +247,12 @@ def test_loader_defaults_follow_workers_and_device():
     }
     assert (
         loader_options(
-            TrainerConfig(num_workers=4, persistent_workers=False, prefetch_factor=6, pin_memory=False), cuda
+            LoaderConfig(num_workers=4, persistent_workers=False, prefetch_factor=6, pin_memory=False), cuda
         )["prefetch_factor"]
         == 6
     )
-    with pytest.raises(ConfigError, match=r"`trainer\.pin_memory`.*cpu"):
-        loader_options(TrainerConfig(pin_memory=True), cpu)
+    with pytest.raises(ConfigError, match=r"`trainer\.loader\.pin_memory`.*cpu"):
+        loader_options(LoaderConfig(pin_memory=True), cpu)
 
 
 # ------------------------------------------------------------------------------- the trainer
@@ -263,18 +263,18 @@ def test_trainer_resume_with_persistent_workers_equals_uninterrupted(tmp_path, d
     extra = (
         ONE_STAGE,
         "stage.max_steps=6",
-        "trainer.save_every=5",
-        "trainer.keep_last=1",
-        "trainer.resume=auto",
+        "trainer.checkpoint.every=5",
+        "trainer.checkpoint.keep_last=1",
+        "trainer.checkpoint.resume=auto",
         "data.val=null",
-        "trainer.num_workers=2",
+        "trainer.loader.num_workers=2",
     )
 
     a = Trainer(tiny_cfg(tmp_path / "a", data_root, *extra))
     assert a.loader_options == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 2}
     a.train()
     b = Trainer(tiny_cfg(tmp_path / "b", data_root, *extra))
-    b.hooks.append(CrashBeforeStep(0, 6))
+    b.hooks.append(CrashBeforeStep(b, 0, 6))
     with pytest.raises(KeyboardInterrupt):
         b.train()
     b.batches.close()
@@ -292,6 +292,6 @@ def test_trainer_resume_with_persistent_workers_equals_uninterrupted(tmp_path, d
 
 
 def test_bad_loader_option_stops_the_trainer_at_start(tmp_path, data_root):  # noqa: F811
-    with pytest.raises(ConfigError, match=r"`trainer\.prefetch_factor`"):
-        Trainer(tiny_cfg(tmp_path, data_root, "trainer.prefetch_factor=4"))
+    with pytest.raises(ConfigError, match=r"`trainer\.loader\.prefetch_factor`"):
+        Trainer(tiny_cfg(tmp_path, data_root, "trainer.loader.prefetch_factor=4"))
     assert not (tmp_path / "config.yaml").exists()  # nothing was started

@@ -44,7 +44,9 @@ def _train(args: argparse.Namespace) -> int:
     import hydra
 
     from ..train import config as _schemas  # noqa: F401  (registers the groups' schema defaults)
-    from ..utils.config import CONFIG_DIR
+    from ..utils.config import CONFIG_DIR, check_renamed_overrides
+
+    check_renamed_overrides(args.extra)  # a renamed key: one line naming the new one (exit 2), before Hydra's error
 
     saved = sys.argv
     sys.argv = ["pam train", *args.extra]  # Hydra reads its own command line

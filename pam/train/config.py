@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..utils.config import ConfigError
+from ..utils.config import RENAMED_FIELDS, ConfigError
 from ..utils.config import build_config as _build
 from ..utils.config import check as _check
 
@@ -97,12 +97,133 @@ class WandbConfig:
 
 
 def wandb_mode(cfg: WandbConfig) -> str:
-    """The mode wandb runs in: ``trainer.wandb.mode`` when set, else ``$WANDB_MODE``, else offline."""
+    """The mode wandb runs in: ``trainer.logging.wandb.mode`` when set, else ``$WANDB_MODE``, else offline."""
     return cfg.mode or os.environ.get("WANDB_MODE") or "offline"
 
 
 @dataclass
+class LoaderConfig:
+    """``trainer.loader``: the DataLoader options of the training and validation loaders
+    (pam/train/data.py:make_loader resolves the ``null`` ones against the device)."""
+
+    num_workers: int = 0  # worker processes per rank; 0 loads in the training process
+    pin_memory: bool | None = None  # page-locked batches for non-blocking GPU copies; null: on when the device is CUDA
+    persistent_workers: bool | None = None  # keep workers across epochs and validations; null: on with workers
+    prefetch_factor: int | None = None  # batches each worker loads ahead; null: 2 with workers; needs workers
+
+    def validate(self) -> None:
+        _check(self.num_workers >= 0, "trainer.loader.num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(
+            self.prefetch_factor is None or self.num_workers > 0,
+            "trainer.loader.prefetch_factor",
+            "only applies with num_workers > 0 (set it to null, or add workers)",
+        )
+        _check(
+            self.prefetch_factor is None or self.prefetch_factor >= 1,
+            "trainer.loader.prefetch_factor",
+            f"must be >= 1, got {self.prefetch_factor}",
+        )
+        _check(
+            not self.persistent_workers or self.num_workers > 0,
+            "trainer.loader.persistent_workers",
+            "is true but num_workers is 0: there are no workers to keep (use null or false)",
+        )
+
+
+@dataclass
+class CheckpointConfig:
+    """``trainer.checkpoint``: what pam/train/state.py:CheckpointManager saves, keeps and resumes from."""
+
+    every: int = 0  # steps between step checkpoints; 0 = only at the end of each stage
+    keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
+    best_metric: str = "val/loss"  # metric that picks the best checkpoint
+    best_mode: str = "min"  # min | max
+    resume: str = "auto"  # auto (latest intact checkpoint in output_dir) | never | a checkpoint folder
+    min_free_disk_gb: float = 1.0  # free space output_dir must have at start-up; 0 skips the check
+
+    def validate(self) -> None:
+        _check(self.every >= 0, "trainer.checkpoint.every", "must be >= 0")
+        _check(self.keep_last >= 1, "trainer.checkpoint.keep_last", "must be >= 1")
+        _check(self.best_mode in ("min", "max"), "trainer.checkpoint.best_mode", "must be min or max")
+        _check(self.min_free_disk_gb >= 0, "trainer.checkpoint.min_free_disk_gb", "must be >= 0")
+
+    def due(self, stage_step: int, max_steps: int) -> bool:
+        """A step checkpoint is written after ``stage_step``: every ``every`` steps and at the stage's end."""
+        return bool(self.every and stage_step % self.every == 0) or stage_step == max_steps
+
+
+@dataclass
+class ValidationConfig:
+    """``trainer.validation``: pam/train/validate.py:Validator, on the data config's ``val`` split."""
+
+    every: int = 0  # steps between validations; 0 = only at the end of each stage
+    max_batches: int = 0  # cap on validation batches per rank; 0 = the whole split
+
+    def validate(self) -> None:
+        _check(self.every >= 0, "trainer.validation.every", "must be >= 0")
+        _check(self.max_batches >= 0, "trainer.validation.max_batches", "must be >= 0")
+
+
+@dataclass
+class LoggingConfig:
+    """``trainer.logging``: pam/train/hooks.py:MetricsLogger (metrics.jsonl, progress bar, wandb)."""
+
+    every: int = 10  # steps between metric lines (validation steps and a stage's last step always log)
+    progress_bar: bool = True  # tqdm bar on rank 0
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> None:
+        _check(self.every >= 1, "trainer.logging.every", "must be >= 1")
+        _check(
+            self.wandb.mode is None or self.wandb.mode in WANDB_MODES,
+            "trainer.logging.wandb.mode",
+            f"must be null or one of {WANDB_MODES}",
+        )
+        env = os.environ.get("WANDB_MODE")
+        if self.wandb.mode is None and env and env not in WANDB_ENV_MODES:
+            raise ConfigError(
+                f"environment variable WANDB_MODE={env!r} must be one of {WANDB_ENV_MODES} "
+                "(or set trainer.logging.wandb.mode)"
+            )
+
+
+@dataclass
+class EvaluationConfig:
+    """``trainer.evaluation``: the benchmark run at the end of training (pam/train/hooks.py:FinalEvaluation)."""
+
+    enabled: bool = True  # generate on the test split and write metrics.json, report.md
+    max_samples: int = 0  # cap on evaluated test samples; 0 = all
+
+    def validate(self) -> None:
+        _check(self.max_samples >= 0, "trainer.evaluation.max_samples", "must be >= 0")
+
+
+# flat trainer keys that moved into a section: old key -> new dotted key (a config naming one fails at start-up)
+RENAMED = {
+    "num_workers": "loader.num_workers",
+    "pin_memory": "loader.pin_memory",
+    "persistent_workers": "loader.persistent_workers",
+    "prefetch_factor": "loader.prefetch_factor",
+    "save_every": "checkpoint.every",
+    "keep_last": "checkpoint.keep_last",
+    "best_metric": "checkpoint.best_metric",
+    "best_mode": "checkpoint.best_mode",
+    "resume": "checkpoint.resume",
+    "min_free_disk_gb": "checkpoint.min_free_disk_gb",
+    "val_every": "validation.every",
+    "val_max_batches": "validation.max_batches",
+    "log_every": "logging.every",
+    "progress_bar": "logging.progress_bar",
+    "wandb": "logging.wandb",
+    "evaluate_at_end": "evaluation.enabled",
+    "eval_max_samples": "evaluation.max_samples",
+}
+
+
+@dataclass
 class TrainerConfig:
+    """``trainer``: the loop's own settings, and one section per component the trainer builds."""
+
     output_dir: str = "runs/default"  # run folder: checkpoints, metrics.jsonl, plots, report
     seed: int = 0
     engine: str = "auto"  # auto (ddp when WORLD_SIZE > 1) | single | ddp | deepspeed
@@ -111,36 +232,14 @@ class TrainerConfig:
     global_batch_size: int = 8  # regions per optimiser step, over all processes
     micro_batch_size: int = 4  # regions per forward pass per process
     grad_clip: float = 1.0  # max gradient norm; 0 disables
-    num_workers: int = 0  # DataLoader worker processes per rank; 0 loads in the training process
-    pin_memory: bool | None = (
-        None  # page-locked batches, copied to the GPU without blocking; null: on when the device is CUDA
-    )
-    persistent_workers: bool | None = (
-        None  # keep workers alive across epochs and validations; null: on when num_workers > 0
-    )
-    prefetch_factor: int | None = (
-        None  # batches each worker loads ahead; null: 2 with workers; only with num_workers > 0
-    )
-    log_every: int = 10  # steps between metric lines
-    val_every: int = 0  # steps between validations; 0 = only at the end of each stage
-    val_max_batches: int = 0  # cap on validation batches; 0 = the whole split
-    save_every: int = 0  # steps between checkpoints; 0 = only at the end of each stage
-    keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
-    best_metric: str = "val/loss"  # metric that picks the best checkpoint
-    best_mode: str = "min"  # min | max
-    resume: str = "auto"  # auto (latest checkpoint in output_dir) | never | a checkpoint folder
     feature_cache: str | None = None  # folder for cached SAM 2 image features; None disables
-    progress_bar: bool = True
-    evaluate_at_end: bool = True  # generate on the test split and write metrics.json
-    eval_max_samples: int = 0  # cap on evaluated test samples; 0 = all
-    max_nonfinite_in_a_row: int = (
-        5  # NaN/Inf-loss or -gradient steps skipped in a row before the run stops; 0 stops at the first
-    )
-    min_free_disk_gb: float = 1.0  # free space output_dir must have at start-up; 0 skips the check
-    dist_timeout_s: float = (
-        600.0  # seconds a collective waits for the other ranks; a dead node fails the run after this
-    )
-    wandb: WandbConfig = field(default_factory=WandbConfig)
+    max_nonfinite_in_a_row: int = 5  # NaN/Inf steps skipped in a row before the run stops; 0 stops at the first
+    dist_timeout_s: float = 600.0  # seconds a collective waits for the other ranks; a dead node fails the run then
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # hooks (pam/train/hooks.py:HOOKS) in the order they run at each event; the loop validates
     # before them (pam/train/validate.py), so checkpoint and log see val/ metrics; evaluation runs last
     hooks: list = field(default_factory=lambda: list(HOOK_NAMES))
@@ -153,41 +252,14 @@ class TrainerConfig:
             "trainer.global_batch_size",
             "and micro_batch_size must be >= 1",
         )
-        _check(self.num_workers >= 0, "trainer.num_workers", f"must be >= 0, got {self.num_workers}")
-        _check(
-            self.prefetch_factor is None or self.num_workers > 0,
-            "trainer.prefetch_factor",
-            "only applies with num_workers > 0 (set it to null, or add workers)",
-        )
-        _check(
-            self.prefetch_factor is None or self.prefetch_factor >= 1,
-            "trainer.prefetch_factor",
-            f"must be >= 1, got {self.prefetch_factor}",
-        )
-        _check(
-            not self.persistent_workers or self.num_workers > 0,
-            "trainer.persistent_workers",
-            "is true but num_workers is 0: there are no workers to keep (use null or false)",
-        )
-        _check(self.best_mode in ("min", "max"), "trainer.best_mode", "must be min or max")
-        _check(
-            self.wandb.mode is None or self.wandb.mode in WANDB_MODES,
-            "trainer.wandb.mode",
-            f"must be null or one of {WANDB_MODES}",
-        )
-        env = os.environ.get("WANDB_MODE")
-        if self.wandb.mode is None and env and env not in WANDB_ENV_MODES:
-            raise ConfigError(
-                f"environment variable WANDB_MODE={env!r} must be one of {WANDB_ENV_MODES} (or set trainer.wandb.mode)"
-            )
-        _check(self.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+        for section in (self.loader, self.checkpoint, self.validation, self.logging, self.evaluation):
+            section.validate()
         _check(self.max_nonfinite_in_a_row >= 0, "trainer.max_nonfinite_in_a_row", "must be >= 0")
-        _check(self.min_free_disk_gb >= 0, "trainer.min_free_disk_gb", "must be >= 0")
         _check(self.dist_timeout_s > 0, "trainer.dist_timeout_s", "must be > 0")
         _check(
             "validation" not in self.hooks,
             "trainer.hooks",
-            "no longer lists `validation`: the loop validates every trainer.val_every steps",
+            "no longer lists `validation`: the loop validates every trainer.validation.every steps",
         )
         unknown = [h for h in self.hooks if h not in HOOK_NAMES]
         _check(
@@ -210,6 +282,9 @@ class TrainerConfig:
                 f"micro_batch_size x world_size ({self.micro_batch_size} x {world_size})"
             )
         return self.global_batch_size // per_step
+
+
+RENAMED_FIELDS.update({f"trainer.{old}": f"trainer.{new}" for old, new in RENAMED.items()})
 
 
 def build_stage(data: dict, prefix: str = "stage.") -> StageConfig:

@@ -1,7 +1,7 @@
 """The training data: datasets built from the data config, and the stateful batch stream a stage reads.
 
-Loader options (``trainer.num_workers``, ``pin_memory``, ``persistent_workers``,
-``prefetch_factor``) are resolved once against the device by :func:`loader_options`.
+The loaders take the ``trainer.loader`` section (:class:`~pam.train.config.LoaderConfig`); its
+``null`` options are resolved against the device by :func:`loader_options`.
 
 Epoch seeding with worker processes: datasets draw prompts and tasks from ``(seed, epoch, index)``
 and learn the epoch from ``set_epoch``, which the sampler calls in the main process. A persistent
@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..utils.config import check
 from ..utils.layout import TokenLayout
-from .config import TrainerConfig
+from .config import LoaderConfig
 
-DEFAULT_PREFETCH_FACTOR = 2  # batches each worker loads ahead when trainer.prefetch_factor is null
+DEFAULT_PREFETCH_FACTOR = 2  # batches each worker loads ahead when trainer.loader.prefetch_factor is null
 
 
 def has_split(data_cfg: DictConfig, split: str) -> bool:
@@ -46,13 +46,13 @@ def build_dataset(data_cfg: DictConfig, split: str, token_layout: TokenLayout | 
     return dataset
 
 
-def loader_options(cfg: TrainerConfig, device: torch.device) -> dict:
-    """DataLoader keywords from the trainer config, with the ``null`` defaults resolved for ``device``:
+def loader_options(cfg: LoaderConfig, device: torch.device) -> dict:
+    """DataLoader keywords from ``trainer.loader``, with the ``null`` defaults resolved for ``device``:
     pinned memory on CUDA only, persistent workers and ``prefetch_factor`` 2 when there are workers."""
     workers = cfg.num_workers
     check(
         not (cfg.pin_memory and device.type != "cuda"),
-        "trainer.pin_memory",
+        "trainer.loader.pin_memory",
         f"is true but the device is {device.type}; pinned memory only helps copies to a CUDA device (use null or false)",
     )
     return {
@@ -98,11 +98,13 @@ class EpochIndexed(Dataset):
         return self.dataset[index]
 
 
-def make_loader(dataset, sampler, collate, *, batch_size: int, seed: int, **options) -> DataLoader:
-    """A DataLoader over ``dataset`` in ``sampler``'s order with epoch-carrying indices (module docstring).
-
-    ``options``: :func:`loader_options`. The loader's own generator (seeded by ``seed``) gives the
-    workers' base seed, so the global torch RNG is left alone."""
+def make_loader(
+    cfg: LoaderConfig, dataset, sampler, collate, *, batch_size: int, seed: int, device: torch.device
+) -> DataLoader:
+    """A DataLoader over ``dataset`` in ``sampler``'s order with epoch-carrying indices (module docstring),
+    with the options of ``cfg`` for ``device`` (:func:`loader_options`). The loader's own generator
+    (seeded by ``seed``) gives the workers' base seed, so the global torch RNG is left alone."""
+    options = loader_options(cfg, device)
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
         EpochIndexed(dataset),
@@ -122,7 +124,7 @@ class BatchStream:
     samples the loop really took this epoch over all ranks (the DataLoader prefetches, so the
     sampler's own count runs ahead). ``on_new_epoch`` runs when an epoch ends (e.g. skip counters).
     One DataLoader serves every epoch, so persistent workers live as long as the stream (``close``
-    ends them); ``loader`` are :func:`loader_options`.
+    ends them); ``loader`` is the ``trainer.loader`` section, resolved for ``device``.
     """
 
     def __init__(
@@ -130,15 +132,16 @@ class BatchStream:
         dataset,
         sampler,
         collate,
+        loader: LoaderConfig | None = None,
         *,
         micro_batch_size: int,
         world_size: int,
+        device: torch.device | None = None,
         on_new_epoch: Callable[[], None] | None = None,
-        **loader,
     ):
         self.dataset, self.sampler, self.collate = dataset, sampler, collate
         self.micro_batch_size, self.world_size = micro_batch_size, world_size
-        self.loader_kwargs = {"num_workers": 0, **loader}
+        self.loader_cfg, self.device = loader or LoaderConfig(), device or torch.device("cpu")
         self.on_new_epoch = on_new_epoch
         self.epoch, self.consumed = 0, 0
         self._loader: DataLoader | None = None
@@ -147,17 +150,18 @@ class BatchStream:
 
     @property
     def num_workers(self) -> int:
-        return int(self.loader_kwargs["num_workers"])
+        return self.loader_cfg.num_workers
 
     def loader(self) -> DataLoader:
         if self._loader is None:
             self._loader = make_loader(
+                self.loader_cfg,
                 self.dataset,
                 self.sampler,
                 self.collate,
                 batch_size=self.micro_batch_size,
                 seed=self.sampler.seed,
-                **self.loader_kwargs,
+                device=self.device,
             )
         return self._loader
 

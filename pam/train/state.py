@@ -35,6 +35,7 @@ import torch
 
 from ..checkpoints.integrity import CheckpointCorruptError, verify_manifest, write_manifest
 from ..checkpoints.io import atomic_directory
+from .config import CheckpointConfig
 from .distributed import DistInfo, all_reduce_min, barrier
 
 log = logging.getLogger("pam.train")
@@ -156,50 +157,61 @@ def read_trainer_state(path: Path) -> dict:
 
 
 class CheckpointManager:
-    """Saves and resumes ``states`` (module docstring) in ``run_dir/checkpoints``.
+    """Saves and resumes ``states`` (module docstring) in ``run_dir/checkpoints``, as ``cfg``
+    (``trainer.checkpoint``) says: ``keep_last`` step checkpoints are kept, plus a copy of the best by
+    ``best_metric`` (``best_mode`` min or max); ``resume`` picks the checkpoint :meth:`find_resume` returns.
 
     ``write_model(folder)`` writes the PAM model folder; every rank calls it (under ZeRO-3 the
-    parameters are gathered collectively) and only the main rank writes. ``keep_last`` step
-    checkpoints are kept, plus a copy of the best by ``best_metric`` (``best_mode`` min or max).
+    parameters are gathered collectively) and only the main rank writes. ``read_model(folder)`` loads
+    it back (:meth:`load_model`, before an engine wraps the model). ``states`` may be given later,
+    once the stage's parts exist (:meth:`track`).
     """
 
     def __init__(
         self,
+        cfg: CheckpointConfig,
         run_dir: Path,
         *,
-        keep_last: int,
-        best_metric: str,
-        best_mode: str,
         states: dict | None = None,
         write_model: Callable[[Path], None] | None = None,
+        read_model: Callable[[Path], None] | None = None,
         dist: DistInfo | None = None,
     ):
+        self.cfg = cfg
         self.root = Path(run_dir) / "checkpoints"
-        self.keep_last = keep_last
-        self.best_metric = best_metric
-        self.best_mode = best_mode
         self.states = dict(states or {})
         self.write_model = write_model
+        self.read_model = read_model
         self.dist = dist or DistInfo()
         self.best_value: float | None = None
         self.last_saved_step: int | None = None
         info = self.root / "best" / "info.json"
         if info.is_file():
-            self.best_value = json.loads(info.read_text()).get("metrics", {}).get(best_metric)
+            self.best_value = json.loads(info.read_text()).get("metrics", {}).get(cfg.best_metric)
+
+    def track(self, states: dict) -> None:
+        """Save and resume these objects from now on (a stage builds a new engine and batch stream)."""
+        self.states = dict(states)
 
     # ------------------------------------------------------------------ finding a checkpoint
-    def find_resume(self, mode: str) -> Path | None:
-        """``auto``: the newest intact step checkpoint (or None); ``never``: None; else that folder,
-        which must be a verified training checkpoint."""
+    def find_resume(self) -> Path | None:
+        """``cfg.resume``: ``auto``, the newest intact step checkpoint (or None); ``never``, None; else
+        that folder, which must be a verified training checkpoint."""
+        mode = self.cfg.resume
         if mode == "never":
             return None
         if mode == "auto":
             return latest_checkpoint(self.root.parent)
         path = Path(mode)
         if not (path / TRAINER_STATE).is_file():
-            raise FileNotFoundError(f"checkpoint.resume={mode}: not a training checkpoint (no {TRAINER_STATE})")
+            raise FileNotFoundError(f"trainer.checkpoint.resume={mode}: not a training checkpoint (no {TRAINER_STATE})")
         verify_manifest(path)
         return path
+
+    @staticmethod
+    def resume_stage(path: Path | None) -> int:
+        """The index of the stage that checkpoint ``path`` was written in (0 without one)."""
+        return int(read_trainer_state(path)["train"].get("stage_index", 0)) if path is not None else 0
 
     # ------------------------------------------------------------------ save
     def save(self, step: int, metrics: dict) -> Path:
@@ -242,7 +254,7 @@ class CheckpointManager:
             raise save_error(path, exc, steps[-1] if steps else None) from error
         if main:
             self._maybe_best(path, metrics)
-            for old in list_step_checkpoints(self.root)[: -self.keep_last]:
+            for old in list_step_checkpoints(self.root)[: -self.cfg.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
                 for derived in (self.root / ".universal").glob(f"{old.name}-*"):  # engine.universal_checkpoint's cache
                     shutil.rmtree(derived, ignore_errors=True)
@@ -261,11 +273,11 @@ class CheckpointManager:
             shutil.rmtree(old, ignore_errors=True)
 
     def _maybe_best(self, path: Path, metrics: dict) -> None:
-        value = metrics.get(self.best_metric)
+        value = metrics.get(self.cfg.best_metric)
         if value is None:
             return
         better = self.best_value is None or (
-            value < self.best_value if self.best_mode == "min" else value > self.best_value
+            value < self.best_value if self.cfg.best_mode == "min" else value > self.best_value
         )
         if better:
             self.best_value = value
@@ -273,6 +285,13 @@ class CheckpointManager:
                 shutil.copytree(path, tmp, dirs_exist_ok=True)
 
     # ------------------------------------------------------------------ resume
+    def load_model(self, path: Path) -> None:
+        """The model weights of checkpoint ``path`` (``read_model``); called before the engine wraps
+        (and, under ZeRO-3, partitions) the model, then :meth:`load` restores the rest."""
+        if self.read_model is None:
+            raise ValueError("CheckpointManager.load_model needs read_model")
+        self.read_model(Path(path) / "model")
+
     def load(self, path: Path) -> None:
         """Hand every state its entry of ``path/trainer_state.pt``, then let sharded ones read their files."""
         path = Path(path)

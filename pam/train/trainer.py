@@ -8,6 +8,7 @@ torchrun DDP, or DeepSpeed ZeRO-2/3 (launched by ``deepspeed`` or ``torchrun``).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -31,9 +32,9 @@ from .distributed import DistInfo, all_reduce_sum, barrier, setup_distributed, s
 from .engine import build_engine
 from .freeze import apply_trainable_patterns, check_patterns, parameter_table
 from .guards import NonFiniteGuard
-from .hooks import build_hooks
+from .hooks import TrainView, build_hooks
 from .preflight import check_output_dir, instantiate_config
-from .state import CheckpointManager, TrainState, read_trainer_state
+from .state import CheckpointManager, TrainState
 from .validate import Validator
 
 log = logging.getLogger("pam.train")
@@ -61,9 +62,10 @@ class Trainer:
             self.cfg.engine if self.cfg.engine != "auto" else ("ddp" if self.dist.distributed else "single")
         )
         self.accum = self.cfg.accumulation(self.dist.world_size)
-        self.loader_options = loader_options(self.cfg, self.dist.device)  # workers, pinning, prefetch
+        self.loader_options = loader_options(self.cfg.loader, self.dist.device)  # checked against the device now
         self.run_dir = Path(self.cfg.output_dir)
-        check_output_dir(self.run_dir, min_free_gb=self.cfg.min_free_disk_gb)  # writable, with room, before any work
+        # writable, with room, before any work
+        check_output_dir(self.run_dir, min_free_gb=self.cfg.checkpoint.min_free_disk_gb)
         if self.dist.is_main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         self._seed(self.cfg.seed)
@@ -80,7 +82,7 @@ class Trainer:
             check_patterns(
                 self.model, [p for p in stage.trainable if stage.lora is None or "lora_" not in p], stage.frozen, prefix
             )
-        self.hooks = build_hooks(self.cfg.hooks, self)
+        self.hooks = build_hooks(self.cfg, self.resolved_config)
         self.final_checkpoint: Path | None = None
         self.final_metrics: dict = {}
         self.cache = self._build_feature_cache() if self.cfg.feature_cache else None
@@ -88,13 +90,19 @@ class Trainer:
         self.stop = StopSignal(device=self.dist.device)
         self.stopped = False
         self.validator = Validator(
+            self.cfg.validation,
             self.val_set,
-            every=self.cfg.val_every,
-            max_batches=self.cfg.val_max_batches,
+            loader=self.cfg.loader,
             micro_batch_size=self.cfg.micro_batch_size,
             seed=self.cfg.seed,
             dist=self.dist,
-            loader_options=self.loader_options,
+        )
+        self.ckpt = CheckpointManager(
+            self.cfg.checkpoint,
+            self.run_dir,
+            write_model=self._write_model,
+            read_model=lambda folder: load_pam_weights(self.model, folder),
+            dist=self.dist,
         )
 
     # ----- building blocks ----------------------------------------------------------------------
@@ -214,11 +222,30 @@ class Trainer:
     def stage_index(self) -> int:
         return self.state.stage_index
 
+    def view(self, **extra) -> TrainView:
+        """The read-only state hooks get at an event (pam/train/hooks.py)."""
+        stage = getattr(self, "stage", None)
+        return TrainView(
+            step=self.global_step,
+            stage=stage.name if stage is not None else "",
+            stage_index=self.stage_index,
+            stage_step=self.stage_step,
+            max_steps=stage.max_steps if stage is not None else 0,
+            run_dir=self.run_dir,
+            is_main=self.dist.is_main,
+            skipped=self.skips.num_skipped,
+            skip_summary=self.skips.epoch_summary() if self.skips.num_skipped else "",
+            final_checkpoint=self.final_checkpoint,
+            save=self.save_checkpoint,
+            evaluate=self.evaluate_test,
+            **extra,
+        )
+
     def train(self) -> Path | None:
         """Train every stage. Returns the last stage's final weights, or None when a stop signal ended
         the run early (``self.stopped``; a step checkpoint was written, see pam/utils/stop.py)."""
-        resume = CheckpointManager(self.run_dir, **self._ckpt_options()).find_resume(self.cfg.resume)
-        start_stage = read_trainer_state(resume)["train"].get("stage_index", 0) if resume is not None else 0
+        resume = self.ckpt.find_resume()
+        start_stage = self.ckpt.resume_stage(resume)
         final = None
         with self.stop:
             for i, stage in enumerate(self.stages):
@@ -231,17 +258,15 @@ class Trainer:
                 resume = None
                 if self.stopped:
                     for h in self.hooks:
-                        h.on_stop(self)
+                        h.on_stop(self.view())
                     return None
         self.final_checkpoint = final
         for h in self.hooks:
-            h.after_train(self)
+            h.after_train(self.view())
+        metrics_file = self.run_dir / "metrics.json"
+        if self.dist.is_main and metrics_file.is_file():  # written by the final_evaluation hook
+            self.final_metrics = json.loads(metrics_file.read_text())
         return final
-
-    def _ckpt_options(self) -> dict:
-        return dict(
-            keep_last=self.cfg.keep_last, best_metric=self.cfg.best_metric, best_mode=self.cfg.best_mode, dist=self.dist
-        )
 
     def stateful(self) -> dict:
         """The objects whose state a checkpoint carries, by their key in trainer_state.pt."""
@@ -258,7 +283,7 @@ class Trainer:
         self.state.stage_name, self.state.max_steps = stage.name, stage.max_steps
         self._prepare_stage(stage, None if resume is not None else init_from)
         if resume is not None:  # the weights go in before the engine wraps (and, under ZeRO-3, partitions) them
-            load_pam_weights(self.model, resume / "model")
+            self.ckpt.load_model(resume)
         self.engine = build_engine(self.engine_kind, self.model, stage, self.cfg, self.dist, self.accum)
         collate = self._collator(stage)
         self.validator.start_stage(collate)
@@ -266,19 +291,18 @@ class Trainer:
             self.train_set,
             self._train_sampler(),
             collate,
+            self.cfg.loader,
             micro_batch_size=self.cfg.micro_batch_size,
             world_size=self.dist.world_size,
+            device=self.dist.device,
             on_new_epoch=self.skips.reset_epoch,
-            **self.loader_options,
         )
         self.state.stage_step = 0
-        self.ckpt = CheckpointManager(
-            self.run_dir, states=self.stateful(), write_model=self._write_model, **self._ckpt_options()
-        )
+        self.ckpt.track(self.stateful())
         if resume is not None:
             self.ckpt.load(resume)
         for h in self.hooks:
-            h.before_stage(self)
+            h.before_stage(self.view())
         self.batches.start()
         self.state.restore_rng()  # after the loader started (TrainState)
         while self.stage_step < stage.max_steps:
@@ -298,8 +322,9 @@ class Trainer:
                 self.stage_step, stage.max_steps
             ):  # before the hooks: checkpoint and log see it
                 metrics.update(self.validate())
+            view = self.view()
             for h in self.hooks:
-                h.after_step(self, metrics)
+                h.after_step(view, metrics)
             if self.stop.agreed():  # every rank, every step: no rank stops alone
                 if self.ckpt.last_saved_step != self.global_step:
                     self.save_checkpoint(metrics)
@@ -313,7 +338,7 @@ class Trainer:
                 self.batches.close()
                 return None
         for h in self.hooks:
-            h.after_stage(self)
+            h.after_stage(self.view())
         self.batches.close()  # the stage's loader workers end here
         self.validator.end_stage()
         final = self.run_dir / "checkpoints" / f"final-{stage.name}"
@@ -365,6 +390,21 @@ class Trainer:
     def save_checkpoint(self, metrics: dict) -> Path:
         """A step checkpoint of every stateful part (every rank calls this)."""
         return self.ckpt.save(self.global_step, metrics)
+
+    def evaluate_test(self, max_samples: int = 0) -> dict | None:
+        """The end-of-run benchmark (rank 0): generate on the test split with the final weights, score
+        it (pam.eval's ``quickstart`` benchmark: predictions.jsonl, results.json/.md in the run folder)
+        and write report.md and summary.json. None when the data config has no test split."""
+        if not has_split(self.data_cfg, "test"):
+            return None
+        from ..eval import evaluate_dataset
+        from .report import write_report
+
+        metrics = evaluate_dataset(
+            self.bundle, self.dataset("test"), self.run_dir, max_samples=max_samples, checkpoint=self.final_checkpoint
+        )
+        write_report(self, self.final_checkpoint, metrics)
+        return metrics
 
     def validate(self) -> dict:
         """``{"val/loss"}`` on the validation split now (pam/train/validate.py)."""

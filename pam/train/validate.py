@@ -11,30 +11,31 @@ from collections.abc import Callable
 import torch
 
 from ..data.sampler import RegionSampler
+from .config import LoaderConfig, ValidationConfig
 from .data import make_loader
 from .distributed import DistInfo, all_reduce_sum
 
 
 class Validator:
-    """``every``: steps between validations (0: only at each stage's end); ``max_batches``: cap on
-    batches per rank (0: the whole split). :meth:`start_stage` builds the stage's loader."""
+    """Validates as ``cfg`` (``trainer.validation``) says: every ``cfg.every`` steps (0: only at each
+    stage's end), on at most ``cfg.max_batches`` batches per rank (0: the whole split), read with the
+    ``loader`` options. :meth:`start_stage` builds the stage's loader."""
 
     def __init__(
         self,
+        cfg: ValidationConfig,
         dataset,
         *,
-        every: int,
-        max_batches: int,
+        loader: LoaderConfig,
         micro_batch_size: int,
         seed: int,
         dist: DistInfo,
-        loader_options: dict,
     ):
+        self.cfg = cfg
         self.dataset = dataset
-        self.every, self.max_batches = every, max_batches
         self.micro_batch_size, self.seed = micro_batch_size, seed
         self.dist = dist
-        self.loader_options = loader_options
+        self.loader_cfg = loader
         self.loader = None
 
     def start_stage(self, collate) -> None:
@@ -43,17 +44,23 @@ class Validator:
             return
         sampler = RegionSampler(self.dataset, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
         self.loader = make_loader(
-            self.dataset, sampler, collate, batch_size=self.micro_batch_size, seed=self.seed, **self.loader_options
+            self.loader_cfg,
+            self.dataset,
+            sampler,
+            collate,
+            batch_size=self.micro_batch_size,
+            seed=self.seed,
+            device=self.dist.device,
         )
 
     def end_stage(self) -> None:
         self.loader = None
 
     def should_validate(self, stage_step: int, max_steps: int) -> bool:
-        """True after step ``stage_step`` of a stage of ``max_steps``: every ``every`` steps and at the end."""
+        """True after step ``stage_step`` of a stage of ``max_steps``: every ``cfg.every`` steps and at the end."""
         if self.loader is None:
             return False
-        return bool(self.every and stage_step % self.every == 0) or stage_step == max_steps
+        return bool(self.cfg.every and stage_step % self.cfg.every == 0) or stage_step == max_steps
 
     @torch.no_grad()
     def validate(self, model, *, autocast, to_device: Callable) -> dict:
@@ -61,7 +68,7 @@ class Validator:
         model.eval()
         total, tokens = 0.0, 0
         for i, batch in enumerate(self.loader):
-            if self.max_batches and i >= self.max_batches:
+            if self.cfg.max_batches and i >= self.cfg.max_batches:
                 break
             with autocast():
                 out = model(**to_device(batch))

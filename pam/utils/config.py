@@ -16,6 +16,29 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the field."""
 
 
+# a field that moved: old dotted key -> new dotted key (filled by the module of the schema that moved it);
+# a config or an override naming the old key fails at start-up with one line naming the new one
+RENAMED_FIELDS: dict[str, str] = {}
+
+
+def renamed_field_error(key: str) -> ConfigError | None:
+    """The error for dotted ``key`` (an override's key, ``+``/``~`` prefixes allowed) when it names a
+    renamed field or a key below one, else None."""
+    key = key.lstrip("+~")
+    for old, new in RENAMED_FIELDS.items():
+        if key == old or key.startswith(old + "."):
+            return ConfigError(f"config field `{old}` was renamed: use `{new}{key[len(old) :]}`")
+    return None
+
+
+def check_renamed_overrides(overrides: list[str] | tuple[str, ...]) -> None:
+    """Raise :func:`renamed_field_error`'s error for the first ``KEY=VALUE`` override naming a renamed field."""
+    for text in overrides:
+        key = text.split("=", 1)[0] if "=" in text else text
+        if (err := renamed_field_error(key)) is not None:
+            raise err
+
+
 def check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config field `{name}` {message}")
@@ -39,6 +62,9 @@ def build_config(cls, data: Any, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        if (renamed := renamed_field_error(f"{prefix}{key}")) is not None:
+            raise renamed
     if unknown:
         raise ConfigError(
             f"unknown config field(s) {', '.join(f'`{prefix}{k}`' for k in unknown)}; expected {sorted(fields)}"
@@ -140,6 +166,8 @@ def _one_line(err: BaseException) -> str:
     text = str(err)
     if text.startswith("Could not override '") and "not in struct" in f"{text} {err.__cause__}":
         key = text.split("'")[1]
+        if (renamed := renamed_field_error(key)) is not None:
+            return str(renamed)
         return f"unknown config field `{key}` (a typo? add a new key with +{key}=...)"
     lines = [
         ln.strip()

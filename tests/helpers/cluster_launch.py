@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # 16 train regions, 4 per optimiser step (2 per micro-batch): 4 steps are one epoch
 RUN = [
     "experiment=quickstart",
+    "model.sam2.checkpoint=null",  # a random debug SAM 2: no teaching step
+    "~sam2_teach",
+    "data=quickstart",  # images only: the counts below make whole epochs
+    "data.generate.num_train_videos=0",
+    "data.generate.num_test_videos=0",
     "stage=stage2",
     "~next_stage",
     "stage.lr=1e-3",
@@ -25,11 +30,11 @@ RUN = [
     "data.val=null",
     "trainer.global_batch_size=4",
     "trainer.micro_batch_size=2",
-    "trainer.log_every=1",
-    "trainer.evaluate_at_end=false",
+    "trainer.logging.every=1",
+    "trainer.evaluation.enabled=false",
     "trainer.feature_cache=null",
-    "trainer.progress_bar=false",
-    "trainer.wandb.mode=disabled",
+    "trainer.logging.progress_bar=false",
+    "trainer.logging.wandb.mode=disabled",
 ]
 ENGINES = {
     "ddp": [],
@@ -107,6 +112,20 @@ def launch(
         *extra,
     ]
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_here(out: Path, run_dir: Path, data: Path, *extra: str) -> None:
+    """The run ``launch(out, run_dir, data, "ddp", 1, *extra)`` starts, in this process: one rank,
+    no process group (the engine is the single-process one either way), without a new interpreter's
+    ten-odd seconds of imports on a busy machine. Raises what the run raises."""
+    from . import cluster_run
+
+    threads = torch.get_num_threads()
+    try:
+        code = cluster_run.main(str(out), [*RUN, f"data.root={data}", f"trainer.output_dir={run_dir}", *extra])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, f"the run in {run_dir} exited {code}"
 
 
 def losses(run_dir: Path) -> dict[int, float]:

@@ -54,7 +54,8 @@ def full_state(trainer) -> dict:
     }
 
 
-def main(out: str, overrides: list[str]) -> None:
+def main(out: str, overrides: list[str]) -> int:
+    """The run; returns the exit code (0, or EXIT_STOPPED after a stop). A multi-process run exits here."""
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -83,28 +84,28 @@ def main(out: str, overrides: list[str]) -> None:
             torch.save(state, out / f"state-{event}.pt")
 
     class Recorder(HookBase):
-        def before_stage(self, tr) -> None:
-            if tr.global_step > 0:
+        def before_stage(self, state) -> None:  # instruments the trainer itself (a test may)
+            if state.step > 0:
                 dump("resumed")
-            next_batch = tr.batches.next_batch
+            next_batch = trainer.batches.next_batch
 
             def recording_next():
                 batch = next_batch()
-                seen.append([tr.global_step + 1, list(batch.meta["ids"])])
+                seen.append([trainer.global_step + 1, list(batch.meta["ids"])])
                 return batch
 
-            tr.batches.next_batch = recording_next
+            trainer.batches.next_batch = recording_next
             if nan_at:
                 attempts = {"n": 0}
-                train_step = tr.train_step
+                train_step = trainer.train_step
                 poisoned = {"on": False}
 
                 def poison(_module, _inputs, output):
                     if poisoned["on"]:
-                        output.loss = output.loss * float("nan")
+                        output.loss_sum = output.loss_sum * float("nan")
                     return output
 
-                tr.model.register_forward_hook(poison)
+                trainer.model.register_forward_hook(poison)
 
                 def counting_step(micro_batches):
                     attempts["n"] += 1
@@ -113,18 +114,18 @@ def main(out: str, overrides: list[str]) -> None:
                     poisoned["on"] = attempts["n"] == nan_at
                     return train_step(micro_batches)
 
-                tr.train_step = counting_step
+                trainer.train_step = counting_step
             if stop_at:
-                train_step_s = tr.train_step
+                train_step_s = trainer.train_step
 
                 def signalled_step(micro_batches):
-                    if tr.global_step + 1 == stop_at and rank == stop_rank and not tr.stop.requested:
+                    if trainer.global_step + 1 == stop_at and rank == stop_rank and not trainer.stop.requested:
                         os.kill(os.getpid(), signal.SIGTERM)
                     return train_step_s(micro_batches)
 
-                tr.train_step = signalled_step
+                trainer.train_step = signalled_step
 
-        def on_stop(self, tr) -> None:
+        def on_stop(self, state) -> None:
             dump("stopped")
 
     trainer.hooks.append(Recorder())
@@ -134,8 +135,11 @@ def main(out: str, overrides: list[str]) -> None:
     if dist.distributed:
         trainer.close()  # exits (EXIT_STOPPED after a stop)
     sys.stdout.flush()
-    sys.exit(EXIT_STOPPED if trainer.stopped else 0)
+    return EXIT_STOPPED if trainer.stopped else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # `kill -USR2 PID`: where a hung run is
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -48,8 +48,8 @@ def main(overrides: list[str]) -> None:
     trainer = Trainer(cfg)
 
     class KillAfterStep(HookBase):
-        def after_step(self, tr, metrics) -> None:
-            if kind == "step" and tr.global_step == at:
+        def after_step(self, state, metrics) -> None:
+            if kind == "step" and state.step == at:
                 _die()
 
     trainer.hooks.append(KillAfterStep())
