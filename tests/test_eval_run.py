@@ -146,10 +146,19 @@ class FakeGenerator:
 
     def generate_samples(self, samples):
         import time
-        from types import SimpleNamespace
+
+        import numpy as np
+
+        from pam.inference.results import RegionResult
 
         time.sleep(self.delay)
-        return [SimpleNamespace(text=f"pred {s['id']}", score=0.5) for s in samples]
+        # an empty mask the size of the sample's media: (H, W) for an image, (T, H, W) for a clip
+        return [
+            RegionResult(
+                text=f"pred {s['id']}", mask=np.zeros(np.shape(s["pixels"])[:-1], bool), score=0.5, token_ids=[]
+            )
+            for s in samples
+        ]
 
 
 KILLED_RUN = (
