@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pam.data.schema import TEXT_FIELDS, Record, Region
+from pam.data.schema import TEXT_FIELDS, Record, RegionAnnotation
 
 from .manifest import Manifest
 
@@ -21,7 +21,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
-def region_texts(region: Region) -> list[tuple[str, str, str]]:
+def region_texts(region: RegionAnnotation) -> list[tuple[str, str, str]]:
     """(field, language, text) for every text field and event caption of ``region``."""
     out = []
     for name in TEXT_FIELDS:
@@ -56,7 +56,7 @@ class LengthFilter:
     )
     name: str = "length"
 
-    def __call__(self, record: Record, region: Region) -> str | None:
+    def __call__(self, record: Record, region: RegionAnnotation) -> str | None:
         for fname, lang, text in region_texts(region):
             key = "events" if fname.startswith("events") else fname
             if key not in self.limits:
@@ -77,7 +77,7 @@ class LanguageFilter:
     min_zh_fraction: float = 0.5  # CJK characters / (CJK + Latin letters) for a zh text
     name: str = "language"
 
-    def __call__(self, record: Record, region: Region) -> str | None:
+    def __call__(self, record: Record, region: RegionAnnotation) -> str | None:
         for fname, lang, text in region_texts(region):
             cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
             if lang == "en" and cjk:
@@ -122,13 +122,13 @@ class LabelAgreementFilter:
         self.similarity([p for r in records for g in r.regions if (p := self._pair(g)) is not None])
 
     @staticmethod
-    def _pair(region: Region) -> tuple[str, str] | None:
+    def _pair(region: RegionAnnotation) -> tuple[str, str] | None:
         source = region.extra.get("source_category")
         if not source or not region.category or "en" not in region.category:
             return None
         return region.category["en"].lower(), str(source).lower()
 
-    def __call__(self, record: Record, region: Region) -> str | None:
+    def __call__(self, record: Record, region: RegionAnnotation) -> str | None:
         pair = self._pair(region)
         if pair is None:
             return None
@@ -144,7 +144,7 @@ class DedupFilter:
         self.seen: set[str] = set()
 
     @staticmethod
-    def key(record: Record, region: Region) -> str:
+    def key(record: Record, region: RegionAnnotation) -> str:
         media = record.image or record.video or "|".join(record.frames or [])
         geometry = {
             "masks": {f: m.to_json() for f, m in sorted(region.masks.items())},
@@ -155,7 +155,7 @@ class DedupFilter:
         blob = json.dumps([media, geometry, texts, region.conversations], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def __call__(self, record: Record, region: Region) -> str | None:
+    def __call__(self, record: Record, region: RegionAnnotation) -> str | None:
         k = self.key(record, region)
         if k in self.seen:
             return "duplicate"

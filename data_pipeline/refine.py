@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pam.clients import ChatBackend, ChatError, complete_many, image_part, text_part
-from pam.data.schema import TEXT_FIELDS, Record, Region
+from pam.data.schema import TEXT_FIELDS, Record, RegionAnnotation
 from pam.data.skips import BadSample
 
 from .backend import parse_json_object
@@ -80,13 +80,13 @@ class _Job:
     messages: list[dict] = field(default_factory=list)
 
 
-def source_label(region: Region) -> str:
+def source_label(region: RegionAnnotation) -> str:
     if region.category and "en" in region.category:
         return region.category["en"]
     return str(region.extra.get("raw_category") or region.extra.get("source_category") or "unknown")
 
 
-def needed_fields(region: Region, config: RefineConfig) -> tuple[str, ...]:
+def needed_fields(region: RegionAnnotation, config: RefineConfig) -> tuple[str, ...]:
     return tuple(f for f in config.fields if getattr(region, f) is None or f in config.overwrite)
 
 
@@ -163,7 +163,7 @@ def video_jobs(record: Record, config: RefineConfig, prompt: Prompt, index: int)
     return jobs
 
 
-def apply_answer(region: Region, needed: tuple[str, ...], answer: str) -> str | None:
+def apply_answer(region: RegionAnnotation, needed: tuple[str, ...], answer: str) -> str | None:
     """Fill ``region`` from the JSON answer; returns a drop reason, or None when filled."""
     try:
         data = parse_json_object(answer)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pam.data.prompt_sampling import frame_annotation
-from pam.data.schema import Region
+from pam.data.schema import RegionAnnotation
 
 # distinct, saturated colours (RGB); region k uses PALETTE[(k - 1) % len]
 PALETTE = (
@@ -35,7 +35,7 @@ class Mark:
     box: np.ndarray | None  # xyxy pixels
 
 
-def mark_of(region: Region, number: int, frame: int, height: int, width: int) -> Mark:
+def mark_of(region: RegionAnnotation, number: int, frame: int, height: int, width: int) -> Mark:
     """The region's mask and box on ``frame`` (raises pam.data.skips.BadSample if it has none there)."""
     ann = frame_annotation(region, frame, height, width)
     box = ann.box

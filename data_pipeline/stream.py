@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pam.clients import ChatBackend, ChatError, image_part, text_part
-from pam.data.schema import Event, Record, Region
+from pam.data.schema import Event, Record, RegionAnnotation
 from pam.data.skips import BadSample
 
 from .backend import parse_json_object
@@ -80,7 +80,9 @@ def parse_intervals(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _geometry(region: Region, frame: int, height: int | None, width: int | None) -> tuple[np.ndarray, float] | None:
+def _geometry(
+    region: RegionAnnotation, frame: int, height: int | None, width: int | None
+) -> tuple[np.ndarray, float] | None:
     """(centroid xy, size = sqrt(area)) of the region on ``frame``."""
     if frame in region.masks and (region.masks[frame].rle is not None or height):
         mask = (
@@ -99,7 +101,7 @@ def _geometry(region: Region, frame: int, height: int | None, width: int | None)
 
 
 def motion_states(
-    region: Region, height: int | None = None, width: int | None = None, threshold: float = 0.05
+    region: RegionAnnotation, height: int | None = None, width: int | None = None, threshold: float = 0.05
 ) -> list[tuple[int, bool]]:
     """(frame, moving) for each annotated frame but the last: is the region moving from it to the next?"""
     frames = [f for f in region.annotated_frames() if _geometry(region, f, height, width) is not None]
@@ -129,7 +131,7 @@ def _merge_short(spans: list[list[int]], min_len: int, max_events: int) -> list[
 
 
 def segment_events(
-    region: Region,
+    region: RegionAnnotation,
     last_frame: int,
     config: StreamConfig,
     *,
@@ -167,7 +169,7 @@ def shot_cuts(frames: np.ndarray, indices: list[int], threshold: float) -> set[i
     return {indices[k] for k in range(1, len(hists)) if np.abs(hists[k] - hists[k - 1]).sum() > threshold}
 
 
-def _event_frames(region: Region, start: int, end: int, n: int) -> list[int]:
+def _event_frames(region: RegionAnnotation, start: int, end: int, n: int) -> list[int]:
     inside = [f for f in region.annotated_frames() if start <= f <= end]
     return keyframes_of(inside, n)
 

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,8 @@ from pam.checkpoints.pam_checkpoint import export_pam, save_pam
 from pam.checkpoints.released import convert_released_state_dict, load_released_state_dict
 from pam.checkpoints.sam2 import save_sam2_checkpoint
 from pam.checkpoints.strict import CheckpointMismatchError
+from pam.inference.generation import GenerationSettings
+from pam.inference.predictor import PAMPredictor
 from pam.modeling.config import LLMConfig
 from pam.processing.collator import PAMCollator
 from pam.train.freeze import apply_trainable_patterns
@@ -25,18 +28,19 @@ from .helpers import debug_config
 
 
 def _outputs(bundle, samples):
+    """Training logits, and the predictor's greedy answers (5 tokens) with masks and scores."""
     bundle.model.eval()
     batch = PAMCollator(bundle.processor)(samples)
-    gen = bundle.model.generate(
-        **PAMCollator(bundle.processor, for_generation=True)(samples), tokenizer=bundle.tokenizer, max_new_tokens=5
-    )
+    predictor = PAMPredictor(bundle, generation=GenerationSettings.greedy(5), vision_dtype="float32")
+    gen = predictor.generate_samples([{**s, "turns": s["turns"][:-1]} for s in samples])  # drop the answers
     return bundle.model(**batch).logits, gen
 
 
 def _assert_same(a, b):
     assert torch.equal(a[0], b[0])
+    assert len(a[1]) == len(b[1]) == 3
     for x, y in zip(a[1], b[1]):
-        assert x.text == y.text and x.token_ids == y.token_ids and torch.equal(x.mask, y.mask) and x.score == y.score
+        assert x.text == y.text and x.token_ids == y.token_ids and np.array_equal(x.mask, y.mask) and x.score == y.score
 
 
 @pytest.fixture(scope="module")

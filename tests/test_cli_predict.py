@@ -16,6 +16,7 @@ from pam.checkpoints.io import save_tensors
 from pam.checkpoints.sam2 import save_sam2_checkpoint
 from pam.cli import main as pam_cli
 from pam.data.video import write_video_mp4
+from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
 from pam.modeling.sam2_encoder import FrozenSAM2
 
@@ -229,7 +230,7 @@ def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, c
         "top_p": 0.8,
         "top_k": 20,
     }
-    ref = PAMPredictor(debug_bundle, max_new_tokens=3)
+    ref = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(3))
     regions = [{"box": [50, 40, 190, 130]}]
     a = converted.predict(synthetic_image(), regions, tasks=["category"])[0]
     b = ref.predict(synthetic_image(), regions, tasks=["category"])[0]
@@ -259,7 +260,7 @@ def test_released_folder_converts_and_predicts(debug_bundle, tmp_path, capsys, c
 
 
 def test_model_yaml_read_without_hydra_equals_hydra_composition():
-    from pam.inference.predictor import read_model_config
+    from pam.api import read_model_config
 
     from .helpers import debug_config
 

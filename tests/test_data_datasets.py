@@ -14,7 +14,7 @@ from pam.data.datasets import RegionDataset, RegionDatasetConfig, load_region_da
 from pam.data.prompt_sampling import PromptSamplingConfig
 from pam.data.readers import read_jsonl
 from pam.data.sampler import RegionSampler
-from pam.data.schema import MaskAnnotation, Record, Region
+from pam.data.schema import MaskAnnotation, Record, RegionAnnotation
 from pam.data.skips import NoGoodSample, SkipTracker, TooManyBadSamples
 from pam.data.synthetic import SyntheticConfig, generate_quickstart
 from pam.data.turns import explain_answer
@@ -155,7 +155,7 @@ def test_conversations_are_used_as_given(tmp_path):
     rec = Record(
         id="c",
         image=str(tmp_path / "a.png"),
-        regions=[Region(boxes={0: [1.0, 1.0, 5.0, 5.0]}, category={"en": "x"}, conversations=turns)],
+        regions=[RegionAnnotation(boxes={0: [1.0, 1.0, 5.0, 5.0]}, category={"en": "x"}, conversations=turns)],
     )
     ds = RegionDataset([rec])
     assert len(ds) == 1
@@ -178,7 +178,9 @@ def _bad_data(tmp_path):
     write_video_mp4(str(tmp_path / "ok.mp4"), np.full((4, h, w, 3), 90, np.uint8))
 
     def image_rec(rid, path=str(img), **region):
-        return Record(id=rid, image=path, regions=[Region(category={"en": "thing"}, **(region or {"masks": {0: rle}}))])
+        return Record(
+            id=rid, image=path, regions=[RegionAnnotation(category={"en": "thing"}, **(region or {"masks": {0: rle}}))]
+        )
 
     bad = [
         (image_rec("corrupt", str(tmp_path / "corrupt.png")), "corrupt_image"),
@@ -190,7 +192,7 @@ def _bad_data(tmp_path):
             Record(
                 id="video",
                 video=str(tmp_path / "corrupt.mp4"),
-                regions=[Region(masks={0: rle}, category={"en": "thing"})],
+                regions=[RegionAnnotation(masks={0: rle}, category={"en": "thing"})],
             ),
             "corrupt_video",
         ),
@@ -198,13 +200,15 @@ def _bad_data(tmp_path):
             Record(
                 id="frames",
                 frames=[str(img), str(tmp_path / "gone.png")],
-                regions=[Region(masks={0: rle}, category={"en": "thing"})],
+                regions=[RegionAnnotation(masks={0: rle}, category={"en": "thing"})],
             ),
             "missing_media",
         ),
         (
             Record(
-                id="short", video=str(tmp_path / "ok.mp4"), regions=[Region(masks={9: rle}, category={"en": "thing"})]
+                id="short",
+                video=str(tmp_path / "ok.mp4"),
+                regions=[RegionAnnotation(masks={9: rle}, category={"en": "thing"})],
             ),
             "corrupt_video",
         ),
@@ -260,7 +264,7 @@ def test_skip_tracker_min_seen_and_reset():
 
 
 def test_no_good_sample_raises_loudly(tmp_path):
-    region = Region(boxes={0: [0.0, 0.0, 2.0, 2.0]}, category={"en": "x"})
+    region = RegionAnnotation(boxes={0: [0.0, 0.0, 2.0, 2.0]}, category={"en": "x"})
     records = [Record(id=f"m{k}", image=str(tmp_path / "none.png"), regions=[region]) for k in range(6)]
     ds = RegionDataset(records, RegionDatasetConfig(max_tries=4))
     with pytest.raises(NoGoodSample, match="no good sample in 4 consecutive indices from 2"):

@@ -15,7 +15,7 @@ from pam.data.prompt_sampling import (
     make_rng,
     sample_prompt,
 )
-from pam.data.schema import MaskAnnotation, Region
+from pam.data.schema import MaskAnnotation, RegionAnnotation
 from pam.data.skips import BadSample
 from pam.utils.masks import mask_to_box as mask_box
 
@@ -121,16 +121,16 @@ def test_same_seed_epoch_index_gives_the_same_prompt():
 
 def test_frame_annotation_checks():
     rle = MaskAnnotation.from_mask(_mask())
-    ok = frame_annotation(Region(masks={0: rle}, boxes={0: [-5.0, -5.0, 20.0, 20.0]}), 0, H, W)
+    ok = frame_annotation(RegionAnnotation(masks={0: rle}, boxes={0: [-5.0, -5.0, 20.0, 20.0]}), 0, H, W)
     np.testing.assert_array_equal(ok.box, [0, 0, 15, 15])  # clipped to the image
     cases = [
-        (Region(boxes={0: [100.0, 100.0, 5.0, 5.0]}), "box_outside_image"),
-        (Region(boxes={0: [1.0, 1.0, 0.0, 5.0]}), "box_outside_image"),
-        (Region(points={0: [[70.0, 5.0]]}, point_labels={0: [1]}), "points_outside_image"),
-        (Region(masks={0: MaskAnnotation.from_mask(np.zeros((H, W), bool))}), "empty_mask"),
-        (Region(masks={0: MaskAnnotation(rle={"size": [H, W], "counts": "%%"})}), "bad_rle"),
-        (Region(masks={0: MaskAnnotation.from_mask(np.ones((H + 1, W), bool))}), "mask_size_mismatch"),
-        (Region(boxes={1: [1.0, 1.0, 5.0, 5.0]}), "no_prompt"),
+        (RegionAnnotation(boxes={0: [100.0, 100.0, 5.0, 5.0]}), "box_outside_image"),
+        (RegionAnnotation(boxes={0: [1.0, 1.0, 0.0, 5.0]}), "box_outside_image"),
+        (RegionAnnotation(points={0: [[70.0, 5.0]]}, point_labels={0: [1]}), "points_outside_image"),
+        (RegionAnnotation(masks={0: MaskAnnotation.from_mask(np.zeros((H, W), bool))}), "empty_mask"),
+        (RegionAnnotation(masks={0: MaskAnnotation(rle={"size": [H, W], "counts": "%%"})}), "bad_rle"),
+        (RegionAnnotation(masks={0: MaskAnnotation.from_mask(np.ones((H + 1, W), bool))}), "mask_size_mismatch"),
+        (RegionAnnotation(boxes={1: [1.0, 1.0, 5.0, 5.0]}), "no_prompt"),
     ]
     for region, reason in cases:
         with pytest.raises(BadSample) as err:

@@ -95,12 +95,14 @@ def test_quickstart_eval_score_and_table(tmp_path, checkpoint, quick_data, debug
     samples = [bench.dataset[i] for i in range(len(items))]
     for s in samples:
         s["turns"] = s["turns"][:-1]
+    proc = debug_bundle.processor
     ref = debug_bundle.model.generate(
-        **PAMCollator(debug_bundle.processor, for_generation=True)(samples),
-        tokenizer=debug_bundle.tokenizer,
+        **PAMCollator(proc, for_generation=True)(samples),
         max_new_tokens=6,
+        eos_token_id=proc.eos_token_ids,
+        pad_token_id=proc.tokenizer.pad_token_id,
     )
-    assert [r["prediction"] for r in rows] == [r.text for r in ref]
+    assert [r["prediction"] for r in rows] == [proc.decode(ids, 6)[0] for ids in ref.sequences.tolist()]
 
     capsys.readouterr()
     assert pam_cli(["score", "quickstart", str(out / "predictions.jsonl")]) == 0
@@ -144,10 +146,19 @@ class FakeGenerator:
 
     def generate_samples(self, samples):
         import time
-        from types import SimpleNamespace
+
+        import numpy as np
+
+        from pam.inference.results import RegionResult
 
         time.sleep(self.delay)
-        return [SimpleNamespace(text=f"pred {s['id']}", score=0.5) for s in samples]
+        # an empty mask the size of the sample's media: (H, W) for an image, (T, H, W) for a clip
+        return [
+            RegionResult(
+                text=f"pred {s['id']}", mask=np.zeros(np.shape(s["pixels"])[:-1], bool), score=0.5, token_ids=[]
+            )
+            for s in samples
+        ]
 
 
 KILLED_RUN = (
@@ -271,7 +282,9 @@ def test_two_gloo_processes_equal_one(tmp_path, checkpoint, quick_data, debug_bu
 
 def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle):
     from pam.eval.runner import evaluate
+    from pam.inference.generation import GenerationSettings
     from pam.inference.predictor import PAMPredictor
+    from pam.inference.request import RegionRequest
 
     data = write_osprey(tmp_path / "lvis")
     result = evaluate(
@@ -292,12 +305,11 @@ def test_image_benchmarks_generate_through_the_predictor(tmp_path, debug_bundle)
 
     image = load_image(items[2]["root"], items[2]["image"])
     torch.manual_seed(item_seed(0, items[2]["id"]))
-    predictor = PAMPredictor(
-        debug_bundle,
-        max_new_tokens=5,
-        generation_kwargs={"do_sample": True, "num_beams": 1, "temperature": 1.0, "top_p": 1.0},
-    )
-    expected = predictor.describe_image(image, [item_region(items[2], True, *image.shape[:2])], task="category")[0].text
+    settings = GenerationSettings(do_sample=True, temperature=1.0, top_p=1.0, num_beams=1, max_new_tokens=5, seed=None)
+    predictor = PAMPredictor(debug_bundle, generation=settings)
+    region = item_region(items[2], True, *image.shape[:2])
+    [answer] = predictor.generate([RegionRequest(region=region, image=image, task="category")], strict=False)
+    expected = answer.text
     assert rows[2]["prediction"] == expected
     assert set(result["scores"]) == {"semantic_similarity", "semantic_iou", "num_items"} and result["model"] == {
         "checkpoint": None
@@ -339,12 +351,11 @@ def test_video_benchmarks_stream_with_history(tmp_path, debug_bundle, monkeypatc
 def test_trainer_evaluation_goes_through_the_quickstart_benchmark(tmp_path, quick_data, debug_bundle, monkeypatch):
     from pam.data.datasets import load_region_dataset
     from pam.eval import evaluate_dataset
-    from pam.inference.predictor import PAMPredictor
 
-    seen = []
-    original = PAMPredictor._generate
+    seen = []  # the max_new_tokens each model call is asked for
+    original = debug_bundle.model.generate
     monkeypatch.setattr(
-        PAMPredictor, "_generate", lambda self, samples: seen.append(self.max_new_tokens) or original(self, samples)
+        debug_bundle.model, "generate", lambda **kw: seen.append(kw["max_new_tokens"]) or original(**kw)
     )
     dataset = load_region_dataset(str(quick_data / "test.jsonl"), tasks=["category"], languages=["en"], task_mode="all")
     (tmp_path / "run").mkdir()

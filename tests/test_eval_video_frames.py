@@ -16,6 +16,7 @@ from pam.eval import get_benchmark
 from pam.eval.generation import PAMGenerator, item_seed
 from pam.eval.media import frame_files, load_clip
 from pam.eval.results import write_results
+from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
 from pam.utils.config import ConfigError
 
@@ -87,7 +88,8 @@ def test_hc_stvg_tracks_every_frame_and_matches_predict_video(tmp_path, debug_bu
     frames = read_video(video, list(range(2, 8)))
     proc = debug_bundle.processor
     assert torch.equal(spy.tracked[0], proc.preprocess_video(frames).to(spy.tracked[0].dtype))
-    predictor = PAMPredictor(debug_bundle, max_new_tokens=4, generation_kwargs=bench.config.generation.hf_kwargs())
+    settings = GenerationSettings(**bench.config.generation.hf_kwargs(), max_new_tokens=4, seed=None)
+    predictor = PAMPredictor(debug_bundle, generation=settings)
     torch.manual_seed(item_seed(0, item["id"]))
     ref = predictor.predict_video(frames, {"box": item["box"]})
     assert row["prediction"] == ref.text and ref.text  # sampled text, so equality is not vacuous

@@ -35,6 +35,7 @@ def data(tmp_path_factory):
         video_size=(32, 32),
         min_video_frames=4,
         max_video_frames=4,
+        min_event_frames=2,
         objects_per_image=2,
     )
     generate_quickstart(str(real), cfg)

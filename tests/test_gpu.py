@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from pam.api import build_pam
+from pam.inference.generation import GenerationSettings
+from pam.inference.predictor import PAMPredictor
 from pam.processing.collator import PAMCollator
 
 from .helpers import debug_config
@@ -28,19 +30,26 @@ def test_bf16_forward_backward_generate(three_region_samples):
     batch = PAMCollator(bundle.processor)(three_region_samples)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = model(**batch)
-    assert torch.isfinite(out.loss)
-    out.loss.backward()
+    assert out.loss_sum.device.type == "cuda" and out.num_tokens.device.type == "cuda"  # no host copy
+    assert torch.isfinite(out.loss_sum) and int(out.num_tokens) > 0
+    out.loss_sum.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("perceiver.layers"))
-    # the bf16 loss stays close to the float32 one on the same weights
+    # the bf16 mean token loss stays close to the float32 one on the same weights
+    loss = float(out.loss_sum / out.num_tokens)
     ref = build_pam(debug_config()).model
     ref.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
     ref.sam2.model.load_state_dict(model.sam2.model.state_dict())
     with torch.no_grad():
-        ref_loss = ref.cuda()(**batch).loss
-    assert abs(float(out.loss) - float(ref_loss)) < 0.05 * float(ref_loss)
-    gen = PAMCollator(bundle.processor, for_generation=True)(three_region_samples)
-    results = model.generate(**gen, tokenizer=bundle.tokenizer, max_new_tokens=4)
-    assert len(results) == 3 and results[0].mask.shape == (200, 300)
+        ref_out = ref.cuda()(**batch)
+    ref_loss = float(ref_out.loss_sum / ref_out.num_tokens)
+    assert int(ref_out.num_tokens) == int(out.num_tokens)
+    assert abs(loss - ref_loss) < 0.05 * ref_loss
+    # generation through the predictor (bf16 autocast for the visual path on CUDA, as upstream)
+    predictor = PAMPredictor(bundle, generation=GenerationSettings.greedy(4))
+    assert predictor.vision_dtype == torch.bfloat16
+    results = predictor.generate_samples([{**s, "turns": s["turns"][:-1]} for s in three_region_samples])
+    assert len(results) == 3 and results[0].mask.shape == (200, 300) and results[0].mask.dtype == bool
+    assert all(0 < len(r.token_ids) <= 4 or r.text == "" for r in results)
 
 
 def test_deepspeed_zero2_bf16_on_cuda(tmp_path):

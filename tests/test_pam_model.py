@@ -51,7 +51,7 @@ def test_video_region_tokens(debug_bundle):
     assert n == cfg.video_region_tokens(6) == 75 + 3 * 27
     assert visual.mask_logits[0].shape[0] == 6  # a tracked mask for every frame
     out = debug_bundle.model(**batch)
-    assert torch.isfinite(out.loss)
+    assert torch.isfinite(out.loss_sum) and int(out.num_tokens) > 0
 
 
 def test_loss_labels_cover_only_assistant_reply(debug_bundle, three_region_samples):
@@ -61,12 +61,17 @@ def test_loss_labels_cover_only_assistant_reply(debug_bundle, three_region_sampl
         learned = batch["labels"][i][batch["labels"][i] != IGNORE_INDEX].tolist()
         assert tok.decode(learned) == s["turns"][1]["content"] + "<|im_end|>"
     out = debug_bundle.model(**batch)
-    assert torch.isfinite(out.loss)
-    assert out.num_label_tokens == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-    # the reported loss is the mean token cross-entropy over exactly those labels
+    # plain tensors on the model's device: the caller divides, no host sync inside forward
+    assert isinstance(out.loss_sum, torch.Tensor) and isinstance(out.num_tokens, torch.Tensor)
+    assert out.loss_sum.ndim == 0 and out.num_tokens.ndim == 0 and torch.isfinite(out.loss_sum)
+    assert int(out.num_tokens) == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    # the summed loss is the token cross-entropy summed over exactly those labels
     logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1])
-    ref = torch.nn.functional.cross_entropy(logits, batch["labels"][:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
-    torch.testing.assert_close(out.loss, ref)
+    labels = batch["labels"][:, 1:].reshape(-1)
+    ref = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    torch.testing.assert_close(out.loss_sum, ref)
+    mean = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(out.loss_sum / out.num_tokens, mean)
 
 
 def _stage_patterns(name):
@@ -80,7 +85,7 @@ def test_stage_freeze_gradients(debug_bundle, three_region_samples, stage, llm_t
     model.zero_grad(set_to_none=True)
     # a video region too: frame_newline and the later-frame projection only act on video
     batch = PAMCollator(debug_bundle.processor)(three_region_samples + [video_sample()])
-    model(**batch).loss.backward()
+    model(**batch).loss_sum.backward()
     for name, p in model.named_parameters():
         has_grad = p.grad is not None and bool(p.grad.abs().sum() > 0)
         should = not name.startswith("llm.") or llm_trains
@@ -102,15 +107,27 @@ def test_batch_equals_single_region_calls(debug_bundle, three_region_samples):
     collate = PAMCollator(debug_bundle.processor)
     together = collate(three_region_samples)
     out = model(**together)
-    gen_collate = PAMCollator(debug_bundle.processor, for_generation=True)
-    masks = model.generate(**gen_collate(three_region_samples), tokenizer=debug_bundle.tokenizer, max_new_tokens=4)
+    proc = debug_bundle.processor
+    gen_collate = PAMCollator(proc, for_generation=True)
+
+    def answers(samples):
+        batch = gen_collate(samples)
+        gen = model.generate(
+            **batch, max_new_tokens=4, eos_token_id=proc.eos_token_ids, pad_token_id=proc.tokenizer.pad_token_id
+        )
+        hw = batch.meta["orig_sizes"]
+        masks = [proc.postprocess_masks(m, hw[r]) for r, m in enumerate(gen.mask_logits)]
+        return [proc.decode(row, 4)[1] for row in gen.sequences.tolist()], masks, gen.scores
+
+    ids, masks, scores = answers(three_region_samples)
     for i, s in enumerate(three_region_samples):
         alone = collate([s])
         n = int(alone["attention_mask"].sum())
         single = model(**alone)
         torch.testing.assert_close(out.logits[i, :n], single.logits[0, :n], atol=1e-5, rtol=0)
-        one = model.generate(**gen_collate([s]), tokenizer=debug_bundle.tokenizer, max_new_tokens=4)[0]
-        assert torch.equal(one.mask, masks[i].mask) and one.token_ids == masks[i].token_ids
+        one_ids, one_masks, one_scores = answers([s])
+        assert torch.equal(one_masks[0], masks[i]) and one_ids[0] == ids[i]
+        torch.testing.assert_close(one_scores[0], scores[i], atol=1e-6, rtol=0)
 
 
 def test_mixed_images_and_region_counts(debug_bundle):
@@ -125,7 +142,7 @@ def test_mixed_images_and_region_counts(debug_bundle):
     ]
     batch = PAMCollator(debug_bundle.processor)([a[0], b[0], a[1], a[2]])
     assert batch["pixel_values"].shape[0] == 2 and batch["region_image_index"].tolist() == [0, 1, 0, 0]
-    assert torch.isfinite(debug_bundle.model(**batch).loss)
+    assert torch.isfinite(debug_bundle.model(**batch).loss_sum)
 
 
 def test_placeholder_mismatch_is_a_clear_error(debug_bundle, three_region_samples):
@@ -146,23 +163,33 @@ def test_misspelled_model_input_is_a_type_error(debug_bundle, three_region_sampl
         debug_bundle.model(**{**batch, "atention_mask": batch["attention_mask"]})
     gen = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
     with pytest.raises(TypeError, match="max_new_token"):
-        debug_bundle.model.generate(**gen, tokenizer=debug_bundle.tokenizer, max_new_token=3)
+        debug_bundle.model.generate(**gen, max_new_token=3)
+    with pytest.raises(TypeError, match="tokenizer"):  # decoding the text is the processor's, not the model's
+        debug_bundle.model.generate(**gen, tokenizer=debug_bundle.tokenizer, max_new_tokens=3)
 
 
-def test_generate_returns_text_mask_score(debug_bundle, three_region_samples):
-    batch = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples)
+def test_generate_returns_ids_low_res_mask_logits_and_scores(debug_bundle, three_region_samples):
+    proc = debug_bundle.processor
+    batch = PAMCollator(proc, for_generation=True)(three_region_samples)
     assert (batch.meta["labels"] == IGNORE_INDEX).all()
-    results = debug_bundle.model.generate(**batch, tokenizer=debug_bundle.tokenizer, max_new_tokens=6)
-    assert len(results) == 3
-    for r in results:
-        assert isinstance(r.text, str) and r.mask.shape == (200, 300) and r.mask.dtype == torch.bool
-        assert 0 < len(r.token_ids) <= 6 or r.text == ""
-        assert r.text == debug_bundle.tokenizer.decode(r.token_ids, skip_special_tokens=True).strip()
+    out = debug_bundle.model.generate(
+        **batch, max_new_tokens=6, eos_token_id=proc.eos_token_ids, pad_token_id=proc.tokenizer.pad_token_id
+    )
+    assert out.sequences.dtype == torch.long and out.sequences.shape[0] == 3 and out.sequences.shape[1] <= 6
+    assert out.scores.shape == (3,) and out.scores.dtype == torch.float32
+    low = debug_bundle.model.config.sam2.image_size // 4  # SAM 2's low-res mask logits
+    assert [tuple(m.shape) for m in out.mask_logits] == [(1, low, low)] * 3
+    assert all(m.dtype.is_floating_point for m in out.mask_logits)
+    for r, row in enumerate(out.sequences.tolist()):
+        text, kept, _ = proc.decode(row, 6)
+        assert 0 < len(kept) <= 6 or text == ""
+        assert text == debug_bundle.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        mask = proc.postprocess_masks(out.mask_logits[r], batch.meta["orig_sizes"][r])
+        assert mask.shape == (1, 200, 300) and mask.dtype == torch.bool
     # greedy decoding continues the model's own argmax
-    one = PAMCollator(debug_bundle.processor, for_generation=True)(three_region_samples[:1])
-    forward_inputs = {k: v for k, v in one.items() if k != "orig_sizes"}  # orig_sizes is generate-only
-    logits = debug_bundle.model(**forward_inputs).logits[0, int(one["attention_mask"].sum()) - 1]
-    assert results[0].token_ids[0] == int(logits.argmax())
+    one = PAMCollator(proc, for_generation=True)(three_region_samples[:1])
+    logits = debug_bundle.model(**one).logits[0, int(one["attention_mask"].sum()) - 1]
+    assert out.sequences[0, 0].item() == int(logits.argmax())
 
 
 def test_config_typos_fail_with_field_name():

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from pam.inference.generation import GenerationSettings
+from pam.inference.predictor import PAMPredictor
 from pam.modeling.pam import left_pad
 from pam.processing.collator import PAMCollator
 
@@ -61,19 +63,17 @@ def test_batched_generate_equals_single_region_calls(debug_bundle):
         image_sample("box", {"box": np.array([50.0, 40.0, 190.0, 130.0])}, task="short_caption"),
         image_sample("mask", {"mask": region_mask()}, task="detailed_caption"),
     ]
-    collate = PAMCollator(debug_bundle.processor, for_generation=True)
-    model, tok = debug_bundle.model, debug_bundle.tokenizer
-    with torch.no_grad():
-        batch = collate(samples)
-        assert (
-            batch["attention_mask"].sum(1).unique().numel() > 1
-        )  # prompts of different lengths: left padding is exercised
-        together = model.generate(**batch, tokenizer=tok, max_new_tokens=3)
-        alone = [model.generate(**collate([s]), tokenizer=tok, max_new_tokens=3)[0] for s in samples]
+    samples = [{**s, "turns": s["turns"][:-1]} for s in samples]  # the user turns to answer
+    batch = PAMCollator(debug_bundle.processor, for_generation=True)(samples)
+    # prompts of different lengths: left padding is exercised
+    assert batch["attention_mask"].sum(1).unique().numel() > 1
+    predictor = PAMPredictor(debug_bundle, generation=GenerationSettings.greedy(3), vision_dtype="float32")
+    together = predictor.generate_samples(samples)  # one model call (batch_size 8)
+    alone = [predictor.generate_samples([s])[0] for s in samples]
     assert len(together) == 3
     for i, one in enumerate(alone):
         assert together[i].token_ids == one.token_ids, samples[i]["id"]
-        assert torch.equal(together[i].mask, one.mask)
+        assert np.array_equal(together[i].mask, one.mask) and together[i].score == pytest.approx(one.score, abs=1e-6)
 
 
 def test_bench_inference_generate_writes_rows(tmp_path):

@@ -9,7 +9,7 @@ from pam.data.mixture import MixtureComponent, MixtureDataset
 from pam.data.prompt_sampling import PromptSamplingConfig
 from pam.data.readers import read_jsonl, read_upstream_jsonl, write_jsonl
 from pam.data.sampler import RegionSampler
-from pam.data.schema import Event, MaskAnnotation, Record, Region, SchemaError
+from pam.data.schema import Event, MaskAnnotation, Record, RegionAnnotation, SchemaError
 from pam.data.skips import BadSample, NoGoodSample, SkipTracker, TooManyBadSamples
 from pam.data.synthetic import SyntheticConfig, generate_quickstart
 
@@ -22,7 +22,7 @@ __all__ = [
     "NoGoodSample",
     "PromptSamplingConfig",
     "Record",
-    "Region",
+    "RegionAnnotation",
     "RegionDataset",
     "RegionDatasetConfig",
     "RegionSampler",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pam.data.schema import MaskAnnotation, Region
+from pam.data.schema import MaskAnnotation, RegionAnnotation
 from pam.data.skips import (
     BAD_RLE,
     BOX_OUTSIDE_IMAGE,
@@ -89,7 +89,7 @@ def decode_mask(mask: MaskAnnotation, height: int, width: int) -> np.ndarray:
     return decoded
 
 
-def frame_annotation(region: Region, frame: int, height: int, width: int) -> FrameAnnotation:
+def frame_annotation(region: RegionAnnotation, frame: int, height: int, width: int) -> FrameAnnotation:
     """Decode and check ``region``'s mask, box and points on ``frame``; raises BadSample."""
     mask = decode_mask(region.masks[frame], height, width) if frame in region.masks else None
     box = None

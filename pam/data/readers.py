@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pam.data.schema import LANGUAGES, Record, Region, SchemaError
+from pam.data.schema import LANGUAGES, Record, RegionAnnotation, SchemaError
 from pam.processing.prompts import IMAGE_PLACEHOLDER, Task, task_prompt
 from pam.utils.jsonl import iter_jsonl_lines, write_jsonl_objects
 
@@ -169,7 +169,7 @@ def upstream_record(item: Any, where: str, default_id: str, language: str | None
         raise SchemaError(f"{where}: field `type` must be 'image' or 'video', got {kind!r}")
     video = kind == "video"
     rid = str(item["id"]) if item.get("id") is not None else default_id
-    region = Region()
+    region = RegionAnnotation()
     # Upstream: an image's bbox is one [x, y, w, h], its points one list of [x, y]; a video's are
     # per frame (upstream prompts with element 0 on the first frame). null means "not given".
     bbox, points, labels = item.get("bbox"), item.get("points"), item.get("labels")

@@ -178,7 +178,7 @@ class Event:
 
 
 @dataclass
-class Region:
+class RegionAnnotation:
     """One annotated region; annotations are keyed by frame index (an image uses frame 0)."""
 
     masks: dict[int, MaskAnnotation] = field(default_factory=dict)  # frame -> mask
@@ -204,7 +204,7 @@ class Region:
         return sorted(set(self.masks) | set(self.boxes) | set(self.points))
 
     @classmethod
-    def from_json(cls, value: Any, where: str, name: str, video: bool) -> Region:
+    def from_json(cls, value: Any, where: str, name: str, video: bool) -> RegionAnnotation:
         if not isinstance(value, dict):
             _fail(where, name, f"must be a mapping, got {type(value).__name__}")
         unknown = sorted(set(value) - _REGION_KEYS)
@@ -312,7 +312,7 @@ class Record:
     """One image or video with its regions; exactly one of ``image``, ``video``, ``frames`` is set."""
 
     id: str  # unique record id
-    regions: list[Region]  # annotated regions
+    regions: list[RegionAnnotation]  # annotated regions
     image: str | None = None  # image path
     video: str | None = None  # video file path (mp4)
     frames: list[str] | None = None  # frame paths, in order
@@ -362,7 +362,7 @@ class Record:
         if not isinstance(regions, list):
             _fail(where, "regions", "must be a list of regions")
         video = media[0] != "image"
-        parsed = [Region.from_json(r, where, f"regions[{k}]", video) for k, r in enumerate(regions)]
+        parsed = [RegionAnnotation.from_json(r, where, f"regions[{k}]", video) for k, r in enumerate(regions)]
         if frames is not None:
             for k, region in enumerate(parsed):
                 bad = [f for f in region.annotated_frames() + [e.end_frame for e in region.events] if f >= len(frames)]

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from pam.data.readers import write_jsonl
-from pam.data.schema import Event, MaskAnnotation, Record, Region
+from pam.data.schema import Event, MaskAnnotation, Record, RegionAnnotation
 from pam.data.synthetic_shapes import (
     BACKGROUNDS,
     CATEGORIES,
@@ -226,7 +226,7 @@ def make_image_record(config: SyntheticConfig, split: str, index: int) -> tuple[
             continue  # fully hidden by later objects
         texts = _image_texts(cat, mask, fraction, bg_name, len(distractors))
         regions.append(
-            Region(
+            RegionAnnotation(
                 masks={0: MaskAnnotation.from_mask(mask)},
                 extra={"shape": cat.shape, "color": cat.color, "rgb": list(cat.rgb)},
                 **texts,
@@ -333,7 +333,7 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
     first_pos = position_words(masks[0].decode())[0]
     last_pos = position_words(masks[num_frames - 1].decode())[0]
     shape_en, shape_zh = SHAPE_WORDS[cat.shape], SHAPE_WORDS_ZH[cat.shape]
-    region = Region(
+    region = RegionAnnotation(
         masks=masks,
         category={"en": cat.name, "zh": cat.zh},
         definition={"en": cat.definition, "zh": cat.definition_zh},

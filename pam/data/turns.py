@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pam.data.schema import Region
+from pam.data.schema import RegionAnnotation
 from pam.processing.prompts import Task, task_prompt
 
 CONVERSATION = "conversation"  # task name of free-form turns given with the data
@@ -43,7 +43,7 @@ def explain_answer(category: str, definition: str, function: str | None, languag
 
 
 def available_choices(
-    region: Region, video: bool, tasks: tuple[str, ...], languages: tuple[str, ...]
+    region: RegionAnnotation, video: bool, tasks: tuple[str, ...], languages: tuple[str, ...]
 ) -> list[TaskChoice]:
     """Every (task, language[, event]) the region has the texts for, among ``tasks`` and ``languages``."""
     if region.conversations is not None:
@@ -70,14 +70,14 @@ def available_choices(
     return out
 
 
-def event_history(region: Region, choice: TaskChoice) -> str | None:
+def event_history(region: RegionAnnotation, choice: TaskChoice) -> str | None:
     """The previous event's caption (streaming captioning), or None for the first event."""
     if choice.event is None or choice.event == 0:
         return None
     return region.events[choice.event - 1].caption.get(choice.language)
 
 
-def build_turns(region: Region, choice: TaskChoice) -> list[dict[str, str]]:
+def build_turns(region: RegionAnnotation, choice: TaskChoice) -> list[dict[str, str]]:
     """The user/assistant turns of ``choice``; given conversations are returned as they are."""
     if region.conversations is not None:
         return [dict(t) for t in region.conversations]
