@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
         for verb in set(sub.choices) - known:
             verb_parser = sub.choices[verb]
-            if not verb_parser.epilog and "config:" not in (verb_parser.description or ""):
-                verb_parser.epilog = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
+            if "config:" not in (verb_parser.epilog or "") + (verb_parser.description or ""):
+                config = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
+                verb_parser.epilog = f"{verb_parser.epilog}\n\n{config}" if verb_parser.epilog else config
     return parser
 
 

@@ -30,14 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Track a region given on frame K and caption it; --stream captions events one after another.",
     )
     _video_args(v)
-    v.add_argument("--stream", action="store_true", help="caption events one after another (as `pam stream`)")
+    v.add_argument(
+        "--stream", action="store_true", help="caption events one after another, one JSON line each (as `pam stream`)"
+    )
     _question_args(v, "ask this free question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
 
     s = sub.add_parser(
         "stream",
         help="stream event captions of a region tracked through a video",
-        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.",
+        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows. Each event is printed as one JSON line on stdout as soon as it closes; --out also writes result.json.",
     )
     _video_args(s)
     s.set_defaults(func=_video, stream=True, question=None)
