@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "stream",
         help="stream event captions of a region tracked through a video",
-        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows. Each event is printed as one JSON line on stdout as soon as it closes; --out also writes result.json.",
+        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, "
+        "the previous caption in the prompt; event boundaries are change points of the tracked mask's motion "
+        "(--boundaries auto) or fixed windows. Each event is printed as one JSON line on stdout as soon as it "
+        "closes; --out also writes result.json.",
     )
     _video_args(s)
     s.set_defaults(func=_video, stream=True, question=None)

@@ -122,15 +122,23 @@ def _read_decord(path: str, indices: list[int]) -> np.ndarray:
         return np.ascontiguousarray(reader.get_batch(indices).asnumpy(), dtype=np.uint8)
 
 
+def _video_stream(container, path: str):
+    if not container.streams.video:  # PyAV would say "tuple index out of range"
+        raise BadSample(CORRUPT_VIDEO, f"{path}: no video stream in the file")
+    return container.streams.video[0]
+
+
 def _count_pyav(path: str) -> int:
     import av  # noqa: PLC0415
 
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             if stream.frames:
                 return int(stream.frames)
             return sum(1 for packet in container.demux(stream) if packet.size)
+    except BadSample:
+        raise
     except Exception as exc:
         raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
 
@@ -143,12 +151,14 @@ def _read_pyav(path: str, indices: list[int]) -> np.ndarray:
     found: dict[int, np.ndarray] = {}
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             for k, frame in enumerate(container.decode(stream)):
                 if k in wanted:
                     found[k] = frame.to_ndarray(format="rgb24")
                 if k >= last:
                     break
+    except BadSample:
+        raise
     except Exception as exc:
         raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
     missing = sorted(wanted - set(found))
