@@ -122,6 +122,13 @@ def _read_decord(path: str, indices: list[int]) -> np.ndarray:
         return np.ascontiguousarray(reader.get_batch(indices).asnumpy(), dtype=np.uint8)
 
 
+def _pyav_reason(exc: Exception) -> str:
+    """PyAV's FFmpeg errors read "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'";
+    the reason alone is "Invalid data found when processing input"."""
+    reason = getattr(exc, "strerror", None)
+    return reason if isinstance(reason, str) and reason else str(exc)
+
+
 def _video_stream(container, path: str):
     if not container.streams.video:  # PyAV would say "tuple index out of range"
         raise BadSample(CORRUPT_VIDEO, f"{path}: no video stream in the file")
@@ -140,7 +147,7 @@ def _count_pyav(path: str) -> int:
     except BadSample:
         raise
     except Exception as exc:
-        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
+        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {_pyav_reason(exc)}") from exc
 
 
 def _read_pyav(path: str, indices: list[int]) -> np.ndarray:
@@ -160,7 +167,7 @@ def _read_pyav(path: str, indices: list[int]) -> np.ndarray:
     except BadSample:
         raise
     except Exception as exc:
-        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
+        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {_pyav_reason(exc)}") from exc
     missing = sorted(wanted - set(found))
     if missing:
         raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV decoded no frame {missing[0]} (asked for {len(wanted)} frames)")
