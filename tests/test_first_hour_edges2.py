@@ -130,11 +130,22 @@ def test_region_flags_group_as_documented(tmp_path):
         (["--region", "box=1,1,9,9;box=2,2,8,8"], "box given twice"),
         (["--region", "circle=1,2"], "is not box=x0,y0,x1,y1"),
         (["--box", "1,1,9,9", "--box", "50,40,350,130"], "region 1: "),
+        (["--box", "1,1,9,9", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),  # not the default
     ],
 )
 def test_region_flags_that_cannot_be_honoured_are_one_line(image_path, capsys, flags, words):
     code, out, err = _run(capsys, ["predict", str(image_path), "--checkpoint", "unused", *flags])
     assert code == 2 and out == "" and words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [(["--frame", "-1"], "--frame must be >= 0, got -1"), (["--max-frames", "0"], "--max-frames must be >= 1, got 0")],
+)
+def test_video_flags_are_named_in_their_errors(clip, capsys, flags, words):
+    folder, _ = clip
+    code, out, err = _run(capsys, ["stream", str(folder), "--checkpoint", "unused", "--box", "1,1,9,9", *flags])
+    assert code == 2 and out == "" and err == f"pam stream: error: {words}\n"
 
 
 # ---- pam video: per-frame masks; pam stream: one JSON line per event as it closes ----------------

@@ -240,6 +240,17 @@ def _checked_regions(regions: list[dict], hw) -> None:
         Region.from_any(region, name).checked(hw, name)
 
 
+def _check_numbers(args) -> None:
+    """Flags that must be positive, named as the user typed them (not silently replaced by a default)."""
+    for flag, value, low in (
+        ("--max-new-tokens", args.max_new_tokens, 1),
+        ("--max-frames", getattr(args, "max_frames", None), 1),
+        ("--frame", getattr(args, "frame", None), 0),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+
+
 def _predictor(args, **kwargs):
     from ..inference.predictor import PAMPredictor
 
@@ -269,7 +280,8 @@ def _predict(args: argparse.Namespace) -> int:
         tasks = [QUESTION_KEY]
     else:
         tasks = check_tasks(args.task or ["detailed_caption"], args.language)
-    image = load_rgb(args.image, args.image)
+    _check_numbers(args)
+    image = load_rgb(args.image, "image")
     regions = _regions(args)
     _checked_regions(regions, image.shape[:2])  # fail before loading the model
     if args.question is not None:
@@ -313,6 +325,7 @@ def _video(args: argparse.Namespace) -> int:
     from ..inference.events import BoundaryRule
     from ..inference.video_input import load_video
 
+    _check_numbers(args)
     if args.window < 1:
         raise UsageError("--window must be >= 1")
     if _question(args) is not None:
