@@ -229,6 +229,13 @@ def test_stream_prints_each_event_before_the_next_is_computed(clip, tmp_path, mo
     assert [m["frame"] for m in lines[0]["masks"]] == [0, 1] and _decode(lines[1]["masks"][0]["mask_rle"]).sum() == 576
     saved = json.loads((tmp_path / "result.json").read_text())  # the final file is still written
     assert saved["events"] == lines and saved["annotated"].endswith("annotated.gif")
+    # two regions: each streamed in turn, every line naming its region
+    order.clear()
+    assert pam_cli([*argv, "--box", "40,8,90,60"]) == 0
+    tagged = [json.loads(text) for kind, text in order if kind == "line"]
+    assert [(e["region"], e["event"]) for e in tagged] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert [[e["event"] for e in r["events"]] for r in saved["regions"]] == [[0, 1], [0, 1]]
 
 
 # ---- --device on a machine without the GPU; argument errors before torch -------------------------
