@@ -118,7 +118,7 @@ def test_video_and_stream_write_json_and_animation(checkpoint, tmp_path, capsys)
         ],
     )
     assert code == 0
-    events = json.loads(out)["events"]
+    events = [json.loads(line) for line in out.splitlines()]  # one JSON line per event, as it closes
     assert [(e["start_frame"], e["end_frame"]) for e in events] == [(0, 1), (2, 2)]
     with Image.open(tmp_path / "s" / "annotated.gif") as im:
         assert im.n_frames == 3 and im.size == (96, 64)
@@ -140,7 +140,7 @@ def test_video_and_stream_write_json_and_animation(checkpoint, tmp_path, capsys)
         ],
     )
     assert code == 0 and [
-        (e["start_frame"], e["end_frame"], e["caption"]) for e in json.loads(out_stream)["events"]
+        (e["start_frame"], e["end_frame"], e["caption"]) for e in map(json.loads, out_stream.splitlines())
     ] == [(e["start_frame"], e["end_frame"], e["caption"]) for e in events]
     code, _, err = _run(
         capsys, ["stream", str(video), "--checkpoint", str(checkpoint), "--box", "8,16,32,40", "--threshold", "0"]

@@ -46,6 +46,30 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def check_device(value: str | None, flag: str = "--device") -> None:
+    """A device the verb cannot use is a usage error before any model loads: ``cuda`` on a machine
+    without a CUDA GPU, ``cuda:3`` with fewer GPUs, or a name torch does not know. ``flag`` is
+    ``--device`` or a Hydra-style key (``device``, shown as ``device=cuda``)."""
+    if value is None or value in ("auto", "cpu"):
+        return
+    import torch
+
+    sep = " " if flag.startswith("-") else "="
+    shown, cpu = f"{flag}{sep}{value}", f"{flag}{sep}cpu"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{shown}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"{shown}: this machine has no CUDA GPU (torch sees none); use {cpu}")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"{shown}: this machine has {count} CUDA GPU(s), numbered 0..{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"{shown}: MPS is not available on this machine; use {cpu}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pam",
@@ -58,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
         for verb in set(sub.choices) - known:
             verb_parser = sub.choices[verb]
-            if not verb_parser.epilog and "config:" not in (verb_parser.description or ""):
-                verb_parser.epilog = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
+            if "config:" not in (verb_parser.epilog or "") + (verb_parser.description or ""):
+                config = CONFIG_HELP.get(verb, FLAGS_ONLY.format(module=name.replace(".", "/") + ".py"))
+                verb_parser.epilog = f"{verb_parser.epilog}\n\n{config}" if verb_parser.epilog else config
     return parser
 
 
@@ -72,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = extra
     try:
+        check_device(getattr(args, "device", None))
+        if passthrough == "overrides":  # `pam eval ... device=cuda`
+            for word in sys.argv[1:] if argv is None else argv:
+                if word.startswith("device="):
+                    check_device(word.partition("=")[2] or None, "device")
         return int(args.func(args) or 0)
     except _user_errors() as err:
         print(f"pam {args.command}: error: {err}", file=sys.stderr)

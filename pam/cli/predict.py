@@ -30,14 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Track a region given on frame K and caption it; --stream captions events one after another.",
     )
     _video_args(v)
-    v.add_argument("--stream", action="store_true", help="caption events one after another (as `pam stream`)")
+    v.add_argument(
+        "--stream", action="store_true", help="caption events one after another, one JSON line each (as `pam stream`)"
+    )
     _question_args(v, "ask this free question about the tracked region instead of captioning it (not with --stream)")
     v.set_defaults(func=_video)
 
     s = sub.add_parser(
         "stream",
         help="stream event captions of a region tracked through a video",
-        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, the previous caption in the prompt; event boundaries are change points of the tracked mask's motion (--boundaries auto) or fixed windows.",
+        description="Track a region given on frame K with one SAM 2 state and caption each event as it closes, "
+        "the previous caption in the prompt; event boundaries are change points of the tracked mask's motion "
+        "(--boundaries auto) or fixed windows. Each event is printed as one JSON line on stdout as soon as it "
+        "closes; --out also writes result.json.",
     )
     _video_args(s)
     s.set_defaults(func=_video, stream=True, question=None)
@@ -108,13 +113,31 @@ def _video_args(v: argparse.ArgumentParser) -> None:
     v.add_argument("--format", choices=("gif", "mp4"), default="gif", help="annotated output video format")
 
 
+REGION_HELP = (
+    "regions: each --box and each --mask is one region, and all --point flags together are one region; "
+    "given once each, --box, --point and --mask prompt ONE region together (SAM 2's combined prompt). For several "
+    "regions repeat --box (or --mask), or give each region as --region 'box=x0,y0,x1,y1;point=x,y[,label];mask=PATH' "
+    "(repeatable, any mix, quote the ;). The JSON holds one entry per region, in order."
+)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="PAM checkpoint/export folder or released PAM folder")
-    p.add_argument("--box", help="x0,y0,x1,y1 in pixels")
+    p.add_argument("--box", action="append", default=[], help="x0,y0,x1,y1 in pixels; repeatable: one region each")
     p.add_argument(
-        "--point", action="append", default=[], help="x,y[,label] (label 1 positive, 0 negative); repeatable"
+        "--point",
+        action="append",
+        default=[],
+        help="x,y[,label] (label 1 positive, 0 negative); repeatable: all points make one region",
     )
-    p.add_argument("--mask", help="binary mask PNG (nonzero = region)")
+    p.add_argument("--mask", action="append", default=[], help="binary mask PNG (nonzero = region); repeatable")
+    p.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="one region as 'box=x0,y0,x1,y1;point=x,y[,label];...;mask=PATH' (any of them); repeatable",
+    )
     p.add_argument("--language", choices=LANGUAGES, default="en")
     p.add_argument(
         "--greedy", action="store_true", help="greedy decoding (default: upstream's sampling, temperature 0.1)"
@@ -126,6 +149,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--base-config", default=None, help="released folder: model config (.yaml/.json) for the non-LLM settings"
     )
     p.add_argument("--out", help="folder for the annotated image/video and result.json")
+    p.epilog = REGION_HELP
 
 
 def _numbers(text: str, flag: str, counts: tuple[int, ...]) -> list[float]:
@@ -138,25 +162,93 @@ def _numbers(text: str, flag: str, counts: tuple[int, ...]) -> list[float]:
     return vals
 
 
-def _region(args) -> dict:
-    region: dict = {}
-    if args.box:
-        region["box"] = _numbers(args.box, "--box", (4,))
-    if args.point:
-        pts = [_numbers(p, "--point", (2, 3)) for p in args.point]
-        region["points"] = [p[:2] for p in pts]
-        region["labels"] = [int(p[2]) if len(p) == 3 else 1 for p in pts]
-    if args.mask:
-        import numpy as np
-        from PIL import Image
+def _mask(text: str, flag: str):
+    import numpy as np
+    from PIL import Image
 
-        path = Path(args.mask)
-        if not path.is_file():
-            raise FileNotFoundError(f"--mask {path} not found")
-        region["mask"] = np.asarray(Image.open(path).convert("L")) > 0
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path} not found")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) > 0
+
+
+def _points(texts: list[str], flag: str) -> dict:
+    pts = [_numbers(p, flag, (2, 3)) for p in texts]
+    return {"points": [p[:2] for p in pts], "labels": [int(p[2]) if len(p) == 3 else 1 for p in pts]}
+
+
+def _region_spec(text: str) -> dict:
+    """``--region 'box=...;point=...;point=...;mask=PATH'`` -> one region dict."""
+    flag = f"--region {text!r}"
+    region: dict = {}
+    points: list[str] = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        key, eq, value = (v.strip() for v in part.partition("="))
+        if not eq or key not in ("box", "point", "mask"):
+            raise UsageError(f"{flag}: {part!r} is not box=x0,y0,x1,y1, point=x,y[,label] or mask=PATH")
+        if key == "point":
+            points.append(value)
+        elif key in region:
+            raise UsageError(f"{flag}: {key} given twice; a region has one box and one mask (use another --region)")
+        elif key == "box":
+            region["box"] = _numbers(value, f"{flag} box", (4,))
+        else:
+            region["mask"] = _mask(value, f"{flag} mask")
+    if points:
+        region.update(_points(points, f"{flag} point"))
     if not region:
-        raise UsageError("give a region: --box, --point or --mask")
+        raise UsageError(f"{flag}: empty region; give box=..., point=... or mask=...")
     return region
+
+
+def _regions(args) -> list[dict]:
+    """The regions the flags ask about, in order (the rule: ``REGION_HELP``)."""
+    boxes, points, masks = args.box, args.point, args.mask
+    if args.region:
+        if boxes or points or masks:
+            raise UsageError("give regions either as --region specs or as --box/--point/--mask flags, not both")
+        return [_region_spec(text) for text in args.region]
+    if len(boxes) > 1 or len(masks) > 1:
+        if points or (boxes and masks):
+            raise UsageError(
+                f"{len(boxes)} --box and {len(masks)} --mask flags with {len(points)} --point: repeated --box or "
+                "--mask flags are one region each, so they do not combine with other prompts; give each region as "
+                "--region 'box=x0,y0,x1,y1;point=x,y[,label];mask=PATH'"
+            )
+        return [{"box": _numbers(b, "--box", (4,))} for b in boxes] + [{"mask": _mask(m, "--mask")} for m in masks]
+    region: dict = {}
+    if boxes:
+        region["box"] = _numbers(boxes[0], "--box", (4,))
+    if points:
+        region.update(_points(points, "--point"))
+    if masks:
+        region["mask"] = _mask(masks[0], "--mask")
+    if not region:
+        raise UsageError("give a region: --box, --point, --mask or --region")
+    return [region]
+
+
+def _checked_regions(regions: list[dict], hw) -> None:
+    """Every region through the one validator before the model loads; errors name the region."""
+    from ..inference.regions import Region
+
+    for i, region in enumerate(regions):
+        name = "region" if len(regions) == 1 else f"region {i}"
+        Region.from_any(region, name).checked(hw, name)
+
+
+def _check_numbers(args) -> None:
+    """Flags that must be positive, named as the user typed them (not silently replaced by a default)."""
+    for flag, value, low in (
+        ("--max-new-tokens", args.max_new_tokens, 1),
+        ("--max-frames", getattr(args, "max_frames", None), 1),
+        ("--frame", getattr(args, "frame", None), 0),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
 
 
 def _predictor(args, **kwargs):
@@ -177,7 +269,7 @@ def _predictor(args, **kwargs):
 
 def _predict(args: argparse.Namespace) -> int:
     from ..inference.predictor import question_turn
-    from ..inference.regions import Region, check_tasks, load_rgb
+    from ..inference.regions import check_tasks, load_rgb
     from ..processing.prompts import QUESTION_KEY
     from ..utils.visualize import overlay
 
@@ -188,39 +280,52 @@ def _predict(args: argparse.Namespace) -> int:
         tasks = [QUESTION_KEY]
     else:
         tasks = check_tasks(args.task or ["detailed_caption"], args.language)
-    image = load_rgb(args.image, args.image)
-    region = _region(args)
-    Region.from_any(region).checked(image.shape[:2])  # fail before loading the model
+    _check_numbers(args)
+    image = load_rgb(args.image, "image")
+    regions = _regions(args)
+    _checked_regions(regions, image.shape[:2])  # fail before loading the model
     if args.question is not None:
-        [result] = _predictor(args).predict(image, [region], language=args.language, question=args.question)
+        results = _predictor(args).predict(image, regions, language=args.language, question=args.question)
     else:
-        [result] = _predictor(args).predict(image, [region], tasks=tasks, language=args.language)
-    out = {"image": args.image, "checkpoint": args.checkpoint, **result.to_json()}
+        results = _predictor(args).predict(image, regions, tasks=tasks, language=args.language)
+    head = {"image": args.image, "checkpoint": args.checkpoint}
+    # one region: its fields at the top level (as always); several: a "regions" list, one entry each
+    out = {**head, **results[0].to_json()} if len(results) == 1 else {**head, "regions": []}
+    for i, (region, result) in enumerate(zip(regions, results)):
+        entry = result.to_json() if len(results) > 1 else out
+        if args.out:
+            folder = Path(args.out)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / ("overlay.png" if len(results) == 1 else f"overlay_{i}.png")
+            overlay(
+                image,
+                result.mask,
+                box=region.get("box"),
+                points=region.get("points"),
+                labels=region.get("labels"),
+                caption=" | ".join(result.texts[t] for t in tasks),
+            ).save(path)
+            entry["overlay"] = str(path)
+        if len(results) > 1:
+            out["regions"].append({"index": i, **entry})
     if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        label = " | ".join(result.texts[t] for t in tasks)
-        overlay(
-            image,
-            result.mask,
-            box=region.get("box"),
-            points=region.get("points"),
-            labels=region.get("labels"),
-            caption=label,
-        ).save(folder / "overlay.png")
-        (folder / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
-        out["overlay"] = str(folder / "overlay.png")
+        (Path(args.out) / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
-def _video(args: argparse.Namespace) -> int:
-    import numpy as np
+def _frame_masks(masks, indices: list[int]) -> list[dict]:
+    """Per-frame masks as ``{"frame": index in the input video, "mask_rle": COCO RLE}``."""
+    from ..inference.results import encode_rle
 
+    return [{"frame": int(k), "mask_rle": encode_rle(m)} for k, m in zip(indices, masks)]
+
+
+def _video(args: argparse.Namespace) -> int:
     from ..inference.events import BoundaryRule
-    from ..inference.regions import Region
     from ..inference.video_input import load_video
 
+    _check_numbers(args)
     if args.window < 1:
         raise UsageError("--window must be >= 1")
     if _question(args) is not None:
@@ -229,10 +334,7 @@ def _video(args: argparse.Namespace) -> int:
         from ..inference.predictor import question_turn
 
         question_turn(args.question)  # an empty question fails before any decoding
-    frames, indices = load_video(args.video, max_frames=args.max_frames, start=args.frame)
-    region = _region(args)
-    Region.from_any(region).checked(frames.shape[1:3])  # fail before loading the model
-    predictor = _predictor(args, max_tracked_frames=args.max_frames)
+    rule = None
     if args.stream:
         shortest = min(4, args.window) if args.min_event_frames is None else args.min_event_frames
         try:
@@ -245,37 +347,71 @@ def _video(args: argparse.Namespace) -> int:
             ).validate()
         except ValueError as err:
             raise UsageError(f"event boundaries: {err}") from None
-        events = list(
-            predictor.stream(frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty())
-        )
-        # stream() numbers frames within the clip it was given; map them to the input video
-        out = {
-            "video": args.video,
-            "events": [
-                {**e.to_json(), "start_frame": indices[e.start_frame], "end_frame": indices[e.end_frame]}
-                for e in events
-            ],
-        }
-        masks = np.concatenate([e.masks for e in events])
-        captions = [e.caption for e in events for _ in range(len(e.masks))]
-    else:
-        result = predictor.predict_video(frames, region, language=args.language, question=args.question)
-        out = {
-            "video": args.video,
-            "text": result.text,
-            "score": result.score,
-            "frame_indices": indices,
-            "llm_frames": [indices[k] for k in result.llm_frames],
-        }
-        masks, captions = result.masks, [result.text] * len(result.masks)
+    frames, indices = load_video(args.video, max_frames=args.max_frames, start=args.frame)
+    regions = _regions(args)
+    _checked_regions(regions, frames.shape[1:3])  # fail before loading the model
+    predictor = _predictor(args, max_tracked_frames=args.max_frames)
+    several = len(regions) > 1
+    entries, annotations = [], []
+    for i, region in enumerate(regions):
+        tag = {"region": i} if several else {}
+        if args.stream:
+            entry, masks, captions = _stream_region(args, predictor, frames, indices, region, rule, tag)
+        else:
+            result = predictor.predict_video(frames, region, language=args.language, question=args.question)
+            entry = {
+                "text": result.text,
+                "score": result.score,
+                "frame_indices": indices,
+                "llm_frames": [indices[k] for k in result.llm_frames],
+                "masks": _frame_masks(result.masks, indices),
+            }
+            masks, captions = result.masks, [result.text] * len(result.masks)
+        entries.append(entry)
+        annotations.append((masks, captions))
+    out = {"video": args.video, **entries[0]} if not several else {"video": args.video, "regions": []}
+    for i, (entry, (masks, captions)) in enumerate(zip(entries, annotations)):
+        if args.out:
+            name = "annotated" if not several else f"annotated_{i}"
+            entry["annotated"] = str(_write_annotated(Path(args.out), frames, masks, captions, args.format, name))
+            if not several:
+                out["annotated"] = entry["annotated"]
+        if several:
+            out["regions"].append({"index": i, **entry})
     if args.out:
-        out["annotated"] = str(_write_annotated(Path(args.out), frames, masks, captions, args.format))
         (Path(args.out) / "result.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
-    print(json.dumps(out, indent=2, ensure_ascii=False))
+    if not args.stream:  # streaming printed its events as JSON lines already
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
-def _write_annotated(folder: Path, frames, masks, captions, fmt: str) -> Path:
+def _stream_region(args, predictor, frames, indices: list[int], region: dict, rule, tag: dict):
+    """Stream one region's events, printing each as one JSON line on stdout as soon as it closes."""
+    import numpy as np
+
+    events, lines = [], []
+    for event in predictor.stream(
+        frames, region, language=args.language, boundaries=rule, progress=sys.stderr.isatty()
+    ):
+        # stream() numbers frames within the clip it was given; map them to the input video
+        span = indices[event.start_frame : event.end_frame + 1]
+        line = {
+            **tag,
+            "event": len(events),
+            **event.to_json(),
+            "start_frame": indices[event.start_frame],
+            "end_frame": indices[event.end_frame],
+            "masks": _frame_masks(event.masks, span),
+        }
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+        events.append(event)
+        lines.append(line)
+    masks = np.concatenate([e.masks for e in events])
+    captions = [e.caption for e in events for _ in range(len(e.masks))]
+    return {"events": lines}, masks, captions
+
+
+def _write_annotated(folder: Path, frames, masks, captions, fmt: str, name: str = "annotated") -> Path:
     import numpy as np
 
     from ..utils.visualize import annotate_frames, save_gif
@@ -283,14 +419,14 @@ def _write_annotated(folder: Path, frames, masks, captions, fmt: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     images = annotate_frames(frames, masks, captions)
     if fmt == "gif":
-        path = folder / "annotated.gif"
+        path = folder / f"{name}.gif"
         save_gif(images, path)
         return path
     from ..data.video import write_video_mp4
 
     arrays = [np.asarray(im) for im in images]
     h, w = arrays[0].shape[:2]
-    path = folder / "annotated.mp4"
+    path = folder / f"{name}.mp4"
     write_video_mp4(str(path), [a[: h - h % 2, : w - w % 2] for a in arrays])
     return path
 

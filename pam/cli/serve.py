@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(demo)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument(
+        "--share", action="store_true", help="also ask Gradio for a public *.gradio.live link (default: local only)"
+    )
     demo.set_defaults(func=_demo)
 
 
@@ -96,5 +99,5 @@ def _demo(args: argparse.Namespace) -> int:
             "pam demo: no --checkpoint: the debug-size model with RANDOM weights (its text is meaningless)",
             file=sys.stderr,
         )
-    launch_demo(engine, host=args.host, port=args.port, block=True)
+    launch_demo(engine, host=args.host, port=args.port, block=True, share=args.share)
     return 0

@@ -4,14 +4,41 @@ The schema is documented in :mod:`pam.data.schema`; the sample dict the datasets
 :mod:`pam.data.datasets`.
 """
 
-from pam.data.datasets import RegionDataset, RegionDatasetConfig, load_records, load_region_dataset, select_subset
-from pam.data.mixture import MixtureComponent, MixtureDataset
-from pam.data.prompt_sampling import PromptSamplingConfig
-from pam.data.readers import read_jsonl, read_upstream_jsonl, write_jsonl
-from pam.data.sampler import RegionSampler
-from pam.data.schema import Event, MaskAnnotation, Record, RegionAnnotation, SchemaError
-from pam.data.skips import BadSample, NoGoodSample, SkipTracker, TooManyBadSamples
-from pam.data.synthetic import SyntheticConfig, generate_quickstart
+import importlib
+
+# name -> submodule; imported on first use (PEP 562), so `from pam.data.schema import ...` (the data
+# pipeline's CLI, the training config's schema) does not import torch through the datasets module
+_EXPORTS = {
+    "pam.data.datasets": (
+        "RegionDataset",
+        "RegionDatasetConfig",
+        "load_records",
+        "load_region_dataset",
+        "select_subset",
+    ),
+    "pam.data.mixture": ("MixtureComponent", "MixtureDataset"),
+    "pam.data.prompt_sampling": ("PromptSamplingConfig",),
+    "pam.data.readers": ("read_jsonl", "read_upstream_jsonl", "write_jsonl"),
+    "pam.data.sampler": ("RegionSampler",),
+    "pam.data.schema": ("Event", "MaskAnnotation", "Record", "RegionAnnotation", "SchemaError"),
+    "pam.data.skips": ("BadSample", "NoGoodSample", "SkipTracker", "TooManyBadSamples"),
+    "pam.data.synthetic": ("SyntheticConfig", "generate_quickstart"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pam.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     "BadSample",

@@ -63,6 +63,19 @@ def _decord():
     return decord
 
 
+# what decord writes straight to stderr when it cannot open a file: its bundled FFmpeg's log lines
+# ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55...] moov atom not found") and its own "[hh:mm:ss] .../video_reader.cc:83:
+# ERROR opening ..."; the failure itself is raised (and PyAV tried), so these lines are noise
+DECORD_NOISE = (r"^\[[\w,.-]+ @ 0x[0-9a-fA-F]+\] ", r"^\[\d\d:\d\d:\d\d\] \S*src/video/\S+\.cc:\d+: ")
+
+
+def _quiet_decord():
+    """Around a decord call only: its FFmpeg and C++ log lines on stderr are dropped, the rest kept."""
+    from ..utils.quiet import filter_stderr  # noqa: PLC0415
+
+    return filter_stderr(*DECORD_NOISE)
+
+
 def count_video_frames(path: str, backend: str = "auto") -> int:
     """Number of frames in a video file."""
     _check_backend(backend)
@@ -71,7 +84,8 @@ def count_video_frames(path: str, backend: str = "auto") -> int:
     if backend in ("auto", "decord"):
         try:
             decord = _decord()
-            return len(decord.VideoReader(path, ctx=decord.cpu(0)))
+            with _quiet_decord():
+                return len(decord.VideoReader(path, ctx=decord.cpu(0)))
         except Exception as exc:
             if backend == "decord":
                 raise BadSample(CORRUPT_VIDEO, f"{path}: decord: {exc}") from exc
@@ -101,10 +115,24 @@ def read_video(path: str, indices: Sequence[int], backend: str = "auto") -> np.n
 
 def _read_decord(path: str, indices: list[int]) -> np.ndarray:
     decord = _decord()
-    reader = decord.VideoReader(path, ctx=decord.cpu(0))
-    if max(indices) >= len(reader):
-        raise BadSample(CORRUPT_VIDEO, f"{path} has {len(reader)} frames; frame {max(indices)} was asked for")
-    return np.ascontiguousarray(reader.get_batch(indices).asnumpy(), dtype=np.uint8)
+    with _quiet_decord():
+        reader = decord.VideoReader(path, ctx=decord.cpu(0))
+        if max(indices) >= len(reader):
+            raise BadSample(CORRUPT_VIDEO, f"{path} has {len(reader)} frames; frame {max(indices)} was asked for")
+        return np.ascontiguousarray(reader.get_batch(indices).asnumpy(), dtype=np.uint8)
+
+
+def _pyav_reason(exc: Exception) -> str:
+    """PyAV's FFmpeg errors read "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'";
+    the reason alone is "Invalid data found when processing input"."""
+    reason = getattr(exc, "strerror", None)
+    return reason if isinstance(reason, str) and reason else str(exc)
+
+
+def _video_stream(container, path: str):
+    if not container.streams.video:  # PyAV would say "tuple index out of range"
+        raise BadSample(CORRUPT_VIDEO, f"{path}: no video stream in the file")
+    return container.streams.video[0]
 
 
 def _count_pyav(path: str) -> int:
@@ -112,12 +140,14 @@ def _count_pyav(path: str) -> int:
 
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             if stream.frames:
                 return int(stream.frames)
             return sum(1 for packet in container.demux(stream) if packet.size)
+    except BadSample:
+        raise
     except Exception as exc:
-        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
+        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {_pyav_reason(exc)}") from exc
 
 
 def _read_pyav(path: str, indices: list[int]) -> np.ndarray:
@@ -128,14 +158,16 @@ def _read_pyav(path: str, indices: list[int]) -> np.ndarray:
     found: dict[int, np.ndarray] = {}
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             for k, frame in enumerate(container.decode(stream)):
                 if k in wanted:
                     found[k] = frame.to_ndarray(format="rgb24")
                 if k >= last:
                     break
+    except BadSample:
+        raise
     except Exception as exc:
-        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {exc}") from exc
+        raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV: {_pyav_reason(exc)}") from exc
     missing = sorted(wanted - set(found))
     if missing:
         raise BadSample(CORRUPT_VIDEO, f"{path}: PyAV decoded no frame {missing[0]} (asked for {len(wanted)} frames)")

@@ -3,9 +3,12 @@
 Response of a chat completion: one choice per region (``message.content`` is the region's text,
 ``finish_reason`` "stop" or "length"), ``usage`` summed over the regions, and an extra
 ``regions`` list with each region's mask as COCO RLE (``counts`` a string) and SAM 2's score.
-Errors are OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
-request (``param`` names the field), 401 for a missing or wrong API key, 413 for a body over
-``max_body_mb``, 503 when the queue is full, 500 for an internal error; the server keeps serving after any of them.
+The ``model`` field, when given, must be the name ``/v1/models`` lists or the alias ``pam``.
+Errors are OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``, on every route: 400 for a
+bad request (``param`` names the field), 401 for a missing or wrong API key, 404 for an unknown model
+(``model_not_found``) or route, 405 for a wrong method, 413 for a body over ``max_body_mb``, 415 for a
+body that is not ``application/json``, 503 when the queue is full, 500 for an internal error; the server
+keeps serving after any of them. No message shows a Python object's repr.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import QueueFull, RequestBatcher
 from .engine import Engine
-from .protocol import ParsedRequest, RequestError, encode_rle, parse_chat_request
+from .protocol import ParsedRequest, RequestError, encode_rle, parse_chat_request, without_reprs
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,18 @@ log = logging.getLogger(__name__)
 def error_response(
     status: int, message: str, *, param: str | None = None, kind: str = "invalid_request_error", code: str | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
+    body = {"error": {"message": without_reprs(message), "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+MODEL_ALIAS = "pam"  # accepted as the model name besides the served model's own
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type, with any parameters (``; charset=utf-8``)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def run_batch(engine: Engine, requests: list[ParsedRequest]) -> list[list]:
@@ -140,6 +155,14 @@ def create_app(
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return error_response(413, f"the request body is larger than {max_body_mb:g} MB", code="body_too_large")
+        content_type = request.headers.get("content-type", "")
+        if not is_json_media_type(content_type):
+            return error_response(
+                415,
+                f"the request body must be JSON sent with Content-Type: application/json, "
+                f"got {content_type or 'no Content-Type'!r}",
+                code="unsupported_media_type",
+            )
         raw = await request.body()
         if len(raw) > limit:
             return error_response(413, f"the request body is larger than {max_body_mb:g} MB", code="body_too_large")
@@ -147,6 +170,15 @@ def create_app(
             body = json.loads(raw)
         except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
             return error_response(400, "the request body is not valid JSON")
+        model = body.get("model") if isinstance(body, dict) else None
+        if model is not None and not isinstance(model, str):
+            return error_response(400, f"model must be a string, got {type(model).__name__}", param="model")
+        if model is not None and model not in (engine.model_name, MODEL_ALIAS):
+            return error_response(
+                404,
+                f"The model `{model}` does not exist; this server serves `{engine.model_name}` (alias `{MODEL_ALIAS}`)",
+                code="model_not_found",
+            )
         try:
             parsed = await asyncio.to_thread(
                 parse_chat_request,
@@ -172,6 +204,22 @@ def create_app(
             log.exception("chat completion failed")
             return error_response(500, f"internal error: {type(err).__name__}: {err}", kind="server_error")
         return completion_body(engine, answers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path}): no such route"
+        elif err.status_code == 405:
+            allowed = next((v for k, v in (err.headers or {}).items() if k.lower() == "allow"), "")
+            message = f"method {request.method} is not allowed on {request.url.path}" + (
+                f" (allowed: {allowed})" if allowed else ""
+            )
+        else:
+            message = str(err.detail)
+        response = error_response(err.status_code, message, code=HTTP_CODES.get(err.status_code))
+        if err.headers:
+            response.headers.update(err.headers)
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, err: Exception):

@@ -11,6 +11,7 @@ checked by the predictor's one validator, tasks and labels come from the task vo
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ from ..utils.visualize import overlay
 from .engine import Engine
 from .protocol import RequestError, image_key
 
+log = logging.getLogger(__name__)
+USER_ERRORS = (RequestError, ValueError, FileNotFoundError)  # bad user input: shown in the UI, one log line
 IMAGE_TASKS = tuple((task, TASK_LABELS[task]) for task in TASK_NAMES)  # (task, label) per answer box
 MAX_VIDEO_FRAMES = 64
 
@@ -63,13 +66,17 @@ def shown_text(text: str, n_tokens: int) -> str:
 
 def read_clip(path: str, max_frames: int = MAX_VIDEO_FRAMES) -> tuple[np.ndarray, list[int]]:
     """Up to ``max_frames`` frames of a video, evenly spaced over it, and their indices."""
+    from ..data.skips import BadSample
     from ..data.video import count_video_frames, read_video
 
-    total = count_video_frames(path)
-    if total < 1:
-        raise ValueError(f"{path}: no frames")
-    indices = sorted({round(float(i)) for i in np.linspace(0, total - 1, min(total, max_frames))})
-    return read_video(path, indices), indices
+    try:
+        total = count_video_frames(path)
+        if total < 1:
+            raise ValueError(f"{path}: no frames")
+        indices = sorted({round(float(i)) for i in np.linspace(0, total - 1, min(total, max_frames))})
+        return read_video(path, indices), indices
+    except BadSample as err:  # a corrupt or unreadable upload is bad input, not a crash
+        raise RequestError("video", f"the video cannot be read ({err.reason}): {err.detail}") from None
 
 
 class DemoHandlers:
@@ -153,6 +160,14 @@ class DemoHandlers:
                 yield preview, "\n".join(lines), list(gallery)
 
 
+def ui_error(gr, action: str, err: Exception):
+    """Bad user input: one line in the log, the message in the UI, and no traceback on the terminal
+    (Gradio prints one for every error unless told not to)."""
+    message = " ".join(str(err).split())
+    log.warning("demo %s: bad input: %s", action, message)
+    return gr.Error(message, print_exception=False)
+
+
 def build_demo(engine: Engine):
     """The Gradio Blocks app (call ``launch_demo`` or ``.launch()`` on it)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -170,8 +185,8 @@ def build_demo(engine: Engine):
         def wrapped(*args):
             try:
                 return fn(*args)
-            except (RequestError, ValueError, FileNotFoundError) as err:
-                raise gr.Error(str(err)) from None
+            except USER_ERRORS as err:
+                raise ui_error(gr, fn.__name__, err) from None
 
         return wrapped
 
@@ -179,8 +194,8 @@ def build_demo(engine: Engine):
         def wrapped(*args):
             try:
                 yield from fn(*args)
-            except (RequestError, ValueError, FileNotFoundError) as err:
-                raise gr.Error(str(err)) from None
+            except USER_ERRORS as err:
+                raise ui_error(gr, fn.__name__, err) from None
 
         return wrapped
 
@@ -263,8 +278,12 @@ def build_demo(engine: Engine):
     return demo
 
 
-def launch_demo(engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
-    """Serve the demo; with ``block=False`` return at once (the server runs on a thread)."""
+def launch_demo(
+    engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True, share: bool = False
+):
+    """Serve the demo; with ``block=False`` return at once (the server runs on a thread). ``share``
+    asks Gradio for a public link; without it Gradio's launch output (and its share hint) is quiet
+    and one line names the local URL."""
     import gradio as gr
 
     demo = build_demo(engine)
@@ -275,11 +294,15 @@ def launch_demo(engine: Engine, *, host: str = "127.0.0.1", port: int | None = N
     demo.launch(
         server_name=host,
         server_port=port,
-        share=False,
-        prevent_thread_lock=not block,
-        quiet=not block,
+        share=share,
+        prevent_thread_lock=True,
+        quiet=not (block and share),
         ssr_mode=False,
         theme=theme,
         footer_links=[],
     )
+    if block:
+        if not share:
+            print(f"pam demo: serving on {demo.local_url} (Ctrl-C to stop)", flush=True)
+        demo.block_thread()
     return demo

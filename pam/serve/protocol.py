@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,14 @@ from ..processing.prompts import IMAGE_PLACEHOLDER, task_from_text
 
 IMAGE_FORMATS = ("PNG", "JPEG")
 MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def without_reprs(text: str) -> str:
+    """``text`` with Python object reprs (``<_io.BytesIO object at 0x...>``) replaced by "the data"."""
+    return OBJECT_REPR.sub("the data", text)
 
 
 class RequestError(ValueError):
@@ -116,8 +125,11 @@ def decode_image(url: object, param: str = "messages.image_url") -> np.ndarray:
             arr = np.array(img.convert("RGBA" if has_alpha else "RGB"))
     except RequestError:
         raise
+    except Image.UnidentifiedImageError:
+        raise RequestError(param, f"{param}: the data is not a PNG or JPEG image") from None
     except Exception as err:  # noqa: BLE001  (PIL raises many types for corrupt data)
-        raise RequestError(param, f"{param}: not a decodable PNG/JPEG image ({type(err).__name__}: {err})") from None
+        reason = without_reprs(str(err))
+        raise RequestError(param, f"{param}: not a decodable PNG/JPEG image ({type(err).__name__}: {reason})") from None
     if min(arr.shape[:2]) < 1:
         raise RequestError(param, f"{param}: the image is empty")
     return arr
@@ -138,29 +150,83 @@ def check_region(value: dict, hw: tuple[int, int], param: str) -> Region:
         raise RequestError(json_path(None if err.field is None else f"region.{err.field}", param), str(err)) from None
 
 
+RLE_ALPHABET = range(48, 48 + 64)  # COCO's compressed counts: 6-bit groups offset by "0"
+
+
+def rle_counts(text: str) -> list[int]:
+    """The run lengths a COCO compressed RLE string holds (the format of pycocotools' maskApi
+    ``rleFrString``: each count in 5-bit groups, a continuation bit, sign-extended, and counts from
+    the third on stored as differences to the count two before). Raises ``ValueError`` on a
+    character outside the alphabet or a string that ends inside a number."""
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise ValueError("the string ends inside a number")
+            code = ord(text[pos])
+            if code not in RLE_ALPHABET:
+                raise ValueError(f"character {text[pos]!r} at {pos} is not a compressed-RLE character ('0'..'o')")
+            c = code - 48
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            shift += 5
+            pos += 1
+            if not more and c & 0x10:
+                value |= -1 << shift  # negative: sign-extend
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
 def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
+    """A COCO RLE (compressed ``counts`` string or uncompressed list) -> bool (H, W) mask, checked:
+    ``size`` is the image's [h, w] and the runs cover exactly h*w pixels, none negative."""
     from pycocotools import mask as mask_utils
 
     if not isinstance(value, dict) or "size" not in value or "counts" not in value:
         raise RequestError(param, f"{param} must be a COCO RLE {{'size': [h, w], 'counts': ...}}")
     size = value["size"]
-    if not isinstance(size, (list, tuple)) or len(size) != 2 or tuple(size) != tuple(hw):
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+        or tuple(size) != tuple(hw)
+    ):
         raise RequestError(param, f"{param}.size {size!r} does not match the image size [{hw[0]}, {hw[1]}] (h, w)")
     counts = value["counts"]
+    total = hw[0] * hw[1]
+    cparam = f"{param}.counts"
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise RequestError(cparam, f"{cparam}: uncompressed counts must be non-negative integers")
+        runs = counts
+    elif isinstance(counts, str):
+        try:
+            runs = rle_counts(counts)
+        except ValueError as err:
+            raise RequestError(cparam, f"{cparam}: not a COCO compressed RLE string ({err})") from None
+        if any(c < 0 for c in runs):
+            raise RequestError(cparam, f"{cparam}: not a COCO compressed RLE string (it decodes to a negative run)")
+    else:
+        raise RequestError(cparam, f"{cparam} must be a string (compressed RLE) or a list of integers")
+    if sum(runs) != total:
+        raise RequestError(
+            cparam, f"{cparam}: the runs cover {sum(runs)} pixels, but the mask has {hw[0]}x{hw[1]} = {total}"
+        )
     try:
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != hw[0] * hw[1]:
-                raise ValueError(f"uncompressed counts must be non-negative integers summing to {hw[0] * hw[1]}")
-            rle = mask_utils.frPyObjects({"size": list(size), "counts": counts}, *size)
-        elif isinstance(counts, str):
-            rle = {"size": list(size), "counts": counts.encode()}
-        else:
-            raise TypeError("counts must be a string (compressed) or a list of integers")
+        rle = (
+            mask_utils.frPyObjects({"size": list(size), "counts": counts}, *size)
+            if isinstance(counts, list)
+            else {"size": list(size), "counts": counts.encode()}
+        )
         mask = mask_utils.decode(rle).astype(bool)
-    except Exception as err:  # noqa: BLE001  (pycocotools raises bare exceptions on corrupt strings)
-        raise RequestError(param, f"{param}: undecodable RLE ({err})") from None
-    if mask.shape != tuple(hw):
-        raise RequestError(param, f"{param}: RLE decodes to {mask.shape}, expected {tuple(hw)}")
+    except Exception as err:  # noqa: BLE001  (pycocotools raises bare exceptions on corrupt input)
+        raise RequestError(cparam, f"{cparam}: undecodable RLE ({type(err).__name__})") from None
+    if mask.shape != tuple(hw) or int(mask.sum()) != sum(runs[1::2]):
+        raise RequestError(cparam, f"{cparam}: the RLE does not decode to a {hw[0]}x{hw[1]} mask")
     return mask
 
 
