@@ -199,7 +199,7 @@ class Quickstart(Benchmark):
                 "mask_score": r.score,
                 "media_type": s.get("media_type"),
             }
-            mask = r.mask.cpu().numpy()
+            mask = np.asarray(r.mask.cpu() if hasattr(r.mask, "cpu") else r.mask)  # a tensor or an array
             if s.get("media_type") == "video":
                 ious = [
                     mask_iou(m, t)
