@@ -191,3 +191,12 @@ def test_cli_writes_the_dataset(tmp_path):
     assert json.loads(result.stdout)["out"] == str(out)
     assert sum(1 for _ in open(out / "train.jsonl")) == 5
     assert json.loads((out / "info.json").read_text())["config"]["max_rotation"] == 10.0
+
+
+def test_clips_shorter_than_two_events_hold_one_event():
+    cfg = SyntheticConfig(video_size=(32, 32), min_video_frames=4, max_video_frames=4, min_event_frames=6)
+    record, frames = make_video_record(cfg, "train", 0)
+    assert frames.shape[0] == 4
+    assert [(e.start_frame, e.end_frame) for e in record.regions[0].events] == [(0, 3)]
+    with pytest.raises(ValueError, match="min_event_frames"):
+        SyntheticConfig(min_event_frames=1)

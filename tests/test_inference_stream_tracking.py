@@ -2,21 +2,20 @@
 with SAM 2 (sam2's own video propagation, one tracking state) following the object.
 
 The debug SAM 2 (here at 128 px) is random and does not track, so it is first taught to segment
-the one bright shape per frame (``tests/helpers/tracking_sam2.py``); the rest is the real predictor: boundary
+the one bright shape per frame (``tests/helpers/tracking_sam2.py``, shared with the quick-start tests); the rest is the real predictor: boundary
 detection on the tracked masks, captions with the previous caption in the prompt."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pam.inference.events import BoundaryDetector, BoundaryRule, mask_centroid
 from pam.inference.generation import GenerationSettings
 from pam.inference.predictor import PAMPredictor
 
 from .helpers import debug_config
-from .helpers.tracking_sam2 import teach_to_track
+from .helpers.tracking_sam2 import taught_sam2_checkpoint
 
 SIZE, SIDE, SPEED, TURN = 128, 24, 4, 11
 
@@ -38,11 +37,10 @@ def turning_square(num_frames: int, turn: int) -> tuple[np.ndarray, np.ndarray]:
 def tracking_predictor():
     from pam.api import build_pam
 
-    torch.manual_seed(0)
-    bundle = build_pam(debug_config(**{"sam2.image_size": 128}))  # 128 px keeps teaching to ~20 s
+    result, path = taught_sam2_checkpoint(SIZE)  # taught once per pytest process (~15 s at 128 px)
+    assert result.iou > 0.8, f"the debug SAM 2 did not learn to segment the shapes (IoU {result.iou:.2f})"
+    bundle = build_pam(debug_config(**{"sam2.image_size": SIZE, "sam2.checkpoint": str(path)}))
     bundle.model.eval()
-    iou = teach_to_track(bundle.model.sam2.model, bundle.processor)
-    assert iou > 0.8, f"the debug SAM 2 did not learn to segment the shapes (IoU {iou:.2f})"
     return PAMPredictor(bundle, generation=GenerationSettings.greedy(max_new_tokens=3))
 
 

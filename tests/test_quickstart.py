@@ -16,12 +16,12 @@ import torch
 
 from pam.data.synthetic import SyntheticConfig, generate_quickstart
 from pam.eval.benchmarks.quickstart import Quickstart, boundary_errors, boundary_matches, mask_iou
-from pam.train.sam2_teach import SAM2TeachConfig, teach_debug_sam2
 
 from .helpers import debug_config
+from .helpers.tracking_sam2 import taught_sam2_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = 128  # SAM 2 input side in these tests: teaching takes ~20 s on 2 CPU cores
+SIZE = 128  # SAM 2 input side in these tests: teaching takes ~15 s on 2 CPU cores
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,7 @@ def taught(tmp_path_factory):
     """The debug SAM 2 (at 128 px) taught and saved, then loaded through model.sam2.checkpoint."""
     from pam.api import build_pam
 
-    path = tmp_path_factory.mktemp("sam2") / "sam2_taught.pt"
-    result = teach_debug_sam2(debug_config(**{"sam2.image_size": SIZE}), path, SAM2TeachConfig())
+    result, path = taught_sam2_checkpoint(SIZE)  # taught once per pytest process
     torch.manual_seed(1)  # another random init: everything must come from the checkpoint
     bundle = build_pam(debug_config(**{"sam2.image_size": SIZE, "sam2.checkpoint": str(path)}))
     bundle.model.eval()
@@ -229,3 +228,37 @@ def test_processor_raises_no_torch_jit_warning(resize):
                 np.full((40, 60, 3), 200, np.uint8)
             )
         torch.testing.assert_close(pixels, reference)
+
+
+@pytest.mark.parametrize("videos, clips", [(0, 0), (6, 2)])
+def test_quickstart_mixture_asks_for_a_share_of_the_clips_it_has(tmp_path, videos, clips):
+    """The quick-start's clip component asks for a share of the train clips, so data generated with
+    no clips (`data.generate.num_train_videos=0`) trains on the images alone instead of failing."""
+    from hydra import compose, initialize_config_dir
+
+    from pam.train.data import build_dataset
+
+    generate_quickstart(
+        str(tmp_path),
+        SyntheticConfig(
+            num_train=4,
+            num_val=0,
+            num_test=0,
+            num_train_videos=videos,
+            num_val_videos=0,
+            num_test_videos=0,
+            image_size=(32, 32),
+            other_image_sizes=(),
+            video_size=(32, 32),
+            min_video_frames=4,
+            max_video_frames=4,
+            min_event_frames=2,
+        ),
+    )
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=quickstart", f"data.root={tmp_path}"])
+    mixture = build_dataset(cfg.data, "train")
+    assert dict(zip([c.name for c in mixture.components], mixture.counts)) == {
+        "synthetic_images": 4,
+        "synthetic_videos": clips,
+    }

@@ -83,7 +83,7 @@ class SyntheticConfig:
     max_video_speed: float = (
         0.04  # fastest moving object (each event's speed may drop where the shape runs out of room)
     )
-    min_event_frames: int = 6  # shortest event (a run of one motion); a video holds 1 to 3 events
+    min_event_frames: int = 6  # shortest event (one motion); a video holds 1 to 3 events, 1 if shorter than 2 of them
     video_format: str = "mixed"  # "mp4", "frames" (PNG folders) or "mixed" (alternating)
     fps: int = 8  # mp4 frame rate
     num_categories: int = 8  # how many of the built-in categories to use (at most 8)
@@ -121,10 +121,8 @@ class SyntheticConfig:
             raise ValueError("need 0 < min_video_object_size <= max_video_object_size <= 0.6")
         if not 0 < self.min_video_speed <= self.max_video_speed <= 0.2:
             raise ValueError("need 0 < min_video_speed <= max_video_speed <= 0.2")
-        if not 2 <= self.min_event_frames <= self.min_video_frames:
-            raise ValueError(
-                f"need 2 <= min_event_frames <= min_video_frames, got {self.min_event_frames} and {self.min_video_frames}"
-            )
+        if self.min_event_frames < 2:  # a clip shorter than two such events holds one event
+            raise ValueError(f"min_event_frames must be >= 2, got {self.min_event_frames}")
         if not 1 <= self.num_categories <= len(CATEGORIES):
             raise ValueError(f"num_categories must lie in [1, {len(CATEGORIES)}], got {self.num_categories}")
         if not 0 < self.min_object_size <= self.max_object_size <= 0.95:

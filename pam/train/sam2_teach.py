@@ -46,7 +46,7 @@ log = logging.getLogger("pam.train")
 
 @dataclass
 class SAM2TeachConfig:
-    steps: int = 150  # optimiser steps on the prompt encoder and mask decoder
+    steps: int = 100  # optimiser steps on the prompt encoder and mask decoder
     batch_size: int = 8  # frames per step
     num_frames: int = 48  # distinct generated frames (each encoded once by the frozen image encoder)
     frame_size: int = 128  # side of a generated frame (resized to SAM 2's input like any image)
