@@ -146,6 +146,8 @@ def train_few_steps(tmp_path: Path, records: Path) -> list[float]:
             shutil.copy(records, tmp_path / f"{name}{suffix}.jsonl")
     overrides = [
         "experiment=quickstart",
+        "model.sam2.checkpoint=null",  # a random debug SAM 2: no teaching step
+        "~sam2_teach",
         "data=quickstart_video",
         f"data.root={tmp_path}",
         "data.tasks=[video_caption]",

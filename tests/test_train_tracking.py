@@ -174,6 +174,7 @@ def test_trainer_start_up_rejects_too_few_tracked_frames(tmp_path, data_root, mo
             f"trainer.output_dir={tmp_path}",
             f"data.root={data_root}",
             "trainer.feature_cache=null",
+            "model.video_num_frames=4",
             "data.track_frames=3",
         ]
     )
