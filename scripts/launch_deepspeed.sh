@@ -3,13 +3,13 @@
 # The ZeRO config is chosen by the training config (trainer.deepspeed_config), not here.
 #
 # One node, every visible GPU (or NUM_GPUS of them):
-#   scripts/launch_deepspeed.sh experiment=stage2 trainer.engine=deepspeed \
+#   scripts/launch_deepspeed.sh model=pam_1.5b data=pam_release stage=stage2 trainer.engine=deepspeed \
 #       trainer.deepspeed_config=configs/deepspeed/zero2.json
 #
 # Several nodes: list them in a hostfile (see scripts/hostfile.example) and run once, on the first
 # host. The launcher starts the other nodes over passwordless ssh (pdsh); environment variables to
 # forward to them (NCCL_*, PYTHONPATH, ...) go in ~/.deepspeed_env or ./.deepspeed_env, one NAME=value a line.
-#   HOSTFILE=scripts/hostfile MASTER_ADDR=node-001 scripts/launch_deepspeed.sh experiment=stage2
+#   HOSTFILE=scripts/hostfile MASTER_ADDR=node-001 scripts/launch_deepspeed.sh model=pam_1.5b data=pam_release stage=stage2
 #
 # Environment:
 #   HOSTFILE         MPI-style hostfile ("host slots=N" lines); unset: this node only

@@ -2,11 +2,11 @@
 # Launch PAM training (scripts/train.py, a Hydra app) with torchrun.
 #
 # One node, every visible GPU (or NPROC_PER_NODE of them):
-#   scripts/launch_torchrun.sh experiment=stage2 stage.max_steps=1000
+#   scripts/launch_torchrun.sh model=pam_1.5b data=pam_release stage=stage2 stage.max_steps=1000
 #
 # Several nodes: run the same command on every node, with the same MASTER_ADDR (a host that all
 # nodes reach; it serves the c10d rendezvous) and MASTER_PORT. Node ranks are assigned at rendezvous.
-#   NNODES=2 MASTER_ADDR=node-001 MASTER_PORT=29500 scripts/launch_torchrun.sh experiment=stage2
+#   NNODES=2 MASTER_ADDR=node-001 MASTER_PORT=29500 scripts/launch_torchrun.sh model=pam_1.5b data=pam_release stage=stage2
 #
 # Environment:
 #   NPROC_PER_NODE   processes per node (default: number of GPUs from nvidia-smi, else 1)
