@@ -94,6 +94,8 @@ def test_bench_inference_generate_writes_rows(tmp_path):
             "0",
             "--no-shared-seq",
             "--no-kernel-check",
+            "--repeats",
+            "3",
             "--out",
             str(out),
         ]
@@ -103,3 +105,8 @@ def test_bench_inference_generate_writes_rows(tmp_path):
     for r in rows:
         for key in ("ours_s_per_region", "upstream_s_per_region", "speedup"):
             assert r[key] > 0, (r["num_regions"], key)
+        # the speed-up is paired: the median of the three per-repeat ratios, with their min and max
+        pairs = r["speedup_repeats"]
+        assert len(pairs) == 3 and r["speedup_min"] <= r["speedup"] <= r["speedup_max"]
+        assert r["speedup"] == pytest.approx(sorted(pairs)[1], abs=1e-3)
+        assert (r["speedup_min"], r["speedup_max"]) == pytest.approx((min(pairs), max(pairs)), abs=1e-3)
