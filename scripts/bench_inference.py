@@ -389,15 +389,19 @@ def summarise(n: int, picked: dict, k: int, visual_tokens: int) -> dict:
 
 def markdown(rows: list[dict], kernels: dict | None) -> str:
     lines = [
-        "| N | ours s/region | upstream s/region | speed-up | ours TTFT s | upstream TTFT (all regions) s | ours decode tok/s | upstream decode tok/s | LLM tokens/region |",
+        "| N | ours s/region | upstream s/region | speed-up | ours TTFT s | upstream TTFT (all regions) s "
+        "| ours decode tok/s | upstream decode tok/s | LLM tokens/region |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         o, u = r["ours"], r["upstream"]
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         lines.append(
-            f"| {r['num_regions']} | {r['ours_s_per_region']:.3f} | {r['upstream_s_per_region']:.3f} | {r['speedup']:.2f}x | "
-            f"{o['ttft_first_region_s']:.3f} | {u['ttft_all_regions_s']:.3f} | {fmt(o['decode_tokens_per_s'])} | {fmt(u['decode_tokens_per_s'])} | {r['llm_tokens_per_region']:.0f} |"
+            f"| {r['num_regions']} | {r['ours_s_per_region']:.3f} | {r['upstream_s_per_region']:.3f} "
+            f"| {r['speedup']:.2f}x | "
+            f"{o['ttft_first_region_s']:.3f} | {u['ttft_all_regions_s']:.3f} "
+            f"| {fmt(o['decode_tokens_per_s'])} | {fmt(u['decode_tokens_per_s'])} "
+            f"| {r['llm_tokens_per_region']:.0f} |"
         )
     lines += [
         "",
@@ -418,7 +422,8 @@ def markdown(rows: list[dict], kernels: dict | None) -> str:
     if kernels:
         lines += [
             "",
-            f"Perceiver, {kernels['num_regions']} regions: MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
+            f"Perceiver, {kernels['num_regions']} regions: "
+            f"MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
             f"({kernels['speedup']:.2f}x), max |diff| {kernels['max_abs_diff']:.2e}",
         ]
     return "\n".join(lines)
