@@ -163,7 +163,8 @@ def load_released_pam(
     elif folder_has_sam2:
         if sam2_checkpoint is not None:
             log.warning(
-                "SAM 2 weights: the released folder %s has its own vision tower; it takes precedence over sam2_checkpoint=%s (pass sam2_weights='checkpoint' to use that file)",
+                "SAM 2 weights: the released folder %s has its own vision tower; "
+                "it takes precedence over sam2_checkpoint=%s (pass sam2_weights='checkpoint' to use that file)",
                 folder,
                 sam2_checkpoint,
             )

@@ -432,7 +432,8 @@ def markdown(rows: list[dict], kernels: dict | None) -> str:
     if kernels:
         lines += [
             "",
-            f"Perceiver, {kernels['num_regions']} regions: MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
+            f"Perceiver, {kernels['num_regions']} regions: "
+            f"MATH {kernels['math_s']:.4f} s, SDPA {kernels['sdpa_s']:.4f} s "
             f"({kernels['speedup']:.2f}x), max |diff| {kernels['max_abs_diff']:.2e}",
         ]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Training throughput: samples/s and peak RSS for stage 1 and stage 2, feature cache on/off, gradient checkpointing on/off.
+"""Training throughput: samples/s and peak RSS for stage 1 and stage 2, feature cache on/off,
+gradient checkpointing on/off.
 
 Each configuration is one ``scripts/train.py experiment=quickstart`` run (stage 1 then stage 2,
 ``--steps`` steps each, no final evaluation) in a subprocess. Steady samples/s per stage comes from

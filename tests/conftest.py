@@ -69,6 +69,7 @@ def pytest_terminal_summary(terminalreporter):
 
     if netguard.BLOCKED:
         terminalreporter.write_line(
-            f"network guard refused {len(netguard.BLOCKED)} non-loopback attempt(s): {sorted(set(netguard.BLOCKED))[:10]}",
+            f"network guard refused {len(netguard.BLOCKED)} non-loopback attempt(s): "
+            f"{sorted(set(netguard.BLOCKED))[:10]}",
             yellow=True,
         )

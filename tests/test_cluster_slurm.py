@@ -50,7 +50,9 @@ def _fake_slurm(tmp_path: Path, work_s: float) -> tuple[dict, Path]:
     fakes = {
         "scontrol": f'if [[ "$1" == show ]]; then printf "node-1\\n"; else echo "scontrol $*" >> {calls}; fi',
         "srun": 'while [[ "$1" == --* ]]; do shift; done; exec "$@"',
-        "scancel": f'echo "scancel $*" >> {calls}; sig="${{1#--signal=}}"; while read -r pid; do kill -s "$sig" "$pid" 2>/dev/null || true; done < {out}/pids',
+        "scancel": f'echo "scancel $*" >> {calls}; sig="${{1#--signal=}}"; '
+        'while read -r pid; do kill -s "$sig" "$pid" 2>/dev/null || true; '
+        f"done < {out}/pids",
         "torchrun": f'exec "{sys.executable}" -c "$PAM_TEST_TORCHRUN" "$@"',
     }
     for name, body in fakes.items():

@@ -201,7 +201,10 @@ def test_filter_stderr_drops_only_the_named_line(capfd):
     from pam.eval.metrics import PTB_STATUS_LINE
     from pam.utils.quiet import filter_stderr
 
-    script = "import sys; sys.stderr.write('PTBTokenizer tokenized 21 tokens at 1,146.04 tokens per second.\\nreal error\\n')"
+    script = (
+        "import sys; "
+        "sys.stderr.write('PTBTokenizer tokenized 21 tokens at 1,146.04 tokens per second.\\nreal error\\n')"
+    )
     with filter_stderr(PTB_STATUS_LINE):
         subprocess.run([sys.executable, "-c", script], check=True)
         print("a python warning", file=sys.stderr)

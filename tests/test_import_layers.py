@@ -132,7 +132,10 @@ def test_public_api_is_lazy():
     import subprocess
     import sys
 
-    code = "import sys, pam; assert 'torch' not in sys.modules, 'import pam loaded torch'; from pam import PAMConfig, build_pam, load_pam, load_released_pam, PAMPredictor; print('ok')"
+    code = (
+        "import sys, pam; assert 'torch' not in sys.modules, 'import pam loaded torch'; "
+        "from pam import PAMConfig, build_pam, load_pam, load_released_pam, PAMPredictor; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 

@@ -2,8 +2,9 @@
 with SAM 2 (sam2's own video propagation, one tracking state) following the object.
 
 The debug SAM 2 (here at 128 px) is random and does not track, so it is first taught to segment
-the one bright shape per frame (``tests/helpers/tracking_sam2.py``, shared with the quick-start tests); the rest is the real predictor: boundary
-detection on the tracked masks, captions with the previous caption in the prompt."""
+the one bright shape per frame (``tests/helpers/tracking_sam2.py``, shared with the quick-start
+tests); the rest is the real predictor: boundary detection on the tracked masks, captions with
+the previous caption in the prompt."""
 
 from __future__ import annotations
 

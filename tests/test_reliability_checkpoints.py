@@ -134,7 +134,8 @@ def test_disk_full_at_save_keeps_the_last_good_checkpoint(run, monkeypatch):
     manager = CheckpointManager(CheckpointConfig(keep_last=5), run)
     with pytest.raises(
         CheckpointSaveError,
-        match=r"could not write checkpoint .*step-000004: No space left on device; nothing was replaced and the last good checkpoint .*step-000003 is kept",
+        match=r"could not write checkpoint .*step-000004: No space left on device; "
+        r"nothing was replaced and the last good checkpoint .*step-000003 is kept",
     ) as info:
         save(manager, 4)
     assert info.value.errno == errno.ENOSPC

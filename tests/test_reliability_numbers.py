@@ -12,7 +12,14 @@ from pam.train.guards import NonFiniteError, NonFiniteGuard, first_nonfinite_gra
 from pam.train.hooks import HookBase
 from pam.train.trainer import Trainer
 
-from .test_train import ONE_STAGE, data_root, one_torch_thread, read_metrics, snapshot, tiny_cfg  # noqa: F401 (fixtures)
+from .test_train import (  # noqa: F401 (fixtures)
+    ONE_STAGE,
+    data_root,
+    one_torch_thread,
+    read_metrics,
+    snapshot,
+    tiny_cfg,
+)
 
 EXTRA = (ONE_STAGE, "data.val=null", "++trainer.max_nonfinite_in_a_row=2")
 
@@ -81,7 +88,8 @@ def test_too_many_nonfinite_steps_in_a_row_stop_the_run(tmp_path, data_root):  #
     trainer.hooks.append(InjectNonFinite(trainer, {2: "loss", 3: "grad", 4: "loss", 5: "loss"}))
     with pytest.raises(
         NonFiniteError,
-        match=r"non-finite loss nan at step 2: 3 step\(s\) in a row had a NaN/Inf loss or gradient \(limit trainer.max_nonfinite_in_a_row=2\)",
+        match=r"non-finite loss nan at step 2: 3 step\(s\) in a row had a NaN/Inf loss or gradient "
+        r"\(limit trainer.max_nonfinite_in_a_row=2\)",
     ):
         trainer.train()
     assert trainer.global_step == 1 and trainer.guard.total == 3

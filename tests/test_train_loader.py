@@ -23,7 +23,14 @@ from pam.train.state import latest_checkpoint
 from pam.train.trainer import Trainer
 from pam.utils.config import ConfigError
 
-from .test_train import ONE_STAGE, CrashBeforeStep, data_root, losses_by_step, one_torch_thread, tiny_cfg  # noqa: F401 (fixtures)
+from .test_train import (  # noqa: F401 (fixtures)
+    ONE_STAGE,
+    CrashBeforeStep,
+    data_root,
+    losses_by_step,
+    one_torch_thread,
+    tiny_cfg,
+)
 
 BATCH = 3
 

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "convert-upstream",
         help="write a released PAM folder out in PAM's format",
-        description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly and export it as a self-contained PAM checkpoint.",
+        description="Load a released PAM folder (Perceive-Anything/PAM-*) strictly "
+        "and export it as a self-contained PAM checkpoint.",
     )
     c.add_argument("src")
     c.add_argument("dst")
@@ -98,7 +99,8 @@ def _video_args(v: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=rule.threshold,
-        help="streaming, auto: smallest change of the mask's mean velocity (frame fractions per frame) that ends an event",
+        help="streaming, auto: smallest change of the mask's mean velocity "
+        "(frame fractions per frame) that ends an event",
     )
     v.add_argument(
         "--motion-window",

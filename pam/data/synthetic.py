@@ -341,7 +341,8 @@ def make_video_record(config: SyntheticConfig, split: str, index: int) -> tuple[
             "zh": f"一个{size_zh}的{cat.color_zh}{shape_zh}{cat.zh}，{'，然后'.join(phrases_zh)}",
         },
         detailed_caption={
-            "en": f"A {size_en} {cat.color} {shape_en} {cat.name} on a plain {bg_name} background. It starts {position_phrase(first_pos)}, "
+            "en": f"A {size_en} {cat.color} {shape_en} {cat.name} on a plain {bg_name} background. "
+            f"It starts {position_phrase(first_pos)}, "
             f"{', then '.join(phrases_en)}, and ends {position_phrase(last_pos)}."
         },
         events=event_objs,

@@ -93,7 +93,10 @@ def generate_predictions(
             for start in range(0, len(todo), batch):
                 if stop.requested:  # between batches; every row so far is flushed
                     saved = len(share) - len(todo) + written
-                    msg = f"{benchmark.name}: stopped on {stop.received[0]}; {saved} of {len(share)} predictions saved in {target}; re-run to resume"
+                    msg = (
+                        f"{benchmark.name}: stopped on {stop.received[0]}; "
+                        f"{saved} of {len(share)} predictions saved in {target}; re-run to resume"
+                    )
                     print(msg, file=sys.stderr, flush=True)
                     raise StopRequested(msg)
                 chunk = todo[start : start + batch]
@@ -101,7 +104,8 @@ def generate_predictions(
                 rows = benchmark.predict(chunk, generator)
                 if [r.get("id") for r in rows] != [it["id"] for it in chunk]:
                     raise RuntimeError(
-                        f"{benchmark.name}.predict returned ids {[r.get('id') for r in rows]} for items {[it['id'] for it in chunk]}"
+                        f"{benchmark.name}.predict returned ids {[r.get('id') for r in rows]} "
+                        f"for items {[it['id'] for it in chunk]}"
                     )
                 for row in rows:
                     writer.write(row)

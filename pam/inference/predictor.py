@@ -4,7 +4,9 @@
     [r] = predictor.predict(image, [{"box": [x0, y0, x1, y1]}], tasks=["category", "short_caption"])
     r.mask, r.rle, r.score, r.texts, r.fields
     [r] = predictor.predict(image, [{"box": [...]}], question="What is this region used for?")  # r.texts["question"]
-    results = predictor.generate([RegionRequest(region={"box": [...]}, image=image, task="category", max_new_tokens=8), ...])
+    results = predictor.generate(
+        [RegionRequest(region={"box": [...]}, image=image, task="category", max_new_tokens=8), ...]
+    )
     video = predictor.predict_video("clip.mp4", {"box": [...]}, frame_index=0)
     for event in predictor.stream("clip.mp4", {"box": [...]}): ...
 
@@ -263,7 +265,8 @@ class PAMPredictor:
         if question is not None:
             if tasks is not None:
                 raise QuestionError(
-                    f"give tasks or a question, not both (tasks={list(tasks) if not isinstance(tasks, str) else tasks!r})",
+                    "give tasks or a question, not both "
+                    f"(tasks={list(tasks) if not isinstance(tasks, str) else tasks!r})",
                     "question",
                 )
             question_turn(question)

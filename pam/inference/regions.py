@@ -103,7 +103,8 @@ class Region:
             labels = np.ones(len(points), np.int64) if self.labels is None else np.asarray(self.labels).reshape(-1)
             if labels.shape != (len(points),) or labels.dtype.kind not in "iuf" or not np.isin(labels, (0, 1)).all():
                 raise RegionError(
-                    f"{name}: labels must be {len(points)} values of 1 (positive) or 0 (negative), one per point, got {np.asarray(self.labels).tolist()}",
+                    f"{name}: labels must be {len(points)} values of 1 (positive) or 0 (negative), one per point, "
+                    f"got {np.asarray(self.labels).tolist()}",
                     "labels",
                 )
             labels = labels.astype(np.int64)

@@ -41,7 +41,8 @@ def question_turn(question, placeholder: str = IMAGE_PLACEHOLDER) -> str:
     n = question.count(placeholder)
     if n > 1:
         raise QuestionError(
-            f"question holds the image placeholder {placeholder!r} {n} times; at most once (where the region's visual tokens go)",
+            f"question holds the image placeholder {placeholder!r} {n} times; "
+            "at most once (where the region's visual tokens go)",
             "question",
         )
     return question if n == 1 else f"{placeholder}\n{question}"
@@ -99,7 +100,8 @@ class RegionRequest:
                 raise QuestionError(f"{name}: give a task or a question, not both (task={task!r})", "question")
             if history is not None:
                 raise QuestionError(
-                    f"{name}: give a question or a caption history, not both (the history belongs to the caption prompt)",
+                    f"{name}: give a question or a caption history, not both "
+                    "(the history belongs to the caption prompt)",
                     "history",
                 )
             question_turn(question)

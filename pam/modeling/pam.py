@@ -96,12 +96,14 @@ class PAM(nn.Module):
         if sam2 is None:
             if config.sam2.checkpoint is not None:
                 raise ValueError(
-                    f"config.sam2.checkpoint is {config.sam2.checkpoint!r}: build with pam.api.build_pam, which loads it"
+                    f"config.sam2.checkpoint is {config.sam2.checkpoint!r}: "
+                    "build with pam.api.build_pam, which loads it"
                 )
             sam2 = FrozenSAM2.from_config(config.sam2, num_mask_tokens=config.perceiver.num_mask_tokens)
         if sam2.num_mask_tokens != config.perceiver.num_mask_tokens:
             raise ValueError(
-                f"SAM 2 hands {sam2.num_mask_tokens} mask tokens but config.perceiver.num_mask_tokens is {config.perceiver.num_mask_tokens}"
+                f"SAM 2 hands {sam2.num_mask_tokens} mask tokens "
+                f"but config.perceiver.num_mask_tokens is {config.perceiver.num_mask_tokens}"
             )
         return cls(
             config=config,

@@ -124,7 +124,8 @@ class PAMProcessor:
         positions = [i for i, t in enumerate(chat.input_ids) if t == self.image_token_id]
         if len(positions) != 1:
             raise ValueError(
-                f"the conversation must contain the image placeholder {self.config.image_token!r} exactly once, found {len(positions)}"
+                f"the conversation must contain the image placeholder {self.config.image_token!r} exactly once, "
+                f"found {len(positions)}"
             )
         p = positions[0]
         n = self.config.num_visual_tokens(num_frames)

@@ -110,7 +110,10 @@ class DemoHandlers:
         first = answers[0]
         picture = overlay(image, first.mask, box=region.box, points=region.points, labels=region.labels)
         texts = [shown_text(a.text, len(a.token_ids)) for a in answers]
-        info = f"mask score (SAM 2 IoU) {first.score:.3f} · mask area {int(first.mask.sum())} px · {seconds:.2f} s for four answers (one SAM 2 encode)"
+        info = (
+            f"mask score (SAM 2 IoU) {first.score:.3f} · mask area {int(first.mask.sum())} px · "
+            f"{seconds:.2f} s for four answers (one SAM 2 encode)"
+        )
         return (picture, *texts, info)
 
     def draw_prompt(self, image: np.ndarray | None, points: list, box_text: str) -> np.ndarray | None:
@@ -175,7 +178,8 @@ def build_demo(engine: Engine):
 
     h = DemoHandlers(engine)
     warn = (
-        "**This is the debug-size model with RANDOM weights** (no `--checkpoint` given): masks and text are meaningless; "
+        "**This is the debug-size model with RANDOM weights** (no `--checkpoint` given): "
+        "masks and text are meaningless; "
         "it shows the pipeline, not PAM's quality."
         if engine.random_weights
         else f"Model: `{engine.model_name}`."

@@ -53,7 +53,8 @@ def loader_options(cfg: LoaderConfig, device: torch.device) -> dict:
     check(
         not (cfg.pin_memory and device.type != "cuda"),
         "trainer.loader.pin_memory",
-        f"is true but the device is {device.type}; pinned memory only helps copies to a CUDA device (use null or false)",
+        f"is true but the device is {device.type}; "
+        "pinned memory only helps copies to a CUDA device (use null or false)",
     )
     return {
         "num_workers": workers,

@@ -8,8 +8,9 @@ through a symlink or a path with ``..`` finds its features; a file rewritten in 
 path is not detected (use a new cache folder after regenerating data).
 
 The cache folder is keyed by everything that changes the features: the SAM 2 variant, the image
-size and a fingerprint of the weights themselves. Features are stored in float32 by default, so cached and uncached training
-give the same numbers; ``dtype="bfloat16"`` halves the disk space for large runs.
+size and a fingerprint of the weights themselves. Features are stored in float32 by default, so
+cached and uncached training give the same numbers; ``dtype="bfloat16"`` halves the disk space
+for large runs.
 """
 
 from __future__ import annotations

@@ -31,13 +31,15 @@ def apply_trainable_patterns(model: nn.Module, patterns: list[str], frozen_patte
 
 
 def check_patterns(model: nn.Module, patterns: list[str], frozen_patterns: list[str] = (), prefix: str = "") -> None:
-    """Raise ValueError naming the first pattern (``{prefix}trainable`` / ``{prefix}frozen``) that matches no parameter."""
+    """Raise ValueError naming the first pattern (``{prefix}trainable`` / ``{prefix}frozen``) that matches no
+    parameter."""
     names = [n for n, _ in model.named_parameters()]
     for group, pats in (("trainable", patterns), ("frozen", frozen_patterns)):
         for pat in pats:
             if not any(fnmatch.fnmatchcase(n, pat) for n in names):
                 raise ValueError(
-                    f"{prefix}{group} pattern {pat!r} matches no parameter; names look like {names[:3]} ... {names[-2:]}"
+                    f"{prefix}{group} pattern {pat!r} matches no parameter; "
+                    f"names look like {names[:3]} ... {names[-2:]}"
                 )
 
 

@@ -221,7 +221,8 @@ HOOKS: dict[str, Callable[[TrainerConfig, dict], HookBase]] = {
 
 if tuple(HOOKS) != HOOK_NAMES:
     raise ImportError(
-        f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} must list the same hooks"
+        f"pam/train/hooks.py:HOOKS {tuple(HOOKS)} and pam/train/config.py:HOOK_NAMES {HOOK_NAMES} "
+        "must list the same hooks"
     )
 
 

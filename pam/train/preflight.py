@@ -37,7 +37,8 @@ def check_output_dir(path: str | Path, *, min_free_gb: float = 0.0) -> Path:
         if free < min_free_gb:
             raise OutputDirError(
                 errno.ENOSPC,
-                f"trainer.output_dir {path} has {free:.2f} GB free, less than trainer.checkpoint.min_free_disk_gb={min_free_gb:g}; "
+                f"trainer.output_dir {path} has {free:.2f} GB free, "
+                f"less than trainer.checkpoint.min_free_disk_gb={min_free_gb:g}; "
                 "free some space or lower trainer.checkpoint.min_free_disk_gb",
             )
     return path

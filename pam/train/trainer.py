@@ -121,7 +121,8 @@ class Trainer:
         except FileNotFoundError as err:  # e.g. no experiment and no data: say how to get some
             root = self.data_cfg.get("root")
             hint = (
-                f"; write it with `pam make-data --out {root}`, pick an experiment that generates it (experiment=quickstart), or set data.root"
+                f"; write it with `pam make-data --out {root}`, "
+                "pick an experiment that generates it (experiment=quickstart), or set data.root"
                 if root
                 else ""
             )

@@ -51,7 +51,10 @@ class StopSignal:
         if len(self.received) == 1:
             msg = f"{name}: {self.what} stops after the current step and saves its state"
         else:
-            msg = f"{name} again: the stop already under way finishes its save first (the previous checkpoint stays until then)"
+            msg = (
+                f"{name} again: the stop already under way finishes its save first "
+                "(the previous checkpoint stays until then)"
+            )
         os.write(2, f"[pam] {msg}\n".encode())  # no logging in a signal handler: it may hold the lock
 
     @property

@@ -112,7 +112,10 @@ class Quickstart(Benchmark):
     name = "quickstart"
     config_class = QuickstartConfig
     needs_data_to_score = False
-    description = "synthetic quick-start test split (category accuracy, similarity, captions, mask IoU, video captions, event boundaries)"
+    description = (
+        "synthetic quick-start test split "
+        "(category accuracy, similarity, captions, mask IoU, video captions, event boundaries)"
+    )
     metrics = (
         "category_accuracy",
         "semantic_similarity",
@@ -299,11 +302,13 @@ class Quickstart(Benchmark):
             for key in ("pred_starts", "true_starts"):
                 if not isinstance(r.get(key), list) or not all(isinstance(v, int) for v in r[key]):
                     raise ValueError(
-                        f"quickstart prediction {r.get('id')!r}: {key!r} must be a list of frame numbers, got {r.get(key)!r}"
+                        f"quickstart prediction {r.get('id')!r}: {key!r} must be a list of frame numbers, "
+                        f"got {r.get(key)!r}"
                     )
             if not isinstance(r.get("num_frames"), int) or r["num_frames"] < 1:
                 raise ValueError(
-                    f"quickstart prediction {r.get('id')!r}: 'num_frames' must be a positive int, got {r.get('num_frames')!r}"
+                    f"quickstart prediction {r.get('id')!r}: 'num_frames' must be a positive int, "
+                    f"got {r.get('num_frames')!r}"
                 )
             errors += boundary_errors(r["pred_starts"], r["true_starts"], r["num_frames"])
             matched += boundary_matches(r["pred_starts"], r["true_starts"], self.config.boundary_tolerance)
