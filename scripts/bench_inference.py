@@ -544,7 +544,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--repeats",
         type=int,
         default=None,
-        help="interleaved repeats (default 5 with --generate: the speed-up is the median of the paired ratios; 3 without)",
+        help="interleaved repeats (default 5 with --generate, the speed-up being the median of the paired "
+        "ratios; 3 without)",
     )
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--no-shared-seq", action="store_true", help="skip the shared-encode-but-sequential-decode path")
