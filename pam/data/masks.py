@@ -24,10 +24,10 @@ def rle_string_to_runs(counts: str) -> list[int]:
         value, shift, more = 0, 0, True
         while more:
             if pos >= len(counts):
-                raise ValueError("RLE string ends inside a number")
+                raise ValueError("the string ends inside a number")
             c = ord(counts[pos]) - 48
             if not 0 <= c < 64:
-                raise ValueError(f"RLE string has an invalid character {counts[pos]!r}")
+                raise ValueError(f"character {counts[pos]!r} at {pos} is not a compressed-RLE character ('0'..'o')")
             value |= (c & 0x1F) << shift
             more = bool(c & 0x20)
             pos += 1

@@ -150,41 +150,12 @@ def check_region(value: dict, hw: tuple[int, int], param: str) -> Region:
         raise RequestError(json_path(None if err.field is None else f"region.{err.field}", param), str(err)) from None
 
 
-RLE_ALPHABET = range(48, 48 + 64)  # COCO's compressed counts: 6-bit groups offset by "0"
-
-
-def rle_counts(text: str) -> list[int]:
-    """The run lengths a COCO compressed RLE string holds (the format of pycocotools' maskApi
-    ``rleFrString``: each count in 5-bit groups, a continuation bit, sign-extended, and counts from
-    the third on stored as differences to the count two before). Raises ``ValueError`` on a
-    character outside the alphabet or a string that ends inside a number."""
-    counts: list[int] = []
-    pos = 0
-    while pos < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(text):
-                raise ValueError("the string ends inside a number")
-            code = ord(text[pos])
-            if code not in RLE_ALPHABET:
-                raise ValueError(f"character {text[pos]!r} at {pos} is not a compressed-RLE character ('0'..'o')")
-            c = code - 48
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            shift += 5
-            pos += 1
-            if not more and c & 0x10:
-                value |= -1 << shift  # negative: sign-extend
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
 def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
     """A COCO RLE (compressed ``counts`` string or uncompressed list) -> bool (H, W) mask, checked:
     ``size`` is the image's [h, w] and the runs cover exactly h*w pixels, none negative."""
     from pycocotools import mask as mask_utils
+
+    from ..data.masks import rle_string_to_runs
 
     if not isinstance(value, dict) or "size" not in value or "counts" not in value:
         raise RequestError(param, f"{param} must be a COCO RLE {{'size': [h, w], 'counts': ...}}")
@@ -205,7 +176,7 @@ def parse_rle(value, hw: tuple[int, int], param: str) -> np.ndarray:
         runs = counts
     elif isinstance(counts, str):
         try:
-            runs = rle_counts(counts)
+            runs = rle_string_to_runs(counts)
         except ValueError as err:
             raise RequestError(cparam, f"{cparam}: not a COCO compressed RLE string ({err})") from None
         if any(c < 0 for c in runs):
